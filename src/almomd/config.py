@@ -1,0 +1,213 @@
+"""Load, validate and complete the campaign configuration.
+
+The configuration is checked against ``workflow/schemas/config.schema.yaml``
+(types, bounds, unknown keys) and then for what a schema cannot express (files
+that must exist, a labeler that must be importable, elements that must match).
+Defaults from the schema are filled in. Every error names the offending key and
+says how to fix it, and is raised before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_TEMPLATE = REPO_ROOT / "config" / "nequip" / "train.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key that causes it and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Walker:
+    """One exploration walker: a temperature and a replica number."""
+
+    index: int
+    temperature: float
+    replica: int
+
+
+def load_schema(path: Path | None = None) -> dict[str, Any]:
+    """Return the JSON schema of the configuration."""
+    with open(path or SCHEMA_PATH) as handle:
+        return yaml.safe_load(handle)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Extend a jsonschema validator so that it fills in schema defaults."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts: list[str] = []
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = "" if key == "<top level>" else key + "."
+        names = ", ".join(prefix + name for name in unknown)
+        return (
+            f"unknown config key {names}: remove it or correct its spelling "
+            f"(allowed here: {', '.join(allowed)})"
+        )
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        prefix = "" if key == "<top level>" else key + "."
+        return f"config key {prefix}{missing} is required but missing: add it"
+    return f"config key {key}: {error.message}"
+
+
+def validate_config(
+    config: dict[str, Any], base_dir: Path | str = ".", check_files: bool = True
+) -> dict[str, Any]:
+    """Validate ``config``, fill in defaults and return a completed copy.
+
+    Parameters
+    ----------
+    config
+        The configuration as loaded from YAML.
+    base_dir
+        Directory that relative paths in the configuration refer to (the
+        Snakemake working directory).
+    check_files
+        Also check that referenced files exist and can be read.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem found, naming the key and the fix.
+    """
+    completed = copy.deepcopy(dict(config))
+    errors = sorted(
+        _Validator(load_schema()).iter_errors(completed),
+        key=lambda e: (len(e.absolute_path), _key_path(e)),
+    )
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    if completed["model"]["template"] is None:
+        completed["model"]["template"] = str(DEFAULT_TEMPLATE)
+    if check_files:
+        _check_semantics(completed, Path(base_dir))
+    return completed
+
+
+def load_config(path: Path | str, check_files: bool = True) -> dict[str, Any]:
+    """Read a YAML configuration file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    try:
+        with open(path) as handle:
+            raw = yaml.safe_load(handle) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    return validate_config(raw, Path.cwd(), check_files)
+
+
+def _require_file(config: dict, key: str, base_dir: Path) -> Path:
+    section, name = key.split(".")
+    value = config[section][name]
+    path = base_dir / value
+    if not path.is_file():
+        raise ConfigError(
+            f"config key {key}: file '{value}' does not exist "
+            f"(paths are relative to {base_dir.resolve()}); fix the path"
+        )
+    return path
+
+
+def _read_frames(config: dict, key: str, base_dir: Path) -> list:
+    import ase.io
+
+    path = _require_file(config, key, base_dir)
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # any reader error means an unusable file
+        raise ConfigError(f"config key {key}: ase.io.read cannot read '{path}': {exc}") from exc
+    if not frames:
+        raise ConfigError(f"config key {key}: '{path}' holds no structure")
+    return frames
+
+
+def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
+    from almomd.labeling import check_labeler_name
+
+    structure = _read_frames(config, "system.structure", base_dir)[0]
+    symbols = set(structure.get_chemical_symbols())
+    _require_file(config, "model.template", base_dir)
+    for key in ("initial_data.file", "test_set.file"):
+        section, name = key.split(".")
+        if config[section][name] is not None:
+            frames = _read_frames(config, key, base_dir)
+            for i, atoms in enumerate(frames):
+                if atoms.calc is None or "forces" not in atoms.calc.results:
+                    raise ConfigError(
+                        f"config key {key}: frame {i} of '{config[section][name]}' "
+                        "has no forces; give a labeled file (energy and forces)"
+                    )
+                symbols |= set(atoms.get_chemical_symbols())
+    references = config["model"]["reference_energies"]
+    if references is not None:
+        missing = sorted(symbols - set(references))
+        if missing:
+            raise ConfigError(
+                f"config key model.reference_energies: no value for {missing}; give one per element"
+            )
+    if config["training"]["stress_weight"] > 0 and not config["labeler"]["stress"]:
+        raise ConfigError(
+            "config key training.stress_weight: stress is trained but not labeled; "
+            "set labeler.stress: true or training.stress_weight: 0"
+        )
+    check_labeler_name(config["labeler"]["name"], "labeler.name")
+    initial = config["initial_data"]
+    if initial["file"] is None and initial["md_fraction"] > 0:
+        check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
+    generated_test = config["test_set"]["file"] is None and initial["file"] is None
+    if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
+        raise ConfigError(
+            "config key test_set.size: must be smaller than "
+            "initial_data.n_frames - 1 so that frames remain for training"
+        )
+
+
+def walkers(config: dict[str, Any]) -> list[Walker]:
+    """Return the exploration walkers: every temperature times every replica."""
+    exploration = config["exploration"]
+    pairs = itertools.product(exploration["temperatures"], range(exploration["replicas"]))
+    return [Walker(i, float(t), r) for i, (t, r) in enumerate(pairs)]
+
+
+def members(config: dict[str, Any]) -> list[tuple[int, int]]:
+    """Return the ensemble members as (subset, seed) index pairs."""
+    ensemble = config["ensemble"]
+    return [(k, m) for k in range(ensemble["n_subsets"]) for m in range(ensemble["n_seeds"])]

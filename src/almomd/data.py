@@ -1,0 +1,158 @@
+"""Labeled frames on disk: extxyz I/O, provenance, splitting, subsets and merging.
+
+Every labeled frame carries its provenance in ``atoms.info``:
+
+``al_id``
+    unique frame id (e.g. ``init-0003`` or ``it1-w0-s000120``);
+``al_source``
+    ``initial``, ``user`` or ``active``;
+``al_iteration``, ``al_walker``, ``al_step``
+    where an actively selected frame was found (-1 when not applicable);
+``al_uncertainty``
+    the selection uncertainty of the frame (NaN when not applicable);
+``al_labeler``
+    the calculator that produced the label.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+PROVENANCE_DEFAULTS: dict[str, object] = {
+    "al_id": "",
+    "al_source": "",
+    "al_iteration": -1,
+    "al_walker": -1,
+    "al_step": -1,
+    "al_uncertainty": math.nan,
+    "al_labeler": "",
+}
+
+
+def read_frames(path: Path | str) -> list[Atoms]:
+    """Read every frame of ``path`` (an empty file gives an empty list)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return []
+    return list(ase.io.read(path, index=":"))
+
+
+def write_frames(path: Path | str, frames: Sequence[Atoms]) -> None:
+    """Write ``frames`` as extended XYZ, atomically (an empty list gives an empty file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if frames:
+        ase.io.write(tmp, list(frames), format="extxyz")
+    else:
+        tmp.write_text("")
+    os.replace(tmp, path)
+
+
+def append_frame(path: Path | str, atoms: Atoms) -> None:
+    """Append one frame to an extended XYZ file and flush it to disk."""
+    with open(path, "a") as handle:
+        ase.io.write(handle, atoms, format="extxyz")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def labeled_copy(
+    atoms: Atoms,
+    energy: float,
+    forces: np.ndarray,
+    stress: np.ndarray | None = None,
+    **provenance: object,
+) -> Atoms:
+    """Return a bare copy of ``atoms`` carrying a label and provenance.
+
+    Arrays and info of the source (velocities, ensemble predictions) are dropped
+    so that a training file holds positions, labels and provenance only.
+    """
+    copy = Atoms(
+        symbols=atoms.get_chemical_symbols(),
+        positions=atoms.get_positions(),
+        cell=atoms.get_cell(),
+        pbc=atoms.get_pbc(),
+    )
+    info = {key: atoms.info.get(key, default) for key, default in PROVENANCE_DEFAULTS.items()}
+    info.update(provenance)
+    copy.info.update(info)
+    results = {"energy": float(energy), "forces": np.asarray(forces, dtype=float)}
+    if stress is not None:
+        results["stress"] = np.asarray(stress, dtype=float)
+    copy.calc = SinglePointCalculator(copy, **results)
+    return copy
+
+
+def frame_ids(frames: Iterable[Atoms]) -> list[str]:
+    """Return the ``al_id`` of every frame."""
+    return [str(atoms.info.get("al_id", "")) for atoms in frames]
+
+
+def check_unique_ids(frames: Sequence[Atoms], what: str) -> None:
+    """Raise ``ValueError`` if two frames share an id or one has none."""
+    ids = frame_ids(frames)
+    if "" in ids:
+        raise ValueError(f"{what}: a frame has no al_id provenance")
+    seen: set[str] = set()
+    duplicates = sorted({i for i in ids if i in seen or seen.add(i)})
+    if duplicates:
+        raise ValueError(f"{what}: duplicated frame ids {duplicates[:5]}")
+
+
+def merge(training: Sequence[Atoms], *new_sets: Sequence[Atoms]) -> list[Atoms]:
+    """Return ``training`` followed by every frame of ``new_sets``.
+
+    Raises
+    ------
+    ValueError
+        If a frame id would appear twice (a frame labeled twice or merged twice).
+    """
+    merged = list(training)
+    for frames in new_sets:
+        merged.extend(frames)
+    check_unique_ids(merged, "merge")
+    return merged
+
+
+def split_test_set(
+    frames: Sequence[Atoms], size: int, rng: np.random.Generator
+) -> tuple[list[Atoms], list[Atoms]]:
+    """Split ``frames`` into (training, test) with ``size`` random test frames."""
+    if size >= len(frames):
+        raise ValueError(
+            f"cannot split {size} test frames off {len(frames)} labeled frames; "
+            "lower test_set.size or generate more initial frames"
+        )
+    test_idx = set(rng.choice(len(frames), size=size, replace=False).tolist())
+    train = [a for i, a in enumerate(frames) if i not in test_idx]
+    test = [a for i, a in enumerate(frames) if i in test_idx]
+    return train, test
+
+
+def subsample(frames: Sequence[Atoms], fraction: float, rng: np.random.Generator) -> list[Atoms]:
+    """Return a random subset with ``round(fraction * n)`` frames (at least 2), in order."""
+    n = len(frames)
+    if n < 2:
+        raise ValueError(f"a training set of {n} frames cannot be subsampled")
+    size = min(n, max(2, round(fraction * n)))
+    chosen = np.sort(rng.choice(n, size=size, replace=False))
+    return [frames[i] for i in chosen]
+
+
+def min_interatomic_distance(atoms: Atoms) -> float:
+    """Smallest distance between two atoms (minimum image), inf for one atom."""
+    if len(atoms) < 2:
+        return math.inf
+    distances = atoms.get_all_distances(mic=any(atoms.pbc))
+    np.fill_diagonal(distances, np.inf)
+    return float(distances.min())

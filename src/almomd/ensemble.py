@@ -1,0 +1,145 @@
+"""The ensemble: uncertainty metrics and one ASE calculator for all members.
+
+Uncertainty definitions (``M`` members, ``N`` atoms, population std):
+
+``energy``
+    std over members of the total energy, divided by ``N`` (eV/atom);
+``force_mean`` / ``force_max``
+    per atom ``sigma_i = sqrt(mean_m |F_i^m - mean_m F_i^m|^2)`` (eV/Angstrom),
+    averaged / maximised over atoms.
+
+The ``relative`` kind divides by the size of the predicted quantity: the
+energy metric by ``|mean_m E^m| / N``, the force metrics by the mean over atoms
+of ``|mean_m F_i^m|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+METRICS = ("energy", "force_mean", "force_max")
+_EPS = 1e-12
+
+
+def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
+    """Return every uncertainty metric, absolute and relative, for one frame.
+
+    Parameters
+    ----------
+    energies
+        Member energies, shape ``(M,)`` (eV).
+    forces
+        Member forces, shape ``(M, N, 3)`` (eV/Angstrom).
+
+    Returns
+    -------
+    dict
+        ``energy``, ``force_mean``, ``force_max`` and the same with ``_rel``.
+    """
+    energies = np.asarray(energies, dtype=float)
+    forces = np.asarray(forces, dtype=float)
+    n_atoms = forces.shape[1]
+    mean_forces = forces.mean(axis=0)
+    sigma = np.sqrt(((forces - mean_forces) ** 2).sum(axis=2).mean(axis=0))
+    absolute = {
+        "energy": float(energies.std() / n_atoms),
+        "force_mean": float(sigma.mean()),
+        "force_max": float(sigma.max()),
+    }
+    energy_scale = abs(float(energies.mean())) / n_atoms
+    force_scale = float(np.linalg.norm(mean_forces, axis=1).mean())
+    relative = {
+        "energy_rel": absolute["energy"] / max(energy_scale, _EPS),
+        "force_mean_rel": absolute["force_mean"] / max(force_scale, _EPS),
+        "force_max_rel": absolute["force_max"] / max(force_scale, _EPS),
+    }
+    return absolute | relative
+
+
+def metric_key(metric: str, kind: str) -> str:
+    """Name of the uncertainty column for ``metric`` and ``kind``."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown uncertainty metric {metric!r}; use one of {METRICS}")
+    return metric if kind == "absolute" else f"{metric}_rel"
+
+
+def _load_member(path: Path, device: str):
+    """Load one packaged (``.nequip.zip``) or compiled (``.nequip.pt2``) model."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    if path.name.endswith(".pt2"):
+        return NequIPCalculator.from_compiled_model(
+            str(path), device=device, chemical_species_to_atom_type_map=True
+        )
+    return NequIPCalculator._from_saved_model(
+        str(path), device=device, chemical_species_to_atom_type_map=True
+    )
+
+
+class EnsembleCalculator(Calculator):
+    """ASE calculator returning the ensemble mean and every member's prediction.
+
+    The input graph (type mapping and neighbour list) is built once per call and
+    fed to every member. ``results`` holds the mean ``energy``, ``forces`` and
+    ``stress`` plus ``member_energies`` ``(M,)``, ``member_forces`` ``(M, N, 3)``
+    and the :func:`uncertainties` under ``uncertainty``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model_paths: Sequence[Path | str], device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        if not model_paths:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = [_load_member(Path(p), device) for p in model_paths]
+        first = self.members[0]
+        self._to_data = first.atoms_to_data
+        self._energy_factor = first.energy_units_to_eV
+        self._force_factor = first.energy_units_to_eV / first.length_units_to_A
+        self._stress_factor = first.energy_units_to_eV / first.length_units_to_A**3
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.stress import full_3x3_to_voigt_6_stress
+        from nequip.data import AtomicDataDict
+
+        Calculator.calculate(self, atoms, properties, system_changes)
+        data = self._to_data(self.atoms)
+        energies, forces, stresses = [], [], []
+        for member in self.members:
+            out = member.call_model(dict(data))
+            energies.append(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu()))
+            forces.append(out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy())
+            if AtomicDataDict.STRESS_KEY in out and self.atoms.cell.rank == 3:
+                stress = out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy()
+                stresses.append(full_3x3_to_voigt_6_stress(stress.reshape(3, 3)))
+        member_energies = np.array(energies) * self._energy_factor
+        member_forces = np.stack(forces).astype(float) * self._force_factor
+        self.results = {
+            "energy": float(member_energies.mean()),
+            "free_energy": float(member_energies.mean()),
+            "forces": member_forces.mean(axis=0),
+            "member_energies": member_energies,
+            "member_forces": member_forces,
+            "uncertainty": uncertainties(member_energies, member_forces),
+        }
+        if stresses:
+            self.results["stress"] = np.mean(stresses, axis=0) * self._stress_factor
+
+
+def predict(
+    calculator: EnsembleCalculator, atoms: Atoms
+) -> tuple[float, np.ndarray, dict[str, float]]:
+    """Return the ensemble mean energy, mean forces and uncertainties of ``atoms``."""
+    work = atoms.copy()
+    work.calc = calculator
+    work.get_potential_energy()
+    results = calculator.results
+    return results["energy"], results["forces"].copy(), dict(results["uncertainty"])

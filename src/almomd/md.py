@@ -1,0 +1,146 @@
+"""Exploration: MLIP molecular dynamics under ensemble uncertainty.
+
+A walker runs NVT Langevin or NPT (Langevin BAOAB, isotropic barostat) with the
+ensemble mean as the potential. Every ``log_interval`` steps it records the frame
+with the ensemble's energy, forces and uncertainties. It stops early, keeping
+what it has, when the structure becomes unphysical (two atoms closer than
+``min_distance``) or the uncertainty exceeds the ceiling ``max_uncertainty``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.langevinbaoab import LangevinBAOAB
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from almomd.data import min_interatomic_distance, write_frames
+from almomd.ensemble import EnsembleCalculator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    """Settings of one walker's run (see the ``exploration`` config section)."""
+
+    thermostat: str
+    temperature: float
+    timestep: float
+    friction: float
+    steps: int
+    log_interval: int
+    min_distance: float
+    pressure: float = 0.0
+    barostat_time: float = 500.0
+    max_uncertainty: float | None = None
+    uncertainty_key: str = "force_max"
+
+
+def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
+    """Return the ASE dynamics object for ``settings``."""
+    dt = settings.timestep * units.fs
+    if settings.thermostat == "nvt_langevin":
+        return Langevin(
+            atoms,
+            dt,
+            temperature_K=settings.temperature,
+            friction=settings.friction / units.fs,
+            rng=rng,
+        )
+    if settings.thermostat == "npt":
+        return LangevinBAOAB(
+            atoms,
+            dt,
+            temperature_K=settings.temperature,
+            externalstress=settings.pressure * units.GPa,
+            hydrostatic=True,
+            T_tau=units.fs / settings.friction,
+            P_tau=settings.barostat_time * units.fs,
+            rng=rng,
+        )
+    raise ValueError(f"unknown thermostat {settings.thermostat!r}")
+
+
+def _snapshot(
+    atoms: Atoms, calc: EnsembleCalculator, walker: int, step: int, settings: MDSettings
+) -> Atoms:
+    results = calc.results
+    frame = Atoms(
+        symbols=atoms.get_chemical_symbols(),
+        positions=atoms.get_positions(),
+        cell=atoms.get_cell(),
+        pbc=atoms.get_pbc(),
+    )
+    frame.arrays["ens_forces"] = results["forces"].copy()
+    frame.info.update(
+        al_walker=walker,
+        al_step=step,
+        md_time_fs=step * settings.timestep,
+        md_temperature=float(atoms.get_temperature()),
+        ens_energy=float(results["energy"]),
+        **{f"u_{key}": float(value) for key, value in results["uncertainty"].items()},
+    )
+    return frame
+
+
+def run_walker(
+    start: Atoms,
+    calculator: EnsembleCalculator,
+    settings: MDSettings,
+    walker: int,
+    rng: np.random.Generator,
+    out: Path | str,
+    iteration: int = 0,
+) -> tuple[list[Atoms], str]:
+    """Run one walker and write its logged frames to ``out``.
+
+    Returns
+    -------
+    frames, stop_reason
+        The logged frames (step 0 included) and why the walker stopped
+        (``completed``, ``min_distance`` or ``max_uncertainty``).
+    """
+    atoms = start.copy()
+    atoms.calc = calculator
+    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
+    Stationary(atoms)
+    dyn = make_dynamics(atoms, settings, rng)
+    frames: list[Atoms] = []
+    reason = "completed"
+    started = time.perf_counter()
+    for step in range(0, settings.steps + 1, settings.log_interval):
+        if step > 0:
+            dyn.run(settings.log_interval)
+        atoms.get_potential_energy()
+        frame = _snapshot(atoms, calculator, walker, step, settings)
+        frame.info["al_id"] = f"it{iteration}-w{walker}-s{step:06d}"
+        frame.info["al_iteration"] = iteration
+        frames.append(frame)
+        u = frame.info[f"u_{settings.uncertainty_key}"]
+        log.info(
+            "walker %d step %d/%d: T=%.0f K, u=%.4g (%.1f s)",
+            walker,
+            step,
+            settings.steps,
+            frame.info["md_temperature"],
+            u,
+            time.perf_counter() - started,
+        )
+        if min_interatomic_distance(atoms) < settings.min_distance:
+            reason = "min_distance"
+        elif settings.max_uncertainty is not None and u > settings.max_uncertainty:
+            reason = "max_uncertainty"
+        if reason != "completed":
+            log.warning("walker %d stopped at step %d: %s", walker, step, reason)
+            break
+    for frame in frames:
+        frame.info["walker_stop"] = reason
+    write_frames(out, frames)
+    return frames, reason

@@ -1,0 +1,35 @@
+"""Helpers for the Snakemake entry-point scripts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def setup_job(log_file: str | Path, threads: int = 1) -> None:
+    """Route logging and stderr of a job to ``log_file`` and pin its thread count.
+
+    Threads are limited to the job's ``threads``: on a busy node, extra BLAS or
+    OpenMP threads per process slow MD down by orders of magnitude.
+    """
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = handle
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=handle,
+        force=True,
+    )

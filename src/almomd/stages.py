@@ -1,0 +1,317 @@
+"""One function per workflow step: read the step's inputs, call the logic, write outputs.
+
+The Snakemake scripts in ``workflow/scripts`` are one call into this module,
+so every step can be run and tested as a plain function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import pandas as pd
+
+from almomd import convergence, data, initial, labeling, selection
+from almomd.config import walkers
+from almomd.ensemble import EnsembleCalculator, metric_key
+from almomd.evaluation import evaluate
+from almomd.md import MDSettings, run_walker
+from almomd.seeds import derive_seed, rng_for
+from almomd.training import compile_model, train_member
+
+log = logging.getLogger(__name__)
+
+
+def chemical_symbols(config: dict[str, Any]) -> list[str]:
+    """Elements of the campaign: those of the structure and of any given data file."""
+    symbols = set(initial.starting_structure(config).get_chemical_symbols())
+    for path in (config["initial_data"]["file"], config["test_set"]["file"]):
+        if path is not None:
+            for atoms in ase.io.read(path, index=":"):
+                symbols |= set(atoms.get_chemical_symbols())
+    return sorted(symbols)
+
+
+def write_json(path: Path | str, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def initial_candidates(config: dict[str, Any], out: str) -> None:
+    """Generate the unlabeled initial frames."""
+    frames = initial.generate(config, rng_for(config["seed"], "initial"))
+    data.write_frames(out, frames)
+    log.info("wrote %d initial candidate frames to %s", len(frames), out)
+
+
+def label_batch(
+    config: dict[str, Any], frames_file: str, batch: int, out_labeled: str, out_failed: str
+) -> None:
+    """Label batch ``batch`` of the frames in ``frames_file``."""
+    settings = config["labeler"]
+    frames = labeling.batch_of(data.read_frames(frames_file), batch, settings["n_batches"])
+    log.info("batch %d: %d frames to label with %s", batch, len(frames), settings["name"])
+    n_ok, n_failed = labeling.label_frames(
+        frames,
+        settings["name"],
+        settings["parameters"],
+        settings["stress"],
+        out_labeled,
+        out_failed,
+    )
+    log.info("batch %d: %d labeled, %d failed", batch, n_ok, n_failed)
+
+
+def _gather_labels(
+    config: dict[str, Any],
+    expected: int,
+    labeled_files: Sequence[str],
+    failed_files: Sequence[str],
+    what: str,
+) -> list:
+    labeled = [a for f in labeled_files for a in data.read_frames(f)]
+    n_failed = sum(len(data.read_frames(f)) for f in failed_files)
+    if len(labeled) + n_failed != expected:
+        raise RuntimeError(
+            f"{what}: {expected} frames sent to labeling but {len(labeled) + n_failed} came back"
+        )
+    fraction = len(labeled) / expected if expected else 1.0
+    if expected and (not labeled or fraction < config["labeler"]["min_success_fraction"]):
+        raise RuntimeError(
+            f"{what}: only {len(labeled)} of {expected} frames were labeled "
+            f"(labeler.min_success_fraction = {config['labeler']['min_success_fraction']}); "
+            f"see the failed files {list(failed_files)} and the labeling logs"
+        )
+    return labeled
+
+
+def initial_datasets(
+    config: dict[str, Any],
+    candidates_file: str | None,
+    labeled_files: Sequence[str],
+    failed_files: Sequence[str],
+    out_train: str,
+    out_test: str,
+) -> None:
+    """Build the first training set and the fixed test set."""
+    if config["initial_data"]["file"] is not None:
+        frames = []
+        for i, atoms in enumerate(ase.io.read(config["initial_data"]["file"], index=":")):
+            frames.append(
+                data.labeled_copy(
+                    atoms,
+                    atoms.get_potential_energy(),
+                    atoms.get_forces(),
+                    al_id=f"user-{i:04d}",
+                    al_source="user",
+                    al_labeler="user",
+                )
+            )
+    else:
+        expected = len(data.read_frames(candidates_file))
+        frames = _gather_labels(config, expected, labeled_files, failed_files, "initial data")
+    if config["test_set"]["file"] is not None:
+        test = [
+            data.labeled_copy(
+                atoms,
+                atoms.get_potential_energy(),
+                atoms.get_forces(),
+                al_id=f"test-{i:04d}",
+                al_source="user",
+                al_labeler="user",
+            )
+            for i, atoms in enumerate(ase.io.read(config["test_set"]["file"], index=":"))
+        ]
+        train = frames
+    else:
+        train, test = data.split_test_set(
+            frames, config["test_set"]["size"], rng_for(config["seed"], "test_split")
+        )
+    data.check_unique_ids(train + test, "initial data")
+    data.write_frames(out_train, train)
+    data.write_frames(out_test, test)
+    log.info("training set: %d frames, test set: %d frames", len(train), len(test))
+
+
+def subset(config: dict[str, Any], iteration: int, index: int, train_file: str, out: str) -> None:
+    """Write subsample ``index`` of iteration ``iteration``'s training set."""
+    frames = data.read_frames(train_file)
+    chosen = data.subsample(
+        frames,
+        config["ensemble"]["subset_fraction"],
+        rng_for(config["seed"], "subset", iteration, index),
+    )
+    data.write_frames(out, chosen)
+    log.info("subset %d: %d of %d frames", index, len(chosen), len(frames))
+
+
+def train(
+    config: dict[str, Any],
+    iteration: int,
+    subset_index: int,
+    seed_index: int,
+    subset_file: str,
+    run_dir: str,
+    model_out: str,
+) -> None:
+    """Train, package (and optionally compile) one ensemble member."""
+    member = (iteration, subset_index, seed_index)
+    times = train_member(
+        config,
+        subset_file,
+        chemical_symbols(config),
+        seed=derive_seed(config["seed"], "model", *member),
+        data_seed=derive_seed(config["seed"], "data", *member),
+        run_dir=run_dir,
+        model_out=model_out,
+    )
+    log.info("member %s trained: %s", member, times)
+
+
+def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
+    """Compile a packaged member for the configured device."""
+    seconds = compile_model(model, out, config["training"]["device"], log_file)
+    log.info("compiled %s in %.1f s", out, seconds)
+
+
+def ensemble(config: dict[str, Any], model_files: Sequence[str]) -> EnsembleCalculator:
+    """Load the ensemble of ``model_files`` on the configured device."""
+    return EnsembleCalculator(model_files, device=config["training"]["device"])
+
+
+def explore(
+    config: dict[str, Any], iteration: int, walker: int, model_files: Sequence[str], out: str
+) -> None:
+    """Run exploration walker ``walker`` of iteration ``iteration``."""
+    settings = config["exploration"]
+    spec = walkers(config)[walker]
+    md = MDSettings(
+        thermostat=settings["thermostat"],
+        temperature=spec.temperature,
+        timestep=settings["timestep"],
+        friction=settings["friction"],
+        steps=settings["steps"],
+        log_interval=settings["log_interval"],
+        min_distance=settings["min_distance"],
+        pressure=settings["pressure"],
+        barostat_time=settings["barostat_time"],
+        max_uncertainty=settings["max_uncertainty"],
+        uncertainty_key=metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"]),
+    )
+    frames, reason = run_walker(
+        initial.starting_structure(config),
+        ensemble(config, model_files),
+        md,
+        walker,
+        rng_for(config["seed"], "md", iteration, walker),
+        out,
+        iteration,
+    )
+    log.info(
+        "walker %d (T=%g K, replica %d): %d frames, %s",
+        walker,
+        spec.temperature,
+        spec.replica,
+        len(frames),
+        reason,
+    )
+
+
+def evaluate_test(
+    config: dict[str, Any],
+    model_files: Sequence[str],
+    test_file: str,
+    out_metrics: str,
+    out_table: str,
+) -> None:
+    """Evaluate the ensemble on the test set."""
+    table, metrics = evaluate(ensemble(config, model_files), data.read_frames(test_file))
+    table.to_csv(out_table, index=False)
+    write_json(out_metrics, metrics)
+    log.info("test set: %s", metrics)
+
+
+def select(
+    config: dict[str, Any],
+    iteration: int,
+    walker_files: Sequence[str],
+    test_table: str,
+    out_frames: str,
+    out_table: str,
+) -> None:
+    """Select the frames of iteration ``iteration`` to label."""
+    key = "u_" + metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
+    frames = [a for f in walker_files for a in data.read_frames(f)]
+    u = [float(a.info[key]) for a in frames]
+    settings = config["selection"]
+    if settings["calibration"] == "test_set":
+        calibration = pd.read_csv(test_table)[key].to_numpy()
+    else:
+        calibration = [
+            float(a.info[key])
+            for f in walker_files
+            for a in data.read_frames(f)[: settings["calibration_frames"]]
+        ]
+    rule = selection.SelectionRule(
+        method=settings["method"],
+        shift=settings["shift"],
+        gradient=settings["gradient"],
+        window_low=settings["window_low"],
+        window_high=settings["window_high"],
+        max_frames=settings["max_frames"],
+        min_distance=settings["min_distance"],
+        min_frame_distance=settings["min_frame_distance"],
+    )
+    table = selection.select(
+        frames, u, calibration, rule, rng_for(config["seed"], "select", iteration)
+    )
+    table["metric"] = key[2:]
+    table.to_csv(out_table, index=False)
+    chosen = []
+    for i in table.index[table["selected"]]:
+        atoms = frames[i]
+        atoms.info.update(al_source="active", al_uncertainty=u[i])
+        chosen.append(atoms)
+    data.write_frames(out_frames, chosen)
+    counts = table["decision"].value_counts().to_dict()
+    log.info("iteration %d: %d candidates, decisions %s", iteration, len(frames), counts)
+
+
+def merge(
+    config: dict[str, Any],
+    train_file: str,
+    selected_file: str,
+    labeled_files: Sequence[str],
+    failed_files: Sequence[str],
+    out: str,
+) -> None:
+    """Write the next training set: the current one plus the new labels."""
+    expected = len(data.read_frames(selected_file))
+    labeled = _gather_labels(config, expected, labeled_files, failed_files, f"labels for {out}")
+    merged = data.merge(data.read_frames(train_file), labeled)
+    data.write_frames(out, merged)
+    log.info("next training set: %d frames (+%d)", len(merged), len(labeled))
+
+
+def decide(
+    config: dict[str, Any], iteration: int, metrics_file: str, selection_table: str, out: str
+) -> None:
+    """Write the convergence decision of iteration ``iteration``."""
+    metrics = json.loads(Path(metrics_file).read_text())
+    table = pd.read_csv(selection_table)
+    n_selected = int(table["selected"].sum()) if len(table) else 0
+    decision = convergence.decide(
+        iteration, config["max_iterations"], metrics, n_selected, config["convergence"]
+    )
+    payload = decision.to_dict() | {
+        "n_selected": n_selected,
+        "test_force_rmse": metrics["force_rmse"],
+        "test_energy_rmse": metrics["energy_rmse"],
+    }
+    write_json(out, payload)
+    log.info("iteration %d: %s", iteration, decision.reason)

@@ -1,0 +1,183 @@
+"""Training one ensemble member with NequIP: render the template, train, package.
+
+The NequIP (Hydra) template has a block of top-level variables that almomd
+sets per member (seeds, data file, model size, training settings); the rest of
+the template is plain NequIP configuration. ``nequip-train`` and
+``nequip-package`` run as subprocesses, exactly as a user would run them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+def template_variables(
+    config: dict[str, Any],
+    train_file: Path,
+    chemical_symbols: list[str],
+    seed: int,
+    data_seed: int,
+) -> dict[str, Any]:
+    """Return the template variables for one member from the campaign config."""
+    model, training = config["model"], config["training"]
+    val = training["val_fraction"]
+    return {
+        "seed": seed,
+        "data_seed": data_seed,
+        "train_file": str(Path(train_file).resolve()),
+        "train_fraction": round(1.0 - val, 10),
+        "val_fraction": val,
+        "cutoff_radius": model["r_max"],
+        "chemical_symbols": list(chemical_symbols),
+        "l_max": model["l_max"],
+        "num_layers": model["num_layers"],
+        "num_features": model["num_features"],
+        "radial_mlp_depth": model["radial_mlp_depth"],
+        "radial_mlp_width": model["radial_mlp_width"],
+        "parity": model["parity"],
+        "model_dtype": model["model_dtype"],
+        "max_epochs": training["max_epochs"],
+        "batch_size": training["batch_size"],
+        "learning_rate": training["learning_rate"],
+        "energy_weight": training["energy_weight"],
+        "force_weight": training["force_weight"],
+        "stress_weight": training["stress_weight"],
+        "patience": training["patience"],
+        "accelerator": "gpu" if training["device"] == "cuda" else "cpu",
+    }
+
+
+def render_template(
+    template: Path | str,
+    variables: dict[str, Any],
+    reference_energies: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Return the template with its top-level variables set.
+
+    Raises
+    ------
+    ValueError
+        If the template lacks one of the variables (it would be silently ignored).
+    """
+    with open(template) as handle:
+        rendered = yaml.safe_load(handle)
+    missing = sorted(set(variables) - set(rendered))
+    if missing:
+        raise ValueError(
+            f"NequIP template {template} lacks the top-level variables {missing}; "
+            "start from config/nequip/train.yaml"
+        )
+    rendered.update(variables)
+    loss = rendered["training_module"]["loss"]
+    if variables["stress_weight"] > 0 and loss["_target_"] == "nequip.train.EnergyForceLoss":
+        loss["_target_"] = "nequip.train.EnergyForceStressLoss"
+        loss["coeffs"]["stress"] = "${stress_weight}"
+    if reference_energies is not None:
+        model = rendered["training_module"]["model"]
+        model["per_type_energy_shifts"] = {
+            symbol: float(reference_energies[symbol]) for symbol in variables["chemical_symbols"]
+        }
+    return rendered
+
+
+def _tool(name: str) -> str:
+    """Path of a NequIP console script next to the running interpreter."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(command: list[str], log_file: Path, cwd: Path) -> float:
+    started = time.perf_counter()
+    log.info("running: %s", " ".join(command))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    with open(log_file, "a") as handle:
+        process = subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        tail = "".join(log_file.read_text().splitlines(keepends=True)[-25:])
+        raise RuntimeError(
+            f"{command[0]} failed with exit code {process.returncode} "
+            f"(full output in {log_file}):\n{tail}"
+        )
+    log.info("finished in %.1f s", elapsed)
+    return elapsed
+
+
+def train_member(
+    config: dict[str, Any],
+    train_file: Path | str,
+    chemical_symbols: list[str],
+    seed: int,
+    data_seed: int,
+    run_dir: Path | str,
+    model_out: Path | str,
+) -> dict[str, float]:
+    """Train one member in ``run_dir`` and package it as ``model_out``.
+
+    Returns the wall times (s) of the steps.
+    """
+    run_dir = Path(run_dir).resolve()
+    if run_dir.exists():  # a half-finished earlier attempt: start clean
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    variables = template_variables(config, Path(train_file), chemical_symbols, seed, data_seed)
+    rendered = render_template(
+        config["model"]["template"], variables, config["model"]["reference_energies"]
+    )
+    config_file = run_dir / "nequip.yaml"
+    config_file.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    output_log = run_dir / "nequip-output.log"
+    times = {
+        "train_s": _run(
+            [
+                _tool("nequip-train"),
+                "-cp",
+                str(run_dir),
+                "-cn",
+                config_file.name,
+                f"hydra.run.dir={run_dir / 'hydra'}",
+            ],
+            output_log,
+            run_dir,
+        )
+    }
+    checkpoint = run_dir / "hydra" / "best.ckpt"
+    model_out = Path(model_out).resolve()
+    times["package_s"] = _run(
+        [_tool("nequip-package"), "build", str(checkpoint), str(model_out)],
+        output_log,
+        run_dir,
+    )
+    return times
+
+
+def compile_model(model: Path | str, out: Path | str, device: str, log_file: Path | str) -> float:
+    """Compile a packaged model with AOTInductor for the ASE integration on ``device``."""
+    out = Path(out).resolve()
+    return _run(
+        [
+            _tool("nequip-compile"),
+            str(Path(model).resolve()),
+            str(out),
+            "--mode",
+            "aotinductor",
+            "--device",
+            device,
+            "--target",
+            "ase",
+        ],
+        Path(log_file),
+        out.parent,
+    )

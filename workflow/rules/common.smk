@@ -1,0 +1,78 @@
+# Validation, constants and input functions shared by all rules.
+import json
+from pathlib import Path
+
+from almomd.config import ConfigError, members, validate_config, walkers
+
+try:
+    config.update(validate_config(config, Path.cwd()))
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+MEMBERS = members(config)
+WALKERS = walkers(config)
+N_BATCHES = config["labeler"]["n_batches"]
+MAX_ITERATIONS = config["max_iterations"]
+GENERATE_INITIAL = config["initial_data"]["file"] is None
+SUFFIX = ".nequip.pt2" if config["training"]["compile"] else ".nequip.zip"
+
+
+wildcard_constraints:
+    iteration="0|[1-9][0-9]*",
+    next_iteration="[1-9][0-9]*",
+    subset="[0-9]+",
+    seed="[0-9]+",
+    walker="[0-9]+",
+    batch="[0-9]+",
+
+
+def member_models(wildcards):
+    """Every deployable member model of the iteration."""
+    return [
+        f"results/iter_{wildcards.iteration}/models/member_{k}_{m}{SUFFIX}"
+        for k, m in MEMBERS
+    ]
+
+
+def walker_trajectories(wildcards):
+    """Every exploration walker's logged frames of the iteration."""
+    return [
+        f"results/iter_{wildcards.iteration}/explore/walker_{w.index}.extxyz"
+        for w in WALKERS
+    ]
+
+
+def _batches(prefix, name):
+    return [f"{prefix}/{name}_{b}.extxyz" for b in range(N_BATCHES)]
+
+
+def initial_labels(wildcards):
+    if not GENERATE_INITIAL:
+        return {}
+    return {
+        "candidates": "results/initial/candidates.extxyz",
+        "labeled": _batches("results/initial/labels", "labeled"),
+        "failed": _batches("results/initial/labels", "failed"),
+    }
+
+
+def previous_iteration(wildcards):
+    """The inputs of the next training set: the previous one and its new labels."""
+    prev = f"results/iter_{int(wildcards.next_iteration) - 1}"
+    return {
+        "train": f"{prev}/train.extxyz",
+        "selected": f"{prev}/selection/selected.extxyz",
+        "labeled": _batches(f"{prev}/labels", "labeled"),
+        "failed": _batches(f"{prev}/labels", "failed"),
+    }
+
+
+def campaign_decisions(wildcards):
+    """Decisions of all iterations run, following the checkpoints until one stops."""
+    decisions = []
+    for i in range(MAX_ITERATIONS):
+        path = checkpoints.decide.get(iteration=i).output[0]
+        decisions.append(path)
+        if json.loads(Path(path).read_text())["stop"]:
+            break
+    return decisions

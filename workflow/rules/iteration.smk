@@ -1,0 +1,52 @@
+# Selection, merging, the convergence checkpoint and the campaign status.
+
+
+rule select:
+    input:
+        walkers=walker_trajectories,
+        test_table="results/iter_{iteration}/eval/test_predictions.csv",
+    output:
+        frames="results/iter_{iteration}/selection/selected.extxyz",
+        table="results/iter_{iteration}/selection/candidates.csv",
+    log:
+        "logs/iter_{iteration}/select.log",
+    localrule: True
+    script:
+        "../scripts/select_frames.py"
+
+
+rule merge:
+    input:
+        unpack(previous_iteration),
+    output:
+        "results/iter_{next_iteration}/train.extxyz",
+    log:
+        "logs/iter_{next_iteration}/merge.log",
+    localrule: True
+    script:
+        "../scripts/merge_labels.py"
+
+
+checkpoint decide:
+    input:
+        metrics="results/iter_{iteration}/eval/metrics.json",
+        selection="results/iter_{iteration}/selection/candidates.csv",
+    output:
+        "results/iter_{iteration}/decision.json",
+    log:
+        "logs/iter_{iteration}/decide.log",
+    localrule: True
+    script:
+        "../scripts/decide.py"
+
+
+rule status:
+    input:
+        campaign_decisions,
+    output:
+        "results/status.json",
+    log:
+        "logs/status.log",
+    localrule: True
+    script:
+        "../scripts/write_status.py"

@@ -1,0 +1,12 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0])
+from almomd import stages  # noqa: E402
+
+stages.decide(
+    snakemake.config,
+    int(snakemake.wildcards.iteration),
+    snakemake.input.metrics,
+    snakemake.input.selection,
+    snakemake.output[0],
+)

@@ -1,0 +1,12 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages  # noqa: E402
+
+stages.evaluate_test(
+    snakemake.config,
+    list(snakemake.input.models),
+    snakemake.input.test,
+    snakemake.output.metrics,
+    snakemake.output.table,
+)

@@ -1,0 +1,13 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0])
+from almomd import stages  # noqa: E402
+
+stages.initial_datasets(
+    snakemake.config,
+    snakemake.input.get("candidates"),
+    snakemake.input.get("labeled", []),
+    snakemake.input.get("failed", []),
+    snakemake.output.train,
+    snakemake.output.test,
+)

@@ -1,0 +1,12 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages  # noqa: E402
+
+stages.label_batch(
+    snakemake.config,
+    snakemake.input.frames,
+    int(snakemake.wildcards.batch),
+    snakemake.output.labeled,
+    snakemake.output.failed,
+)

@@ -1,0 +1,13 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0])
+from almomd import stages  # noqa: E402
+
+stages.select(
+    snakemake.config,
+    int(snakemake.wildcards.iteration),
+    list(snakemake.input.walkers),
+    snakemake.input.test_table,
+    snakemake.output.frames,
+    snakemake.output.table,
+)

@@ -1,0 +1,12 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0])
+from almomd import stages  # noqa: E402
+
+stages.subset(
+    snakemake.config,
+    int(snakemake.wildcards.iteration),
+    int(snakemake.wildcards.subset),
+    snakemake.input[0],
+    snakemake.output[0],
+)

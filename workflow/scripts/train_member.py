@@ -1,0 +1,14 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages  # noqa: E402
+
+stages.train(
+    snakemake.config,
+    int(snakemake.wildcards.iteration),
+    int(snakemake.wildcards.subset),
+    int(snakemake.wildcards.seed),
+    snakemake.input[0],
+    snakemake.params.run_dir,
+    snakemake.output.model,
+)
