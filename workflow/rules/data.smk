@@ -6,6 +6,8 @@ rule initial_candidates:
         "results/initial/candidates.extxyz",
     log:
         "logs/initial/candidates.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/initial_candidates.py"
 
@@ -30,5 +32,7 @@ rule initial_datasets:
         test="results/data/test.extxyz",
     log:
         "logs/initial/datasets.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/initial_datasets.py"

@@ -10,6 +10,8 @@ rule explore:
         "logs/iter_{iteration}/explore_{walker}.log",
     benchmark:
         "benchmarks/iter_{iteration}/explore_{walker}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         runtime=60,
@@ -30,6 +32,8 @@ rule evaluate:
         "logs/iter_{iteration}/evaluate.log",
     benchmark:
         "benchmarks/iter_{iteration}/evaluate.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         runtime=30,

@@ -11,6 +11,8 @@ rule select:
     log:
         "logs/iter_{iteration}/select.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/select_frames.py"
 
@@ -23,6 +25,8 @@ rule merge:
     log:
         "logs/iter_{next_iteration}/merge.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/merge_labels.py"
 
@@ -36,6 +40,8 @@ checkpoint decide:
     log:
         "logs/iter_{iteration}/decide.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/decide.py"
 
@@ -48,5 +54,7 @@ rule status:
     log:
         "logs/status.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/write_status.py"

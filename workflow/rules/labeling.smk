@@ -11,6 +11,8 @@ rule label_batch:
         "logs/iter_{iteration}/label_{batch}.log",
     benchmark:
         "benchmarks/iter_{iteration}/label_{batch}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         runtime=60,

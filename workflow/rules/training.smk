@@ -8,6 +8,8 @@ rule subset:
         "results/iter_{iteration}/subsets/subset_{subset}.extxyz",
     log:
         "logs/iter_{iteration}/subset_{subset}.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/subset.py"
 
@@ -21,6 +23,8 @@ rule train_member:
         "logs/iter_{iteration}/train_{subset}_{seed}.log",
     benchmark:
         "benchmarks/iter_{iteration}/train_{subset}_{seed}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         runtime=60,
@@ -41,6 +45,8 @@ rule compile_member:
         "logs/iter_{iteration}/compile_{subset}_{seed}.log",
     benchmark:
         "benchmarks/iter_{iteration}/compile_{subset}_{seed}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         runtime=30,

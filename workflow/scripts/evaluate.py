@@ -1,7 +1,7 @@
 from almomd.runner import setup_job
 
 setup_job(snakemake.log[0], snakemake.threads)
-from almomd import stages  # noqa: E402
+from almomd import stages
 
 stages.evaluate_test(
     snakemake.config,

@@ -1,0 +1,51 @@
+"""Shared fixtures: the repository paths and one real run of the .test campaign."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run the real snakemake command on the workflow in ``workdir``."""
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_test_config(target: Path) -> Path:
+    """Copy the .test campaign (config and structure) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in (REPO / ".test").iterdir():
+        if item.is_file():
+            shutil.copy(item, target / item.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def campaign(tmp_path_factory) -> Path:
+    """A finished run of the .test campaign (Cu, EMT labels, 2 iterations)."""
+    workdir = copy_test_config(tmp_path_factory.mktemp("campaign"))
+    result = snakemake(workdir, "--cores", "2")
+    if result.returncode != 0:
+        pytest.fail(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return workdir

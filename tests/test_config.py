@@ -1,0 +1,85 @@
+"""A broken config fails before any job runs, with a message naming the key."""
+
+import pytest
+import yaml
+from conftest import REPO, copy_test_config, snakemake
+
+from almomd.config import ConfigError, load_config, members, validate_config, walkers
+
+
+def load_test_config():
+    return yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+
+
+def broken(change):
+    config = load_test_config()
+    change(config)
+    return config
+
+
+BROKEN = {
+    "unknown key": (
+        lambda c: c["exploration"].update(temprature=[300]),
+        "exploration.temprature",
+    ),
+    "wrong type": (lambda c: c["ensemble"].update(n_subsets="two"), "ensemble.n_subsets"),
+    "missing structure": (
+        lambda c: c["system"].update(structure="nowhere.xyz"),
+        "system.structure",
+    ),
+    "negative temperature": (
+        lambda c: c["exploration"].update(temperatures=[300, -5]),
+        "exploration.temperatures[1]",
+    ),
+    "missing labeler": (lambda c: c.pop("labeler"), "labeler"),
+    "unknown labeler": (lambda c: c["labeler"].update(name="dft9000"), "labeler.name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_validation_names_the_key(case):
+    change, key = BROKEN[case]
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        validate_config(broken(change), REPO / ".test")
+
+
+def test_defaults_are_filled_and_helpers_enumerate():
+    config = validate_config(load_test_config(), REPO / ".test")
+    assert config["selection"]["gradient"] == 1.0
+    assert config["uncertainty"]["kind"] == "absolute"
+    assert config["model"]["template"].endswith("config/nequip/train.yaml")
+    assert [(w.temperature, w.replica) for w in walkers(config)] == [(600.0, 0), (900.0, 0)]
+    assert members(config) == [(0, 0), (1, 0)]
+
+
+def test_demo_config_is_valid(monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = load_config("config/config.yaml")
+    assert config["labeler"]["name"] == "tblite"
+
+
+@pytest.mark.parametrize("case", ["unknown key", "negative temperature", "missing structure"])
+def test_snakemake_stops_before_any_job(tmp_path, case):
+    change, key = BROKEN[case]
+    workdir = copy_test_config(tmp_path / "run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(broken(change)))
+    result = snakemake(workdir, "--cores", "1", timeout=120)
+    assert result.returncode != 0
+    assert key in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+    assert not (workdir / "logs").exists()
+
+
+def schema_keys(properties, prefix=""):
+    for name, sub in properties.items():
+        if sub.get("type") == "object" and "properties" in sub:
+            yield from schema_keys(sub["properties"], f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+def test_every_key_is_documented():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = [key for key in schema_keys(schema["properties"]) if f"`{key}`" not in readme]
+    assert not missing, f"document these keys in config/README.md: {missing}"

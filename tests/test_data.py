@@ -1,0 +1,79 @@
+"""Training-set bookkeeping: merge, provenance, split, subsample."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from almomd import data
+
+
+def labeled(n, source="active", prefix="a"):
+    frames = []
+    for i in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.info.update(al_iteration=1, al_walker=i % 2, al_step=10 * i, al_uncertainty=0.1 * i)
+        calc = EMT()
+        frames.append(
+            data.labeled_copy(
+                atoms,
+                calc.get_potential_energy(atoms),
+                calc.get_forces(atoms),
+                al_id=f"{prefix}{i}",
+                al_source=source,
+                al_labeler="emt",
+            )
+        )
+    return frames
+
+
+def test_merge_keeps_every_frame_once_with_provenance(tmp_path):
+    train, new = labeled(5, "initial", "init-"), labeled(3, "active", "it1-")
+    data.write_frames(tmp_path / "train.extxyz", train)
+    data.write_frames(tmp_path / "new.extxyz", new)
+    merged = data.merge(
+        data.read_frames(tmp_path / "train.extxyz"), data.read_frames(tmp_path / "new.extxyz")
+    )
+    data.write_frames(tmp_path / "merged.extxyz", merged)
+    back = data.read_frames(tmp_path / "merged.extxyz")
+    assert data.frame_ids(back) == data.frame_ids(train) + data.frame_ids(new)
+    for original, read in zip(train + new, back, strict=True):
+        assert read.info["al_source"] == original.info["al_source"]
+        assert read.info["al_labeler"] == "emt"
+        assert read.info["al_step"] == original.info["al_step"]
+        assert read.info["al_walker"] == original.info["al_walker"]
+        assert read.info["al_uncertainty"] == pytest.approx(original.info["al_uncertainty"])
+        assert read.get_potential_energy() == pytest.approx(original.get_potential_energy())
+        np.testing.assert_allclose(read.get_forces(), original.get_forces(), atol=1e-7)
+        np.testing.assert_allclose(read.positions, original.positions, atol=1e-7)
+
+
+def test_merge_refuses_duplicates():
+    frames = labeled(3)
+    with pytest.raises(ValueError, match="duplicated frame ids"):
+        data.merge(frames, frames[:1])
+
+
+def test_empty_file_round_trip(tmp_path):
+    data.write_frames(tmp_path / "empty.extxyz", [])
+    assert data.read_frames(tmp_path / "empty.extxyz") == []
+
+
+def test_split_and_subsample_are_seeded_partitions():
+    frames = labeled(10)
+    train, test = data.split_test_set(frames, 3, np.random.default_rng(4))
+    assert len(test) == 3
+    assert sorted(data.frame_ids(train + test)) == sorted(data.frame_ids(frames))
+    again, _ = data.split_test_set(frames, 3, np.random.default_rng(4))
+    assert data.frame_ids(again) == data.frame_ids(train)
+    sub = data.subsample(train, 0.5, np.random.default_rng(5))
+    assert len(sub) == 4
+    assert set(data.frame_ids(sub)) <= set(data.frame_ids(train))
+    with pytest.raises(ValueError, match="lower test_set.size"):
+        data.split_test_set(frames, 10, np.random.default_rng(0))
+
+
+def test_min_interatomic_distance_uses_minimum_image():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    assert data.min_interatomic_distance(atoms) == pytest.approx(3.6 / np.sqrt(2))

@@ -1,0 +1,51 @@
+"""Rendering the NequIP template for one member."""
+
+import pytest
+import yaml
+from conftest import REPO
+
+from almomd.config import validate_config
+from almomd.training import render_template, template_variables
+
+
+@pytest.fixture
+def config():
+    raw = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    return validate_config(raw, REPO / ".test")
+
+
+def test_variables_reach_the_template(config, tmp_path):
+    variables = template_variables(
+        config, tmp_path / "subset.extxyz", ["Cu"], seed=11, data_seed=22
+    )
+    rendered = render_template(config["model"]["template"], variables)
+    assert rendered["seed"] == 11 and rendered["data_seed"] == 22
+    assert rendered["train_file"] == str((tmp_path / "subset.extxyz").resolve())
+    assert rendered["num_features"] == 8
+    assert rendered["max_epochs"] == 6
+    assert rendered["train_fraction"] + rendered["val_fraction"] == pytest.approx(1.0)
+    model = rendered["training_module"]["model"]
+    assert model["seed"] == "${seed}"  # Hydra interpolation kept
+    assert rendered["training_module"]["loss"]["_target_"] == "nequip.train.EnergyForceLoss"
+
+
+def test_stress_weight_switches_the_loss(config, tmp_path):
+    config["training"]["stress_weight"] = 0.5
+    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    loss = render_template(config["model"]["template"], variables)["training_module"]["loss"]
+    assert loss["_target_"] == "nequip.train.EnergyForceStressLoss"
+    assert loss["coeffs"]["stress"] == "${stress_weight}"
+
+
+def test_reference_energies_replace_the_data_mean(config, tmp_path):
+    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    rendered = render_template(config["model"]["template"], variables, {"Cu": -3.5})
+    assert rendered["training_module"]["model"]["per_type_energy_shifts"] == {"Cu": -3.5}
+
+
+def test_a_template_without_the_variables_is_refused(config, tmp_path):
+    template = tmp_path / "bad.yaml"
+    template.write_text("run: [train]\nseed: 0\n")
+    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    with pytest.raises(ValueError, match="lacks the top-level variables"):
+        render_template(template, variables)
