@@ -77,3 +77,30 @@ def test_split_and_subsample_are_seeded_partitions():
 def test_min_interatomic_distance_uses_minimum_image():
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     assert data.min_interatomic_distance(atoms) == pytest.approx(3.6 / np.sqrt(2))
+
+
+def test_user_supplied_initial_and_test_files(tmp_path, monkeypatch):
+    import yaml
+    from conftest import REPO
+
+    from almomd import stages
+    from almomd.config import validate_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cu.xyz").write_text((REPO / ".test" / "cu.xyz").read_text())
+    user = labeled(6)
+    for atoms in user:
+        atoms.info.clear()  # a plain labeled file, no almomd provenance
+    data.write_frames(tmp_path / "mine.extxyz", user)
+    data.write_frames(tmp_path / "my_test.extxyz", user[:2])
+    raw = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    raw["system"]["structure"] = "cu.xyz"
+    raw["initial_data"] = {"file": "mine.extxyz"}
+    raw["test_set"] = {"file": "my_test.extxyz"}
+    config = validate_config(raw, tmp_path)
+    stages.initial_datasets(config, None, [], [], "train.extxyz", "test.extxyz")
+    train, test = data.read_frames("train.extxyz"), data.read_frames("test.extxyz")
+    assert data.frame_ids(train) == [f"user-{i:04d}" for i in range(6)]
+    assert data.frame_ids(test) == ["test-0000", "test-0001"]
+    assert all(a.info["al_source"] == "user" for a in train + test)
+    assert train[3].get_potential_energy() == pytest.approx(user[3].get_potential_energy())

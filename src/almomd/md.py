@@ -4,7 +4,9 @@ A walker runs NVT Langevin or NPT (Langevin BAOAB, isotropic barostat) with the
 ensemble mean as the potential. Every ``log_interval`` steps it records the frame
 with the ensemble's energy, forces and uncertainties. It stops early, keeping
 what it has, when the structure becomes unphysical (two atoms closer than
-``min_distance``) or the uncertainty exceeds the ceiling ``max_uncertainty``.
+``min_distance``, non-finite positions, or under NPT a volume outside
+``[1/MAX_VOLUME_CHANGE, MAX_VOLUME_CHANGE]`` times the start) or the uncertainty
+exceeds the ceiling ``max_uncertainty``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from almomd.data import min_interatomic_distance, write_frames
 from almomd.ensemble import EnsembleCalculator
 
 log = logging.getLogger(__name__)
+
+#: Largest factor by which an NPT walker's volume may change before it is stopped.
+MAX_VOLUME_CHANGE = 1.5
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
             atoms,
             dt,
             temperature_K=settings.temperature,
-            externalstress=settings.pressure * units.GPa,
+            externalstress=-settings.pressure * units.GPa,  # ASE: stress = -pressure
             hydrostatic=True,
             T_tau=units.fs / settings.friction,
             P_tau=settings.barostat_time * units.fs,
@@ -105,7 +110,8 @@ def run_walker(
     -------
     frames, stop_reason
         The logged frames (step 0 included) and why the walker stopped
-        (``completed``, ``min_distance`` or ``max_uncertainty``).
+        (``completed``, ``min_distance``, ``non_finite``, ``volume`` or
+        ``max_uncertainty``).
     """
     atoms = start.copy()
     atoms.calc = calculator
@@ -114,6 +120,7 @@ def run_walker(
     dyn = make_dynamics(atoms, settings, rng)
     frames: list[Atoms] = []
     reason = "completed"
+    start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
     started = time.perf_counter()
     for step in range(0, settings.steps + 1, settings.log_interval):
         if step > 0:
@@ -133,8 +140,13 @@ def run_walker(
             u,
             time.perf_counter() - started,
         )
-        if min_interatomic_distance(atoms) < settings.min_distance:
+        volume_ratio = atoms.get_volume() / start_volume if start_volume else 1.0
+        if not np.isfinite(atoms.positions).all():
+            reason = "non_finite"
+        elif min_interatomic_distance(atoms) < settings.min_distance:
             reason = "min_distance"
+        elif not 1 / MAX_VOLUME_CHANGE <= volume_ratio <= MAX_VOLUME_CHANGE:
+            reason = "volume"
         elif settings.max_uncertainty is not None and u > settings.max_uncertainty:
             reason = "max_uncertainty"
         if reason != "completed":
