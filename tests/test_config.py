@@ -83,3 +83,17 @@ def test_every_key_is_documented():
     readme = (REPO / "config" / "README.md").read_text()
     missing = [key for key in schema_keys(schema["properties"]) if f"`{key}`" not in readme]
     assert not missing, f"document these keys in config/README.md: {missing}"
+
+
+def test_compile_option_adds_compiled_members_to_the_plan(tmp_path):
+    workdir = copy_test_config(tmp_path / "run")
+    config = load_test_config()
+    config["training"]["compile"] = True
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--cores", "1", "--dry-run", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    plan = result.stdout + result.stderr
+    assert "rule compile_member:" in plan
+    assert "results/iter_0/models/member_1_0.nequip.pt2" in plan
+    explore = plan[plan.index("rule explore:") :].split("rule ", 2)[1]
+    assert ".nequip.pt2" in explore and ".nequip.zip" not in explore

@@ -155,11 +155,14 @@ def train_member(
     }
     checkpoint = run_dir / "hydra" / "best.ckpt"
     model_out = Path(model_out).resolve()
+    partial = run_dir / model_out.name  # packaged here, moved into place when complete
     times["package_s"] = _run(
-        [_tool("nequip-package"), "build", str(checkpoint), str(model_out)],
+        [_tool("nequip-package"), "build", str(checkpoint), str(partial)],
         output_log,
         run_dir,
     )
+    model_out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(partial, model_out)
     return times
 
 

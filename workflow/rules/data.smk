@@ -32,6 +32,7 @@ rule initial_datasets:
         test="results/data/test.extxyz",
     log:
         "logs/initial/datasets.log",
+    localrule: True
     conda:
         "../../environment.yml"
     script:

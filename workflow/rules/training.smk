@@ -8,6 +8,7 @@ rule subset:
         "results/iter_{iteration}/subsets/subset_{subset}.extxyz",
     log:
         "logs/iter_{iteration}/subset_{subset}.log",
+    localrule: True
     conda:
         "../../environment.yml"
     script:
