@@ -249,6 +249,7 @@ def test_no_finished_job_ran_twice(interrupted_campaign):
     assert not twice, f"finished work was recomputed: {twice}"
     states = Counter(j["State"].split()[0] for j in interrupted_campaign["jobs"])
     print(f"Slurm job states: {dict(states)}")
+    assert states["CANCELLED"] >= 1, "the interruptions should have cancelled running jobs"
 
 
 def test_finished_files_were_not_rewritten(interrupted_campaign):

@@ -9,6 +9,9 @@ PIDS=$STATE/pids
 scancel --user=root >/dev/null 2>&1 || true
 # reverse start order: slurmd, slurmctld, slurmdbd, mariadbd, munged
 tac "$PIDS" | while read -r name pid; do
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+    # the PID may have been reused since (e.g. after a reboot): only end our daemons
+    [[ $comm == "$name" || ($name == munged && $comm == runuser) ]] || continue
     if kill -0 "$pid" 2>/dev/null; then
         kill "$pid"
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
