@@ -32,6 +32,23 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(args: argparse.Namespace) -> int:
+    from almomd import budget
+
+    try:
+        if args.actual:
+            jobs = budget.dry_run(args.directory, args.configfile, args.profile, forceall=True)
+            report = budget.actual_vs_estimate(args.directory, jobs)
+            print(json.dumps(report, indent=2) if args.json else budget.format_actual(report))
+            return 0
+        result = budget.plan(args.directory, args.configfile, args.profile)
+    except budget.BudgetError as error:
+        print(f"almomd budget: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else budget.format_plan(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``almomd`` console script."""
     parser = argparse.ArgumentParser(prog="almomd", description=__doc__)
@@ -43,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a config file without running anything")
     validate.add_argument("config", help="config file, e.g. config/config.yaml")
     validate.set_defaults(func=_validate)
+    plan = sub.add_parser(
+        "budget", help="jobs and GPU/CPU-hours per iteration and partition, without running"
+    )
+    plan.add_argument("-d", "--directory", default=".", help="Snakemake working directory")
+    plan.add_argument("--configfile", help="campaign config (default: the Snakefile's)")
+    plan.add_argument("--profile", help="Snakemake profile whose resources are planned")
+    plan.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    plan.add_argument(
+        "--actual", action="store_true", help="compare measured run times with the estimates"
+    )
+    plan.set_defaults(func=_budget)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -69,6 +69,8 @@ def previous_iteration(wildcards):
 
 def campaign_decisions(wildcards):
     """Decisions of all iterations run, following the checkpoints until one stops."""
+    if config["plan_all_iterations"]:
+        return [f"results/iter_{i}/decision.json" for i in range(MAX_ITERATIONS)]
     decisions = []
     for i in range(MAX_ITERATIONS):
         path = checkpoints.decide.get(iteration=i).output[0]

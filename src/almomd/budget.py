@@ -1,0 +1,334 @@
+"""Plan the compute budget of a campaign from Snakemake's own dry run.
+
+``almomd budget`` runs ``snakemake --dry-run`` (with the same ``--profile`` a
+real run would use, so the resources are exactly those that would be
+submitted) with ``plan_all_iterations: true``, which lays out every iteration
+up to ``max_iterations`` instead of stopping at the first convergence
+checkpoint. Jobs already complete are not in the dry run; a second dry run
+with ``--forceall`` gives the whole campaign, and the difference is what is
+already done.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Rules that run in the controller process (``localrule: True`` or no run step).
+LOCAL_RULES = frozenset(
+    {"all", "initial_datasets", "subset", "select", "merge", "decide", "status"}
+)
+
+_JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_FIELD = re.compile(r"^\s+(\w+): (.*)$")
+
+
+class BudgetError(RuntimeError):
+    """The campaign cannot be planned; the message says why and what to fix."""
+
+
+@dataclass
+class PlannedJob:
+    """One job of the plan with the resources Snakemake would give it."""
+
+    rule: str
+    wildcards: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+
+    @property
+    def key(self) -> tuple:
+        return (self.rule, tuple(sorted(self.wildcards.items())))
+
+    @property
+    def local(self) -> bool:
+        return self.rule in LOCAL_RULES
+
+    @property
+    def iteration(self) -> str:
+        """The iteration the job belongs to (``initial`` for the initial data)."""
+        if "iteration" in self.wildcards:
+            return self.wildcards["iteration"]
+        if "next_iteration" in self.wildcards:  # merging into i+1 is part of iteration i
+            return str(int(self.wildcards["next_iteration"]) - 1)
+        return "initial" if self.rule.startswith(("initial", "label_initial")) else "campaign"
+
+    @property
+    def partition(self) -> str:
+        if self.local:
+            return "local"
+        return self.resources.get("slurm_partition", "default")
+
+    def _number(self, name: str, default: float) -> float:
+        value = self.resources.get(name)
+        if value is None or value == "<TBD>":
+            return default
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise BudgetError(
+                f"rule {self.rule}: resource {name}={value!r} is not a number"
+            ) from exc
+
+    @property
+    def runtime_h(self) -> float:
+        if self.local:
+            return 0.0
+        if "runtime" not in self.resources:
+            raise BudgetError(
+                f"rule {self.rule} has no runtime resource: set runtime (minutes) for it "
+                "in the profile's set-resources or default-resources"
+            )
+        return self._number("runtime", 0.0) / 60.0
+
+    @property
+    def gpu_hours(self) -> float:
+        return self._number("gpu", 0.0) * self.runtime_h
+
+    @property
+    def cpu_hours(self) -> float:
+        cpus = max(self.threads, self._number("cpus_per_task", 1.0))
+        return self._number("tasks", 1.0) * cpus * self.runtime_h
+
+
+def parse_dry_run(text: str) -> list[PlannedJob]:
+    """Jobs, wildcards, threads and resources from ``snakemake --dry-run`` output."""
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    for line in text.splitlines():
+        start = _JOB_START.match(line)
+        if start:
+            current = PlannedJob(start.group(1))
+            jobs.append(current)
+            continue
+        match = _FIELD.match(line) if current is not None else None
+        if match is None:
+            if current is not None and not line.startswith(" "):
+                current = None
+            continue
+        name, value = match.groups()
+        if name == "wildcards":
+            current.wildcards = dict(item.split("=", 1) for item in value.split(", "))
+        elif name == "resources":
+            current.resources = dict(
+                item.split("=", 1) for item in value.split(", ") if "=" in item
+            )
+        elif name == "threads":
+            current.threads = int(value)
+    return jobs
+
+
+def _command(
+    directory: Path | str,
+    configfile: Path | str | None,
+    profile: Path | str | None,
+    snakefile: Path | str | None,
+    forceall: bool,
+) -> list[str]:
+    from almomd.config import REPO_ROOT
+
+    command = [
+        str(Path(sys.executable).parent / "snakemake"), "--dry-run",
+        "--snakefile", str(Path(snakefile or REPO_ROOT / "workflow" / "Snakefile")),
+        "--directory", str(directory),
+        "--config", "plan_all_iterations=True",
+    ]  # fmt: skip
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    if profile is not None:
+        if not Path(profile, "config.yaml").is_file():
+            raise BudgetError(f"profile {profile} is not a directory with a config.yaml")
+        command += ["--profile", str(profile)]
+    if forceall:
+        command.append("--forceall")
+    return command
+
+
+def _parse_result(process: subprocess.Popen) -> list[PlannedJob]:
+    output, _ = process.communicate()
+    if process.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise BudgetError(f"snakemake could not plan the campaign:\n{tail}")
+    jobs = parse_dry_run(output)
+    for job in jobs:
+        job.runtime_h  # noqa: B018 - raises BudgetError for a missing runtime
+    return jobs
+
+
+def _start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def dry_run(
+    directory: Path | str,
+    configfile: Path | str | None = None,
+    profile: Path | str | None = None,
+    snakefile: Path | str | None = None,
+    forceall: bool = False,
+) -> list[PlannedJob]:
+    """Run ``snakemake --dry-run`` for every iteration and parse its jobs."""
+    return _parse_result(_start(_command(directory, configfile, profile, snakefile, forceall)))
+
+
+@dataclass
+class Summary:
+    """Job counts and hours grouped by a key (iteration, partition or total)."""
+
+    jobs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+
+    def add(self, job: PlannedJob) -> None:
+        self.jobs[job.rule] += 1
+        self.gpu_hours += job.gpu_hours
+        self.cpu_hours += job.cpu_hours
+
+    def to_dict(self) -> dict:
+        return {
+            "jobs": dict(sorted(self.jobs.items())),
+            "n_jobs": sum(self.jobs.values()),
+            "gpu_hours": round(self.gpu_hours, 6),
+            "cpu_hours": round(self.cpu_hours, 6),
+        }
+
+
+def summarize(jobs: Iterable[PlannedJob]) -> dict:
+    """Budget per iteration, per partition and in total."""
+    per_iteration: dict[str, Summary] = defaultdict(Summary)
+    per_partition: dict[str, Summary] = defaultdict(Summary)
+    total = Summary()
+    partitions: dict[str, set[str]] = defaultdict(set)
+    for job in jobs:
+        per_iteration[job.iteration].add(job)
+        per_partition[job.partition].add(job)
+        total.add(job)
+        partitions[job.rule].add(job.partition)
+
+    def order(key: str) -> tuple:
+        return (0, -1) if key == "initial" else (1, int(key)) if key.isdigit() else (2, 0)
+
+    return {
+        "iterations": {k: per_iteration[k].to_dict() for k in sorted(per_iteration, key=order)},
+        "partitions": {k: v.to_dict() for k, v in sorted(per_partition.items())},
+        "rule_partitions": {k: sorted(v) for k, v in sorted(partitions.items())},
+        "total": total.to_dict(),
+    }
+
+
+def plan(
+    directory: Path | str,
+    configfile: Path | str | None = None,
+    profile: Path | str | None = None,
+    snakefile: Path | str | None = None,
+) -> dict:
+    """The remaining budget, what is already done, and the whole campaign.
+
+    The two dry runs (remaining jobs, and all jobs with ``--forceall``) run side
+    by side; without a ``results`` directory nothing is done and one suffices.
+    """
+    args = (directory, configfile, profile, snakefile)
+    remaining_run = _start(_command(*args, forceall=False))
+    started = Path(directory, "results").exists()
+    everything_run = _start(_command(*args, forceall=True)) if started else None
+    remaining = _parse_result(remaining_run)
+    everything = _parse_result(everything_run) if everything_run else remaining
+    left = {job.key for job in remaining}
+    done = [job for job in everything if job.key not in left]
+    return {
+        "assumption": "every iteration up to max_iterations runs (no early convergence)",
+        "remaining": summarize(remaining),
+        "done": summarize(done),
+        "campaign": summarize(everything),
+    }
+
+
+def format_plan(result: dict) -> str:
+    """A plain-text table of :func:`plan`'s result."""
+
+    def row_text(key: str, row: dict) -> str:
+        return f"{key:>10}  {row['n_jobs']:>5}  {row['gpu_hours']:>9.2f}  {row['cpu_hours']:>9.2f}"
+
+    columns = f"{'jobs':>5}  {'GPU-h':>9}  {'CPU-h':>9}"
+    lines = [f"Budget plan ({result['assumption']})", "", "Remaining:"]
+    lines.append(f"{'iteration':>10}  {columns}  jobs per rule")
+    for key, row in result["remaining"]["iterations"].items():
+        rules = ", ".join(f"{rule} {n}" for rule, n in row["jobs"].items())
+        lines.append(f"{row_text(key, row)}  {rules}")
+    lines.append(row_text("total", result["remaining"]["total"]))
+    lines += ["", "Per partition (remaining):", f"{'partition':>10}  {columns}"]
+    for key, row in result["remaining"]["partitions"].items():
+        lines.append(row_text(key, row))
+    mapping = result["campaign"]["rule_partitions"].items()
+    lines += ["", "Rule -> partition: " + ", ".join(f"{r} {'/'.join(p)}" for r, p in mapping)]
+    done, campaign = result["done"]["total"], result["campaign"]["total"]
+    lines.append(
+        f"Already done: {done['n_jobs']} of {campaign['n_jobs']} jobs "
+        f"({done['gpu_hours']:.2f} of {campaign['gpu_hours']:.2f} GPU-h, "
+        f"{done['cpu_hours']:.2f} of {campaign['cpu_hours']:.2f} CPU-h)"
+    )
+    return "\n".join(lines)
+
+
+def benchmark_rule(path: Path) -> str | None:
+    """The rule that wrote a benchmark file (``benchmarks/iter_I/train_K_M.tsv``, ...)."""
+    prefixes = {
+        "train": "train_member", "compile": "compile_member", "explore": "explore",
+        "evaluate": "evaluate", "label": "label_batch",
+    }  # fmt: skip
+    stem = path.stem.split("_")[0]
+    rule = prefixes.get(stem)
+    if rule == "label_batch" and path.parent.name == "initial":
+        return "label_initial_batch"
+    return rule
+
+
+def actual_vs_estimate(directory: Path | str, jobs: Sequence[PlannedJob]) -> dict[str, dict]:
+    """Measured wall times (benchmark files) against the runtime estimates, per rule."""
+    import pandas as pd
+
+    measured: dict[str, list[float]] = defaultdict(list)
+    for path in sorted(Path(directory, "benchmarks").glob("*/*.tsv")):
+        rule = benchmark_rule(path)
+        if rule is not None:
+            measured[rule].extend(pd.read_csv(path, sep="\t")["s"].tolist())
+    estimates = {job.rule: job.runtime_h * 60.0 for job in jobs if not job.local}
+    report = {}
+    for rule, seconds in sorted(measured.items()):
+        estimate_min = estimates.get(rule)
+        mean_min = sum(seconds) / len(seconds) / 60.0
+        report[rule] = {
+            "n_measured": len(seconds),
+            "mean_min": round(mean_min, 3),
+            "max_min": round(max(seconds) / 60.0, 3),
+            "estimate_min": estimate_min,
+            "estimate_over_max": round(estimate_min * 60.0 / max(seconds), 2)
+            if estimate_min
+            else None,
+        }
+    return report
+
+
+def format_actual(report: dict[str, dict]) -> str:
+    """A plain-text table of :func:`actual_vs_estimate`."""
+    lines = [
+        f"{'rule':>20}  {'n':>3}  {'mean min':>9}  {'max min':>8}  {'estimate':>8}  {'est/max':>7}"
+    ]
+    for rule, row in report.items():
+        estimate = "-" if row["estimate_min"] is None else f"{row['estimate_min']:.0f}"
+        ratio = "-" if row["estimate_over_max"] is None else f"{row['estimate_over_max']:.1f}"
+        lines.append(
+            f"{rule:>20}  {row['n_measured']:>3}  {row['mean_min']:>9.2f}  {row['max_min']:>8.2f}  "
+            f"{estimate:>8}  {ratio:>7}"
+        )
+    if not report:
+        lines.append("no benchmark files found under benchmarks/ (has the campaign run here?)")
+    else:
+        lines.append(
+            "est/max < 1: a job ran longer than its runtime estimate; raise it in the profile"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""The budget planner: job counts and hours from Snakemake's own dry run."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import BIN, REPO, copy_test_config
+
+from almomd import budget
+
+PROFILE = REPO / "profiles" / "slurm"
+
+
+def almomd_budget(workdir, *args):
+    return subprocess.run(
+        [str(BIN / "almomd"), "budget", "-d", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def expected_by_hand(config, profile):
+    """Jobs and hours per iteration from the config and the profile, without Snakemake."""
+    resources = profile["set-resources"]
+    default_runtime = profile["default-resources"]["runtime"]
+
+    def hours(rule, n):
+        spec = resources.get(rule, {})
+        runtime_h = spec.get("runtime", default_runtime) / 60
+        return n * spec.get("gpu", 0) * runtime_h, n * spec.get("tasks", 1) * runtime_h
+
+    K, M = config["ensemble"]["n_subsets"], config["ensemble"]["n_seeds"]
+    W = len(config["exploration"]["temperatures"]) * config["exploration"].get("replicas", 1)
+    B = config["labeler"]["n_batches"]
+    last = config["max_iterations"] - 1
+    plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1}}
+    for i in range(last + 1):
+        jobs = {"subset": K, "train_member": K * M, "explore": W, "evaluate": 1,
+                "select": 1, "decide": 1}  # fmt: skip
+        if i < last:
+            jobs |= {"label_batch": B, "merge": 1}
+        plan[str(i)] = jobs
+    totals = {}
+    for key, jobs in plan.items():
+        gpu = sum(hours(r, n)[0] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
+        cpu = sum(hours(r, n)[1] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
+        totals[key] = (gpu, cpu)
+    return plan, totals
+
+
+def test_small_plan_equals_hand_count(tmp_path):
+    workdir = copy_test_config(tmp_path / "plan")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["max_iterations"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    result = almomd_budget(workdir, "--profile", str(PROFILE), "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    plan, totals = expected_by_hand(config, profile)
+    for key, jobs in plan.items():
+        row = planned["remaining"]["iterations"][key]
+        assert row["jobs"] == dict(sorted(jobs.items())), key
+        assert row["gpu_hours"] == pytest.approx(totals[key][0]), key
+        assert row["cpu_hours"] == pytest.approx(totals[key][1]), key
+    assert planned["remaining"]["iterations"]["campaign"]["jobs"] == {"all": 1, "status": 1}
+    assert planned["done"]["total"]["n_jobs"] == 0
+    assert planned["remaining"]["partitions"]["gpu"]["gpu_hours"] == pytest.approx(
+        sum(t[0] for t in totals.values())
+    )
+    mapping = planned["campaign"]["rule_partitions"]
+    assert mapping["train_member"] == ["gpu"] and mapping["label_batch"] == ["cpu"]
+    assert mapping["select"] == ["local"]
+    # the readable table says the same
+    table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
+    assert "no early convergence" in table
+    n_jobs = planned["remaining"]["total"]["n_jobs"]
+    assert re.search(rf"total\s+{n_jobs}\s", table)
+
+
+def test_remaining_budget_drops_by_the_finished_iterations(campaign, tmp_path):
+    # the finished .test campaign, with iteration 1 (all but its training set) undone
+    workdir = tmp_path / "partial"
+    shutil.copytree(campaign, workdir, symlinks=True)
+    iteration = workdir / "results" / "iter_1"
+    for name in ("subsets", "models", "explore", "eval", "selection", "training"):
+        shutil.rmtree(iteration / name)
+    (iteration / "decision.json").unlink()
+    (workdir / "results" / "status.json").unlink()
+    result = almomd_budget(workdir, "--profile", str(PROFILE), "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    whole = planned["campaign"]["iterations"]
+    remaining = planned["remaining"]["iterations"]
+    assert set(remaining) == {"1", "campaign"}
+    assert remaining["1"] == whole["1"]
+    done = planned["done"]["total"]
+    for key in ("n_jobs", "gpu_hours", "cpu_hours"):
+        share = sum(whole[k][key] for k in ("initial", "0"))
+        assert done[key] == pytest.approx(share)
+        assert planned["remaining"]["total"][key] == pytest.approx(
+            planned["campaign"]["total"][key] - share
+        )
+
+
+def test_actual_run_times_against_estimates(campaign):
+    result = subprocess.run(
+        [str(BIN / "almomd"), "budget", "--actual", "--json", "-d", str(campaign),
+         "--configfile", str(campaign / "config.yaml"), "--profile", str(PROFILE)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["train_member"]["n_measured"] == 4  # 2 members x 2 iterations
+    assert report["train_member"]["estimate_min"] == 120
+    assert 0 < report["train_member"]["mean_min"] < 120
+    assert report["label_initial_batch"]["n_measured"] == 2
+
+
+def test_unplannable_config_gives_a_clear_error(tmp_path):
+    workdir = copy_test_config(tmp_path / "plan")
+    profile_dir = tmp_path / "profile"
+    profile_dir.mkdir()
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    del profile["default-resources"]["runtime"]  # initial_candidates has no runtime then
+    del profile["set-resources"]["initial_candidates"]["runtime"]
+    (profile_dir / "config.yaml").write_text(yaml.safe_dump(profile))
+    result = almomd_budget(workdir, "--profile", str(profile_dir))
+    assert result.returncode == 1
+    assert "rule initial_candidates has no runtime resource" in result.stderr
+    missing = almomd_budget(workdir, "--profile", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "not a directory" in missing.stderr
+
+
+def test_local_rules_match_the_workflow():
+    flagged = set()
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=(?:rule|checkpoint) )", path.read_text()):
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if name and "localrule: True" in block:
+                flagged.add(name.group(1))
+    assert flagged | {"all"} == set(budget.LOCAL_RULES)
+
+
+def test_snakemake_pin_matches_the_parsed_dry_run_format():
+    """The planner parses Snakemake's dry-run text: bumping the pin means re-checking it."""
+    import snakemake
+
+    pin = re.search(r'"snakemake==([\d.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    assert snakemake.__version__ == pin
+    sample = (
+        "rule train_member:\n"
+        "    output: results/iter_2/models/member_1_0.nequip.zip\n"
+        "    wildcards: iteration=2, subset=1, seed=0\n"
+        "    resources: tmpdir=<TBD>, mem_mb=8000, mem=8 GB, runtime=120, "
+        "slurm_partition=gpu, gpu=1\n"
+        "\n"
+        "checkpoint decide:\n"
+        "    wildcards: iteration=2\n"
+        "    threads: 3\n"
+        "    resources: runtime=10\n"
+    )
+    train, decide = budget.parse_dry_run(sample)
+    assert train.rule == "train_member" and train.iteration == "2"
+    assert train.partition == "gpu" and train.gpu_hours == pytest.approx(2.0)
+    assert train.cpu_hours == pytest.approx(2.0)
+    assert decide.local and decide.threads == 3 and decide.cpu_hours == 0.0
