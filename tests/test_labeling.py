@@ -122,3 +122,17 @@ def test_batches_partition_the_frames():
     assert [len(b) for b in batches] == [2, 2, 1]
     assert sorted(i for b in batches for i in data.frame_ids(b)) == sorted(data.frame_ids(frames))
     assert batch_of(frames[:1], 2, 3) == []
+
+
+def test_launcher_fills_file_based_commands():
+    from almomd.labeling import launcher_command, with_launcher
+
+    assert launcher_command("srun", 4) == "srun -n 4"
+    assert launcher_command(None, 4) == ""
+    parameters = {"command": "{launcher} pw.x -in x.pwi > x.pwo", "kpts": [2, 2, 2],
+                  "profile": {"argv": ["{launcher} cp2k.psmp"]}}  # fmt: skip
+    filled = with_launcher(parameters, "srun -n 4")
+    assert filled["command"] == "srun -n 4 pw.x -in x.pwi > x.pwo"
+    assert filled["profile"]["argv"] == ["srun -n 4 cp2k.psmp"]
+    assert filled["kpts"] == [2, 2, 2]
+    assert with_launcher(parameters, "")["command"] == "pw.x -in x.pwi > x.pwo"

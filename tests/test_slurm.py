@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, REPO, copy_test_config
+from conftest import REPO, copy_test_config, snakemake, snakemake_command
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -65,20 +65,12 @@ def overlay_profile(target: Path) -> Path:
     return target
 
 
-def controller(workdir: Path, profile: Path, *extra: str) -> subprocess.Popen:
+def controller(workdir: Path, profile: Path) -> subprocess.Popen:
+    # env --default-signal: background processes would otherwise ignore SIGINT
     command = [
         "env",
-        "--default-signal=INT",  # background processes would otherwise ignore SIGINT
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--profile",
-        str(profile),
-        *extra,
+        "--default-signal=INT",
+        *snakemake_command(workdir, "--profile", str(profile)),
     ]
     log = open(workdir / f"controller-{time.time():.0f}.log", "w")  # noqa: SIM115
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,21 +150,7 @@ def interrupted_campaign(cluster, tmp_path_factory):
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     # documented recovery: remove the stale lock, cancel the orphaned jobs of the run
-    unlock = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(REPO / "workflow" / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--unlock",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    unlock = snakemake(workdir, "--unlock", timeout=120)
     assert unlock.returncode == 0, unlock.stderr
     names = {j["JobName"] for j in sacct_jobs(since)}
     for name in names:

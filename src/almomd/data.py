@@ -93,6 +93,29 @@ def labeled_copy(
     return copy
 
 
+def read_user_frames(path: Path | str, prefix: str) -> list[Atoms]:
+    """Labeled frames of a user's file, given provenance ``al_id = <prefix>-NNNN``.
+
+    Any format ``ase.io.read`` understands; energies, forces (and stress, if
+    present) are taken from the file.
+    """
+    frames = []
+    for i, atoms in enumerate(ase.io.read(path, index=":")):
+        stress = atoms.get_stress() if "stress" in atoms.calc.results else None
+        frames.append(
+            labeled_copy(
+                atoms,
+                atoms.get_potential_energy(),
+                atoms.get_forces(),
+                stress,
+                al_id=f"{prefix}-{i:04d}",
+                al_source="user",
+                al_labeler="user",
+            )
+        )
+    return frames
+
+
 def frame_ids(frames: Iterable[Atoms]) -> list[str]:
     """Return the ``al_id`` of every frame."""
     return [str(atoms.info.get("al_id", "")) for atoms in frames]

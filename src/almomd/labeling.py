@@ -78,6 +78,30 @@ def check_labeler_name(name: str, key: str) -> None:
         ) from exc
 
 
+def with_launcher(parameters: Any, launcher: str) -> Any:
+    """Replace ``{launcher}`` in every string of ``parameters`` (nested too).
+
+    File-based codes take their command line from the parameters, e.g.
+    ``command: "{launcher} pw.x -in espresso.pwi > espresso.pwo"``; the job's
+    launcher (``srun -n 4`` on Slurm with ``mpi: srun`` and ``tasks: 4``, empty
+    on a workstation) is filled in here.
+    """
+    if isinstance(parameters, str):
+        return parameters.replace("{launcher}", launcher).strip()
+    if isinstance(parameters, dict):
+        return {key: with_launcher(value, launcher) for key, value in parameters.items()}
+    if isinstance(parameters, list):
+        return [with_launcher(value, launcher) for value in parameters]
+    return parameters
+
+
+def launcher_command(mpi: str | None, tasks: int | None) -> str:
+    """The MPI launcher of a job from its ``mpi`` and ``tasks`` resources."""
+    if not mpi:
+        return ""
+    return f"{mpi} -n {int(tasks or 1)}"
+
+
 def make_calculator(name: str, parameters: dict[str, Any] | None = None) -> Calculator:
     """Return a new ASE calculator for labeler ``name`` with ``parameters``."""
     parameters = dict(parameters or {})

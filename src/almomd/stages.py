@@ -6,6 +6,7 @@ so every step can be run and tested as a plain function.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -36,6 +37,12 @@ def chemical_symbols(config: dict[str, Any]) -> list[str]:
     return sorted(symbols)
 
 
+def _from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
+    """Build the settings dataclass ``cls`` from a config section (plus ``given``)."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    return cls(**{name: section[name] for name in names}, **given)
+
+
 def write_json(path: Path | str, payload: dict[str, Any]) -> None:
     """Write ``payload`` as indented JSON."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -50,16 +57,25 @@ def initial_candidates(config: dict[str, Any], out: str) -> None:
 
 
 def label_batch(
-    config: dict[str, Any], frames_file: str, batch: int, out_labeled: str, out_failed: str
+    config: dict[str, Any],
+    frames_file: str,
+    batch: int,
+    out_labeled: str,
+    out_failed: str,
+    launcher: str = "",
 ) -> None:
-    """Label batch ``batch`` of the frames in ``frames_file``."""
+    """Label batch ``batch`` of the frames in ``frames_file``.
+
+    ``launcher`` (e.g. ``srun -n 4``) replaces ``{launcher}`` in the labeler's
+    parameters, so file-based codes start under the job's MPI allocation.
+    """
     settings = config["labeler"]
     frames = labeling.batch_of(data.read_frames(frames_file), batch, settings["n_batches"])
     log.info("batch %d: %d frames to label with %s", batch, len(frames), settings["name"])
     n_ok, n_failed = labeling.label_frames(
         frames,
         settings["name"],
-        settings["parameters"],
+        labeling.with_launcher(settings["parameters"], launcher),
         settings["stress"],
         out_labeled,
         out_failed,
@@ -100,33 +116,12 @@ def initial_datasets(
 ) -> None:
     """Build the first training set and the fixed test set."""
     if config["initial_data"]["file"] is not None:
-        frames = []
-        for i, atoms in enumerate(ase.io.read(config["initial_data"]["file"], index=":")):
-            frames.append(
-                data.labeled_copy(
-                    atoms,
-                    atoms.get_potential_energy(),
-                    atoms.get_forces(),
-                    al_id=f"user-{i:04d}",
-                    al_source="user",
-                    al_labeler="user",
-                )
-            )
+        frames = data.read_user_frames(config["initial_data"]["file"], "user")
     else:
         expected = len(data.read_frames(candidates_file))
         frames = _gather_labels(config, expected, labeled_files, failed_files, "initial data")
     if config["test_set"]["file"] is not None:
-        test = [
-            data.labeled_copy(
-                atoms,
-                atoms.get_potential_energy(),
-                atoms.get_forces(),
-                al_id=f"test-{i:04d}",
-                al_source="user",
-                al_labeler="user",
-            )
-            for i, atoms in enumerate(ase.io.read(config["test_set"]["file"], index=":"))
-        ]
+        test = data.read_user_frames(config["test_set"]["file"], "test")
         train = frames
     else:
         train, test = data.split_test_set(
@@ -190,17 +185,10 @@ def explore(
     """Run exploration walker ``walker`` of iteration ``iteration``."""
     settings = config["exploration"]
     spec = walkers(config)[walker]
-    md = MDSettings(
-        thermostat=settings["thermostat"],
+    md = _from_section(
+        MDSettings,
+        settings,
         temperature=spec.temperature,
-        timestep=settings["timestep"],
-        friction=settings["friction"],
-        steps=settings["steps"],
-        log_interval=settings["log_interval"],
-        min_distance=settings["min_distance"],
-        pressure=settings["pressure"],
-        barostat_time=settings["barostat_time"],
-        max_uncertainty=settings["max_uncertainty"],
         uncertainty_key=metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"]),
     )
     frames, reason = run_walker(
@@ -257,16 +245,7 @@ def select(
             for f in walker_files
             for a in data.read_frames(f)[: settings["calibration_frames"]]
         ]
-    rule = selection.SelectionRule(
-        method=settings["method"],
-        shift=settings["shift"],
-        gradient=settings["gradient"],
-        window_low=settings["window_low"],
-        window_high=settings["window_high"],
-        max_frames=settings["max_frames"],
-        min_distance=settings["min_distance"],
-        min_frame_distance=settings["min_frame_distance"],
-    )
+    rule = _from_section(selection.SelectionRule, settings)
     table = selection.select(
         frames, u, calibration, rule, rng_for(config["seed"], "select", iteration)
     )

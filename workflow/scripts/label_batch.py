@@ -2,6 +2,7 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0], snakemake.threads)
 from almomd import stages
+from almomd.labeling import launcher_command
 
 stages.label_batch(
     snakemake.config,
@@ -9,4 +10,5 @@ stages.label_batch(
     int(snakemake.wildcards.batch),
     snakemake.output.labeled,
     snakemake.output.failed,
+    launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
 )
