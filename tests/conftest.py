@@ -17,18 +17,20 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_name] = "1"
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The real snakemake command line for the workflow in ``workdir``."""
+    return [
+        str(BIN / "snakemake"),
+        "--snakefile", str(REPO / "workflow" / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        *args,
+    ]  # fmt: skip
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Run the real snakemake command on the workflow in ``workdir``."""
-    command = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
+    command = snakemake_command(workdir, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
