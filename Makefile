@@ -28,8 +28,8 @@ test: $(BIN)/.installed
 	$(BIN)/pytest -ra
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests workflow/scripts
-	$(BIN)/ruff format --check src tests workflow/scripts
+	$(BIN)/ruff check src tests workflow/scripts benchmarks
+	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
 	$(BIN)/snakefmt --check workflow/
 	$(BIN)/snakemake --lint --cores 1
 
