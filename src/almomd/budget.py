@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from almomd.runner import console_script
 
 #: Rules that run in the controller process (``localrule: True`` or no run step).
 LOCAL_RULES = frozenset(
@@ -133,7 +134,7 @@ def _command(
     from almomd.config import REPO_ROOT
 
     command = [
-        str(Path(sys.executable).parent / "snakemake"), "--dry-run",
+        console_script("snakemake"), "--dry-run",
         "--snakefile", str(Path(snakefile or REPO_ROOT / "workflow" / "Snakefile")),
         "--directory", str(directory),
         "--config", "plan_all_iterations=True",

@@ -10,6 +10,15 @@ from pathlib import Path
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def console_script(name: str) -> str:
+    """Path of a console script (nequip-train, snakemake) next to the running interpreter.
+
+    Falls back to ``name`` on ``PATH`` when the interpreter's directory lacks it.
+    """
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
 def setup_job(log_file: str | Path, threads: int = 1) -> None:
     """Route logging and stderr of a job to ``log_file`` and pin its thread count.
 

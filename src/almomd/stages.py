@@ -234,7 +234,8 @@ def select(
 ) -> None:
     """Select the frames of iteration ``iteration`` to label."""
     key = "u_" + metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
-    frames = [a for f in walker_files for a in data.read_frames(f)]
+    trajectories = [data.read_frames(f) for f in walker_files]
+    frames = [a for trajectory in trajectories for a in trajectory]
     u = [float(a.info[key]) for a in frames]
     settings = config["selection"]
     if settings["calibration"] == "test_set":
@@ -242,8 +243,8 @@ def select(
     else:
         calibration = [
             float(a.info[key])
-            for f in walker_files
-            for a in data.read_frames(f)[: settings["calibration_frames"]]
+            for trajectory in trajectories
+            for a in trajectory[: settings["calibration_frames"]]
         ]
     rule = _from_section(selection.SelectionRule, settings)
     table = selection.select(

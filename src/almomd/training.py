@@ -12,12 +12,13 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from almomd.runner import console_script
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,6 @@ def render_template(
     return rendered
 
 
-def _tool(name: str) -> str:
-    """Path of a NequIP console script next to the running interpreter."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def _run(command: list[str], log_file: Path, cwd: Path) -> float:
     started = time.perf_counter()
     log.info("running: %s", " ".join(command))
@@ -142,7 +137,7 @@ def train_member(
     times = {
         "train_s": _run(
             [
-                _tool("nequip-train"),
+                console_script("nequip-train"),
                 "-cp",
                 str(run_dir),
                 "-cn",
@@ -157,7 +152,7 @@ def train_member(
     model_out = Path(model_out).resolve()
     partial = run_dir / model_out.name  # packaged here, moved into place when complete
     times["package_s"] = _run(
-        [_tool("nequip-package"), "build", str(checkpoint), str(partial)],
+        [console_script("nequip-package"), "build", str(checkpoint), str(partial)],
         output_log,
         run_dir,
     )
@@ -171,7 +166,7 @@ def compile_model(model: Path | str, out: Path | str, device: str, log_file: Pat
     out = Path(out).resolve()
     return _run(
         [
-            _tool("nequip-compile"),
+            console_script("nequip-compile"),
             str(Path(model).resolve()),
             str(out),
             "--mode",
