@@ -19,12 +19,17 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,slurm]'
 	touch $@
 
+# the DFT codes of the tests (GPAW, Quantum ESPRESSO); Debian packages need root
+$(BIN)/.dft: $(BIN)/.installed tests/dft/install.sh tests/dft/gpaw-siteconfig.py
+	bash tests/dft/install.sh $(BIN)/pip
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/almomd status
 	@echo "results: $(CURDIR)/results   status: $(BIN)/almomd status [--json]"
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(BIN)/.dft
 	$(BIN)/pytest -ra
 
 lint: $(BIN)/.installed

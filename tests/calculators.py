@@ -43,3 +43,61 @@ class Counting(EMT):
         with open(self.counter_file, "a") as handle:
             handle.write(f"{atoms.info.get('al_id')}\n")
         super().calculate(atoms, properties, system_changes)
+
+
+class SilentlyUnconverged(EMT):
+    """EMT that, like CP2K, reports an unconverged SCF only in its output file."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        with open(f"{self.directory}/calc.out", "w") as handle:
+            handle.write(" SCF run NOT converged\n ENERGY| Total FORCE_EVAL: -1.0\n")
+
+
+class Verbose(EMT):
+    """EMT that writes a large output file (to test compression)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        with open(f"{self.directory}/big.out", "w") as handle:
+            handle.write("x" * 300_000)
+
+
+class NeedsDamping(EMT):
+    """EMT that fails unless ``mixing`` is small, to test the fallback retry."""
+
+    def __init__(self, mixing=0.7, **kwargs):
+        super().__init__(**kwargs)
+        self.mixing = mixing
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if self.mixing > 0.3:
+            raise RuntimeError(f"charge sloshing with mixing {self.mixing}")
+        super().calculate(atoms, properties, system_changes)
+
+
+class Flaky(EMT):
+    """EMT that fails on active frames in three ways, by MD step.
+
+    Step // 5 modulo 4: 0 raises, 1 returns a NaN force, 2 reports non-convergence
+    only in its output file, 3 succeeds. Initial frames always succeed.
+    """
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        step = int(atoms.info.get("al_step", -1)) if atoms is not None else -1
+        mode = (step // 5) % 4 if step >= 0 else 3
+        if mode == 0:
+            raise RuntimeError("SCF did not converge after 100 iterations")
+        super().calculate(atoms, properties, system_changes)
+        if mode == 1:
+            self.results["forces"] = self.results["forces"].copy()
+            self.results["forces"][0, 0] = np.nan
+        if mode == 2:
+            with open(f"{self.directory}/calc.out", "w") as handle:
+                handle.write(" SCF run NOT converged\n")
+
+
+class NoStress(EMT):
+    """EMT that does not provide the stress."""
+
+    implemented_properties = ["energy", "forces"]

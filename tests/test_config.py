@@ -33,6 +33,14 @@ BROKEN = {
     ),
     "missing labeler": (lambda c: c.pop("labeler"), "labeler"),
     "unknown labeler": (lambda c: c["labeler"].update(name="dft9000"), "labeler.name"),
+    "pseudopotentials nowhere": (
+        lambda c: c["labeler"].update(name="espresso", parameters={"pseudo_dir": "/nowhere"}),
+        "labeler.parameters.pseudo_dir",
+    ),
+    "initial data pattern matches nothing": (
+        lambda c: c["initial_data"].update(file="calcs/*/aims.out"),
+        "initial_data.file",
+    ),
 }
 
 

@@ -6,8 +6,15 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from almomd import data
+from almomd.calculators import Labeler, LabelerSettings, check_labeler_name, deep_merge
 from almomd.config import ConfigError
-from almomd.labeling import batch_of, check_labeler_name, label_frames, make_calculator
+from almomd.labeling import batch_of, label_frames, make_calculator
+
+
+def label(tmp_path, frames, name, **settings):
+    """Label ``frames`` in ``tmp_path``; return the counts."""
+    labeler = Labeler(LabelerSettings(name=name, **settings))
+    return label_frames(frames, labeler, tmp_path / "ok.extxyz", tmp_path / "bad.extxyz")
 
 
 def candidates(n):
@@ -41,9 +48,7 @@ def test_factory_names():
 
 def test_labels_equal_direct_emt_and_keep_provenance(tmp_path):
     frames = candidates(3)
-    n_ok, n_failed = label_frames(
-        frames, "emt", {}, False, tmp_path / "ok.extxyz", tmp_path / "bad.extxyz"
-    )
+    n_ok, n_failed = label(tmp_path, frames, "emt")
     assert (n_ok, n_failed) == (3, 0)
     labeled = data.read_frames(tmp_path / "ok.extxyz")
     for frame, atoms in zip(frames, labeled, strict=True):
@@ -59,17 +64,19 @@ def test_labels_equal_direct_emt_and_keep_provenance(tmp_path):
     assert data.read_frames(tmp_path / "bad.extxyz") == []
 
 
+SILENT = {"failure_patterns": ("SCF run NOT converged",)}
+
+
 @pytest.mark.parametrize(
-    ("name", "fail_type", "reason"),
+    ("name", "settings", "fail_type", "reason"),
     [
-        ("calculators:Raising", "RuntimeError", "SCF did not converge"),
-        ("calculators:NaNForces", "ValueError", "non-finite"),
+        ("calculators:Raising", {}, "RuntimeError", "SCF did not converge"),
+        ("calculators:NaNForces", {}, "ValueError", "non-finite"),
+        ("calculators:SilentlyUnconverged", SILENT, "NotConverged", "calc.out: SCF run NOT"),
     ],
 )
-def test_failures_go_to_the_failed_file_with_reason(tmp_path, name, fail_type, reason):
-    n_ok, n_failed = label_frames(
-        candidates(2), name, {}, False, tmp_path / "ok.extxyz", tmp_path / "bad.extxyz"
-    )
+def test_failures_go_to_the_failed_file_with_reason(tmp_path, name, settings, fail_type, reason):
+    n_ok, n_failed = label(tmp_path, candidates(2), name, **settings)
     assert (n_ok, n_failed) == (0, 2)
     failed = data.read_frames(tmp_path / "bad.extxyz")
     assert [a.info["fail_type"] for a in failed] == [fail_type] * 2
@@ -78,14 +85,7 @@ def test_failures_go_to_the_failed_file_with_reason(tmp_path, name, fail_type, r
 
 
 def test_partial_failure_keeps_going(tmp_path):
-    n_ok, n_failed = label_frames(
-        candidates(5),
-        "calculators:FailOddFrames",
-        {},
-        False,
-        tmp_path / "ok.extxyz",
-        tmp_path / "bad.extxyz",
-    )
+    n_ok, n_failed = label(tmp_path, candidates(5), "calculators:FailOddFrames")
     assert (n_ok, n_failed) == (3, 2)
     assert [a.info["al_step"] for a in data.read_frames(tmp_path / "ok.extxyz")] == [0, 2, 4]
 
@@ -102,13 +102,8 @@ def test_resume_labels_only_the_rest(tmp_path):
             atoms, calc.get_potential_energy(atoms), calc.get_forces(atoms), al_labeler="emt"
         )
         data.append_frame(partial / "labeled.extxyz", done)
-    n_ok, _ = label_frames(
-        frames,
-        "calculators:Counting",
-        {"counter_file": str(counter)},
-        False,
-        tmp_path / "ok.extxyz",
-        tmp_path / "bad.extxyz",
+    n_ok, _ = label(
+        tmp_path, frames, "calculators:Counting", parameters={"counter_file": str(counter)}
     )
     assert n_ok == 4
     assert counter.read_text().split() == data.frame_ids(frames[2:])
@@ -125,7 +120,7 @@ def test_batches_partition_the_frames():
 
 
 def test_launcher_fills_file_based_commands():
-    from almomd.labeling import launcher_command, with_launcher
+    from almomd.calculators import launcher_command, with_launcher
 
     assert launcher_command("srun", 4) == "srun -n 4"
     assert launcher_command(None, 4) == ""
@@ -136,3 +131,57 @@ def test_launcher_fills_file_based_commands():
     assert filled["profile"]["argv"] == ["srun -n 4 cp2k.psmp"]
     assert filled["kpts"] == [2, 2, 2]
     assert with_launcher(parameters, "")["command"] == "pw.x -in x.pwi > x.pwo"
+
+
+def test_silent_failure_is_caught_by_the_codes_own_pattern(tmp_path):
+    # cp2k's "SCF run NOT converged" is a built-in pattern; a custom class needs it in config
+    assert "SCF run NOT converged" in LabelerSettings(name="cp2k").patterns
+    n_ok, n_failed = label(tmp_path, candidates(1), "calculators:SilentlyUnconverged")
+    assert (n_ok, n_failed) == (1, 0)  # without the pattern it would be accepted
+
+
+def test_fallback_retries_once_with_merged_parameters(tmp_path):
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 5}}) == {
+        "a": {"b": 5, "c": 2},
+        "d": 3,
+    }
+    n_ok, n_failed = label(
+        tmp_path, candidates(2), "calculators:NeedsDamping", fallback={"mixing": 0.1}
+    )
+    assert (n_ok, n_failed) == (2, 0)
+    labeled = data.read_frames(tmp_path / "ok.extxyz")
+    assert all("charge sloshing with mixing 0.7" in a.info["al_first_failure"] for a in labeled)
+    # a fallback that does not help: both reasons are kept
+    (tmp_path / "ok.extxyz").unlink()
+    n_ok, n_failed = label(
+        tmp_path, candidates(1), "calculators:NeedsDamping", fallback={"mixing": 0.5}
+    )
+    assert (n_ok, n_failed) == (0, 1)
+    reason = data.read_frames(tmp_path / "bad.extxyz")[0].info["fail_reason"]
+    assert "mixing 0.7" in reason and "with fallback: charge sloshing with mixing 0.5" in reason
+
+
+def test_frame_directories_are_kept_and_large_files_gzipped(tmp_path):
+    frames = candidates(2)
+    label(tmp_path, frames, "calculators:Verbose", compress_above_kb=100)
+    for frame_id in data.frame_ids(frames):
+        directory = tmp_path / "calc" / frame_id
+        assert (directory / "big.out.gz").is_file()
+        assert not (directory / "big.out").exists()
+    # failed frames keep their directory even when labeled ones are dropped
+    frames = candidates(3)
+    label(tmp_path / "b", frames, "calculators:SilentlyUnconverged", keep_files=False, **SILENT)
+    assert sorted(p.name for p in (tmp_path / "b" / "calc").iterdir()) == data.frame_ids(frames)
+    label(tmp_path / "c", frames, "calculators:Verbose", keep_files=False)
+    assert not any((tmp_path / "c" / "calc").iterdir())
+
+
+def test_stress_only_where_asked_and_provided(tmp_path):
+    label(tmp_path, candidates(1), "emt", stress=True)
+    labeled = data.read_frames(tmp_path / "ok.extxyz")[0]
+    reference = candidates(1)[0]
+    reference.calc = EMT()
+    np.testing.assert_allclose(labeled.get_stress(), reference.get_stress(), atol=1e-8)
+    # a calculator without stress still labels energy and forces
+    label(tmp_path / "lj", candidates(1), "calculators:NoStress", stress=True)
+    assert "stress" not in data.read_frames(tmp_path / "lj" / "ok.extxyz")[0].calc.results

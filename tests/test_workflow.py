@@ -146,3 +146,25 @@ def test_finished_campaign_has_nothing_left_to_do(campaign):
     result = snakemake(campaign, "--cores", "1", "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
+    from almomd.calculators import Labeler, LabelerSettings
+    from almomd.ensemble import EnsembleCalculator
+    from almomd.labeling import label_frames
+
+    model = sorted((campaign / "results" / "iter_1" / "models").glob("*.nequip.zip"))[0]
+    frames = data.read_frames(campaign / "results" / "iter_0" / "selection" / "selected.extxyz")
+    settings = LabelerSettings(
+        name="almomd.ensemble:EnsembleCalculator", parameters={"model_paths": [str(model)]}
+    )
+    n_ok, n_failed = label_frames(
+        frames, Labeler(settings), tmp_path / "ok.extxyz", tmp_path / "bad.extxyz"
+    )
+    assert (n_ok, n_failed) == (len(frames), 0)
+    direct = EnsembleCalculator([model])
+    for atoms, frame in zip(data.read_frames(tmp_path / "ok.extxyz"), frames, strict=True):
+        reference = frame.copy()
+        reference.calc = direct
+        assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy())
+        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-6)

@@ -146,21 +146,34 @@ def _require_file(config: dict, key: str, base_dir: Path) -> Path:
     return path
 
 
-def _read_frames(config: dict, key: str, base_dir: Path) -> list:
+def _read_frames(config: dict, key: str, base_dir: Path, labeled: bool = False) -> list:
+    """Frames of the file named by ``key``; ``labeled`` files may be patterns."""
     import ase.io
 
-    path = _require_file(config, key, base_dir)
+    from almomd.importers import read_labeled
+
+    section, name = key.split(".")
+    path = base_dir / config[section][name]
     try:
-        frames = ase.io.read(path, index=":")
+        if labeled:  # one file, or a pattern such as calcs/*/aims.out
+            frames = read_labeled(path)
+        else:
+            frames = ase.io.read(_require_file(config, key, base_dir), index=":")
+    except ConfigError:
+        raise
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"config key {key}: {exc} (paths are relative to {base_dir.resolve()}); fix the path"
+        ) from exc
     except Exception as exc:  # any reader error means an unusable file
-        raise ConfigError(f"config key {key}: ase.io.read cannot read '{path}': {exc}") from exc
+        raise ConfigError(f"config key {key}: cannot read '{path}': {exc}") from exc
     if not frames:
         raise ConfigError(f"config key {key}: '{path}' holds no structure")
     return frames
 
 
 def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
-    from almomd.labeling import check_labeler_name
+    from almomd.calculators import check_labeler, check_labeler_name
 
     structure = _read_frames(config, "system.structure", base_dir)[0]
     symbols = set(structure.get_chemical_symbols())
@@ -168,13 +181,8 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
     for key in ("initial_data.file", "test_set.file"):
         section, name = key.split(".")
         if config[section][name] is not None:
-            frames = _read_frames(config, key, base_dir)
-            for i, atoms in enumerate(frames):
-                if atoms.calc is None or "forces" not in atoms.calc.results:
-                    raise ConfigError(
-                        f"config key {key}: frame {i} of '{config[section][name]}' "
-                        "has no forces; give a labeled file (energy and forces)"
-                    )
+            frames = _read_frames(config, key, base_dir, labeled=True)
+            for atoms in frames:
                 symbols |= set(atoms.get_chemical_symbols())
     references = config["model"]["reference_energies"]
     if references is not None:
@@ -188,7 +196,7 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
             "config key training.stress_weight: stress is trained but not labeled; "
             "set labeler.stress: true or training.stress_weight: 0"
         )
-    check_labeler_name(config["labeler"]["name"], "labeler.name")
+    check_labeler(config["labeler"]["name"], config["labeler"]["parameters"], "labeler.name")
     initial = config["initial_data"]
     if initial["file"] is None and initial["md_fraction"] > 0:
         check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")

@@ -96,11 +96,14 @@ def labeled_copy(
 def read_user_frames(path: Path | str, prefix: str) -> list[Atoms]:
     """Labeled frames of a user's file, given provenance ``al_id = <prefix>-NNNN``.
 
-    Any format ``ase.io.read`` understands; energies, forces (and stress, if
-    present) are taken from the file.
+    Any format of :func:`almomd.importers.read_labeled` (FHI-vibes, FHI-aims,
+    VASP, Quantum ESPRESSO, ASE); energies, forces (and stress, if present) are
+    taken from the file.
     """
+    from almomd.importers import read_labeled
+
     frames = []
-    for i, atoms in enumerate(ase.io.read(path, index=":")):
+    for i, atoms in enumerate(read_labeled(path)):
         stress = atoms.get_stress() if "stress" in atoms.calc.results else None
         frames.append(
             labeled_copy(

@@ -1,19 +1,21 @@
-"""Labelers: one factory for every ASE calculator, and failure-tolerant labeling.
+"""Failure-tolerant labeling of frames with a named labeler.
 
-A labeler is named ``emt``, ``tblite`` or ``module:Class`` (any importable ASE
-calculator class), with keyword parameters from the config. Labeling a batch
-writes each frame as soon as it is done, so a killed job resumes with the
-frames that remain; a failed single point goes to the failed file with its
-reason instead of stopping the iteration.
+Each frame runs in its own directory (``<labels>/calc/<al_id>/``), whose inputs
+and outputs are kept for inspection (large files gzipped). Whatever way a code
+fails (an exception, a non-zero exit status, a "not converged" line in its
+output, non-finite or absurd numbers) the frame goes to the failed file with the
+code, the exception type and the message; with ``labeler.fallback`` set it is
+first retried once with those parameters merged in. Each finished frame is
+written at once, so a killed job resumes with the frames that remain.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
+import shutil
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,15 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from almomd.calculators import (
+    CODES,
+    Labeler,
+    LabelerSettings,
+    NotConverged,
+    check_outputs,
+    close,
+    compress_large_files,
+)
 from almomd.config import ConfigError
 from almomd.data import append_frame, frame_ids, labeled_copy, read_frames, write_frames
 
@@ -30,85 +41,22 @@ log = logging.getLogger(__name__)
 MAX_ABS_FORCE = 1.0e3
 
 
-def _emt(**parameters: Any) -> Calculator:
-    from ase.calculators.emt import EMT
-
-    return EMT(**parameters)
-
-
-def _tblite(**parameters: Any) -> Calculator:
-    from tblite.ase import TBLite
-
-    parameters.setdefault("method", "GFN1-xTB")
-    parameters.setdefault("verbosity", 0)
-    return TBLite(**parameters)
-
-
-BUILTIN: dict[str, Callable[..., Calculator]] = {"emt": _emt, "tblite": _tblite}
-
-
-def _import_class(name: str) -> type:
-    module_name, _, class_name = name.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)
-
-
-def check_labeler_name(name: str, key: str) -> None:
-    """Raise :class:`ConfigError` unless ``name`` is a usable labeler."""
-    if name in BUILTIN:
-        if name == "tblite":
-            try:
-                importlib.import_module("tblite.ase")
-            except ImportError as exc:
-                raise ConfigError(
-                    f"config key {key}: tblite is not installed ({exc}); pip install tblite"
-                ) from exc
-        return
-    if ":" not in name:
-        raise ConfigError(
-            f"config key {key}: unknown labeler '{name}'; use one of "
-            f"{sorted(BUILTIN)} or an ASE calculator as module:Class"
-        )
-    try:
-        _import_class(name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"config key {key}: cannot import '{name}' ({exc}); install the "
-            "package or correct module:Class"
-        ) from exc
-
-
-def with_launcher(parameters: Any, launcher: str) -> Any:
-    """Replace ``{launcher}`` in every string of ``parameters`` (nested too).
-
-    File-based codes take their command line from the parameters, e.g.
-    ``command: "{launcher} pw.x -in espresso.pwi > espresso.pwo"``; the job's
-    launcher (``srun -n 4`` on Slurm with ``mpi: srun`` and ``tasks: 4``, empty
-    on a workstation) is filled in here.
-    """
-    if isinstance(parameters, str):
-        return parameters.replace("{launcher}", launcher).strip()
-    if isinstance(parameters, dict):
-        return {key: with_launcher(value, launcher) for key, value in parameters.items()}
-    if isinstance(parameters, list):
-        return [with_launcher(value, launcher) for value in parameters]
-    return parameters
-
-
-def launcher_command(mpi: str | None, tasks: int | None) -> str:
-    """The MPI launcher of a job from its ``mpi`` and ``tasks`` resources."""
-    if not mpi:
-        return ""
-    return f"{mpi} -n {int(tasks or 1)}"
-
-
-def make_calculator(name: str, parameters: dict[str, Any] | None = None) -> Calculator:
+def make_calculator(
+    name: str, parameters: dict[str, Any] | None = None, directory: Path | str = "."
+) -> Calculator:
     """Return a new ASE calculator for labeler ``name`` with ``parameters``."""
-    parameters = dict(parameters or {})
-    if name in BUILTIN:
-        return BUILTIN[name](**parameters)
-    check_labeler_name(name, "labeler.name")
-    return _import_class(name)(**parameters)
+    settings = LabelerSettings(name=name, parameters=dict(parameters or {}))
+    return Labeler(settings).calculator(Path(directory))
+
+
+def wants_stress(atoms: Atoms, calculator: Calculator, stress: bool) -> bool:
+    """Whether to label the stress: asked for, a 3D periodic cell, and provided."""
+    return (
+        stress
+        and bool(atoms.pbc.all())
+        and atoms.cell.rank == 3
+        and "stress" in calculator.implemented_properties
+    )
 
 
 def single_point(
@@ -129,33 +77,102 @@ def single_point(
     largest = float(np.abs(forces).max()) if forces.size else 0.0
     if largest > MAX_ABS_FORCE:
         raise ValueError(f"absurd force {largest:.3g} eV/A (> {MAX_ABS_FORCE:g})")
+    if getattr(calculator, "converged", None) is False:  # ASE's VASP sets this
+        raise NotConverged("the calculator reports converged = False")
     return energy, forces, sigma
 
 
-def _failure(atoms: Atoms, labeler: str, exc: BaseException) -> Atoms:
+def _message(exc: BaseException) -> str:
+    reason = (str(exc).strip().splitlines() or [""])[0][:300]
+    return reason.replace('"', "'") or "(no message)"
+
+
+def _failure(atoms: Atoms, labeler: str, exc: BaseException, first: str | None) -> Atoms:
     failed = atoms.copy()
     failed.calc = None
     failed.info["al_labeler"] = labeler
     failed.info["fail_type"] = type(exc).__name__
-    reason = (str(exc).strip().splitlines() or [""])[0][:300]
-    failed.info["fail_reason"] = reason.replace('"', "'") or "(no message)"
+    reason = _message(exc)
+    failed.info["fail_reason"] = f"{first}; with fallback: {reason}" if first else reason
     return failed
+
+
+class _Attempt:
+    """One try of one frame in its directory."""
+
+    def __init__(self, labeler: Labeler, directory: Path):
+        self.labeler = labeler
+        self.directory = directory
+        self.stress_missing = False
+
+    def run(self, atoms: Atoms, fallback: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+        if self.directory.exists():
+            shutil.rmtree(self.directory)  # a killed earlier try leaves nothing behind
+        calc = self.labeler.calculator(self.directory, fallback)
+        settings = self.labeler.settings
+        try:
+            stress = wants_stress(atoms, calc, settings.stress)
+            self.stress_missing = settings.stress and not stress
+            result = single_point(atoms, calc, stress)
+            check_outputs(self.directory, settings.patterns)
+        finally:
+            if self.labeler.name in CODES:
+                close(calc)
+        return result
+
+
+def _label_one(atoms: Atoms, labeler: Labeler, directory: Path) -> Atoms:
+    """Label one frame (retrying once with the fallback); raise the last failure."""
+    first = None
+    attempt = _Attempt(labeler, directory)
+    try:
+        energy, forces, sigma = attempt.run(atoms, fallback=False)
+    except ConfigError:
+        raise
+    except Exception as exc:  # every code fails differently; keep the reason
+        if not labeler.settings.fallback:
+            raise
+        labeler.discard()
+        first = f"{type(exc).__name__}: {_message(exc)}"
+        log.warning(
+            "frame %s failed (%s); retrying with labeler.fallback", atoms.info["al_id"], first
+        )
+        attempt = _Attempt(labeler, directory / "fallback")
+        try:
+            energy, forces, sigma = attempt.run(atoms, fallback=True)
+        except Exception as again:
+            again.al_first_failure = first  # type: ignore[attr-defined]
+            raise again from exc
+    if attempt.stress_missing:
+        log.warning(
+            "frame %s: no stress labeled (not periodic or not provided)", atoms.info["al_id"]
+        )
+    extra = {"al_first_failure": first} if first else {}
+    return labeled_copy(atoms, energy, forces, sigma, al_labeler=labeler.name, **extra)
+
+
+def _finish_directory(directory: Path, settings: LabelerSettings, ok: bool) -> None:
+    if not directory.is_dir():
+        return
+    if (ok and not settings.keep_files) or not any(directory.iterdir()):
+        shutil.rmtree(directory)
+    else:
+        compress_large_files(directory, settings.compress_above_kb)
 
 
 def label_frames(
     frames: Sequence[Atoms],
-    labeler: str,
-    parameters: dict[str, Any],
-    stress: bool,
+    labeler: Labeler,
     out_labeled: Path | str,
     out_failed: Path | str,
-    partial_dir: Path | str | None = None,
+    workdir: Path | str | None = None,
 ) -> tuple[int, int]:
     """Label ``frames`` and write the labeled and failed files.
 
-    Each finished frame is appended to ``<partial_dir>/labeled.extxyz`` or
-    ``failed.extxyz`` at once; frames found there from a killed earlier run are
-    not recomputed. The outputs are written when every frame is done.
+    Frame ``al_id`` runs in ``<workdir>/<al_id>`` (default workdir: ``calc`` next
+    to ``out_labeled``). Each finished frame is appended to a ``.partial``
+    folder at once; frames found there from a killed earlier run are not
+    recomputed. The outputs are written when every frame is done.
 
     Returns
     -------
@@ -163,9 +180,8 @@ def label_frames(
         Number of labeled and failed frames.
     """
     out_labeled, out_failed = Path(out_labeled), Path(out_failed)
-    partial = (
-        Path(partial_dir) if partial_dir else out_labeled.parent / (out_labeled.stem + ".partial")
-    )
+    workdir = Path(workdir) if workdir else out_labeled.parent / "calc"
+    partial = out_labeled.parent / (out_labeled.stem + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     done_ok, done_failed = partial / "labeled.extxyz", partial / "failed.extxyz"
     labeled = read_frames(done_ok) if done_ok.exists() else []
@@ -174,20 +190,23 @@ def label_frames(
     todo = [a for a in frames if str(a.info["al_id"]) not in finished]
     if finished:
         log.info("resuming: %d frames already done, %d to go", len(finished), len(todo))
-    calculator = make_calculator(labeler, parameters) if todo else None
     for n, atoms in enumerate(todo, start=1):
-        frame_id = atoms.info["al_id"]
+        frame_id = str(atoms.info["al_id"])
+        directory = workdir / frame_id
         try:
-            energy, forces, sigma = single_point(atoms, calculator, stress)
-        except Exception as exc:  # every code fails differently; keep the reason
+            record = _label_one(atoms, labeler, directory)
+        except ConfigError:
+            raise
+        except Exception as exc:
             log.warning("frame %s failed: %s: %s", frame_id, type(exc).__name__, exc)
             log.debug("%s", traceback.format_exc())
-            record = _failure(atoms, labeler, exc)
+            record = _failure(atoms, labeler.name, exc, getattr(exc, "al_first_failure", None))
             append_frame(done_failed, record)
             failed.append(record)
-            calculator = make_calculator(labeler, parameters)  # fresh state
+            labeler.discard()  # the next frame starts from a fresh state
+            _finish_directory(directory, labeler.settings, ok=False)
             continue
-        record = labeled_copy(atoms, energy, forces, sigma, al_labeler=labeler)
+        _finish_directory(directory, labeler.settings, ok=True)
         append_frame(done_ok, record)
         labeled.append(record)
         log.info(
@@ -195,8 +214,8 @@ def label_frames(
             n,
             len(todo),
             frame_id,
-            energy,
-            float(np.abs(forces).max()),
+            record.get_potential_energy(),
+            float(np.abs(record.get_forces()).max()),
         )
     order = {fid: i for i, fid in enumerate(frame_ids(frames))}
     labeled.sort(key=lambda a: order.get(str(a.info["al_id"]), len(order)))

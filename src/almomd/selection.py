@@ -2,7 +2,10 @@
 
 Active selection (ALmoMD's soft acceptance, with DP-GEN style trust window):
 
-1. screening: frames with two atoms closer than ``min_distance`` are rejected;
+1. screening: frames with two atoms closer than ``min_distance`` are rejected
+   (``too_close``), and so are frames whose ensemble energy per atom lies more
+   than ``max_energy_above_mean`` above their walker's mean (``energy_outlier``),
+   so that no DFT time is spent on broken geometries;
 2. acceptance: a frame with uncertainty ``u`` is accepted with probability
    ``p = 0.5 * (1 + erf((u - mean - shift*std) / (gradient*std*sqrt(2))))``
    where ``mean`` and ``std`` come from a calibration set;
@@ -40,6 +43,7 @@ class SelectionRule:
     max_frames: int = 8
     min_distance: float = 1.0
     min_frame_distance: float = 0.05
+    max_energy_above_mean: float | None = None
 
 
 def acceptance_probability(
@@ -104,8 +108,9 @@ def select(
     """Apply the selection rule and return a table with one row per candidate.
 
     Columns: ``al_id``, ``walker``, ``step``, ``uncertainty``, ``min_distance``,
-    ``probability``, ``draw``, ``selected`` and ``decision`` (``selected``,
-    ``too_close``, ``not_accepted``, ``outside_window``, ``too_similar``,
+    ``energy_per_atom``, ``energy_above_mean`` (of the walker), ``probability``,
+    ``draw``, ``selected`` and ``decision`` (``selected``, ``too_close``,
+    ``energy_outlier``, ``not_accepted``, ``outside_window``, ``too_similar``,
     ``over_cap`` or ``not_drawn``).
     """
     u_arr = np.asarray(u, dtype=float)
@@ -120,8 +125,12 @@ def select(
             "step": [int(a.info.get("al_step", -1)) for a in frames],
             "uncertainty": u_arr,
             "min_distance": [min_interatomic_distance(a) for a in frames],
+            "energy_per_atom": [float(a.info.get("ens_energy", math.nan)) / len(a) for a in frames],
         }
     )
+    table["energy_above_mean"] = table["energy_per_atom"] - table.groupby("walker")[
+        "energy_per_atom"
+    ].transform("mean")
     table["probability"] = (
         acceptance_probability(u_arr, mean, std, rule.shift, rule.gradient) if n else []
     )
@@ -131,6 +140,10 @@ def select(
     decision = np.full(n, "", dtype=object)
     ok = (table["min_distance"] >= rule.min_distance).to_numpy()
     decision[~ok] = "too_close"
+    if rule.max_energy_above_mean is not None:
+        outlier = ok & (table["energy_above_mean"] > rule.max_energy_above_mean).to_numpy()
+        decision[outlier] = "energy_outlier"
+        ok &= ~outlier
     if rule.method == "random":
         pool = np.flatnonzero(ok)
         chosen = rng.permutation(pool)[: rule.max_frames] if pool.size else pool

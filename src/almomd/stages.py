@@ -17,6 +17,7 @@ import ase.io
 import pandas as pd
 
 from almomd import convergence, data, initial, labeling, selection
+from almomd.calculators import Labeler, LabelerSettings
 from almomd.config import walkers
 from almomd.ensemble import EnsembleCalculator, metric_key
 from almomd.evaluation import evaluate
@@ -67,19 +68,14 @@ def label_batch(
     """Label batch ``batch`` of the frames in ``frames_file``.
 
     ``launcher`` (e.g. ``srun -n 4``) replaces ``{launcher}`` in the labeler's
-    parameters, so file-based codes start under the job's MPI allocation.
+    command and parameters, so file-based codes start under the job's MPI
+    allocation. Each frame runs in ``calc/<al_id>`` next to ``out_labeled``.
     """
     settings = config["labeler"]
     frames = labeling.batch_of(data.read_frames(frames_file), batch, settings["n_batches"])
     log.info("batch %d: %d frames to label with %s", batch, len(frames), settings["name"])
-    n_ok, n_failed = labeling.label_frames(
-        frames,
-        settings["name"],
-        labeling.with_launcher(settings["parameters"], launcher),
-        settings["stress"],
-        out_labeled,
-        out_failed,
-    )
+    labeler = Labeler(_from_section(LabelerSettings, settings), launcher)
+    n_ok, n_failed = labeling.label_frames(frames, labeler, out_labeled, out_failed)
     log.info("batch %d: %d labeled, %d failed", batch, n_ok, n_failed)
 
 

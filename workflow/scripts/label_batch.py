@@ -2,7 +2,7 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0], snakemake.threads)
 from almomd import stages
-from almomd.labeling import launcher_command
+from almomd.calculators import launcher_command
 
 stages.label_batch(
     snakemake.config,
