@@ -66,7 +66,11 @@ def test_small_plan_equals_hand_count(tmp_path):
         assert row["jobs"] == dict(sorted(jobs.items())), key
         assert row["gpu_hours"] == pytest.approx(totals[key][0]), key
         assert row["cpu_hours"] == pytest.approx(totals[key][1]), key
-    assert planned["remaining"]["iterations"]["campaign"]["jobs"] == {"all": 1, "status": 1}
+    assert planned["remaining"]["iterations"]["campaign"]["jobs"] == {
+        "all": 1,
+        "status": 1,
+        "report": 1,
+    }
     assert planned["done"]["total"]["n_jobs"] == 0
     assert planned["remaining"]["partitions"]["gpu"]["gpu_hours"] == pytest.approx(
         sum(t[0] for t in totals.values())

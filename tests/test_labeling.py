@@ -185,3 +185,28 @@ def test_stress_only_where_asked_and_provided(tmp_path):
     # a calculator without stress still labels energy and forces
     label(tmp_path / "lj", candidates(1), "calculators:NoStress", stress=True)
     assert "stress" not in data.read_frames(tmp_path / "lj" / "ok.extxyz")[0].calc.results
+
+
+def test_tblite_scf_failure_then_fallback_equals_a_direct_call(tmp_path):
+    from tblite.ase import TBLite
+
+    frames = candidates(1)
+    n_ok, n_failed = label(tmp_path / "a", frames, "tblite", parameters={"max_iterations": 1})
+    assert (n_ok, n_failed) == (0, 1)
+    failed = data.read_frames(tmp_path / "a" / "bad.extxyz")[0]
+    assert failed.info["fail_type"] == "CalculationFailed"
+    assert "SCF not converged" in failed.info["fail_reason"]
+    n_ok, _ = label(
+        tmp_path / "b",
+        frames,
+        "tblite",
+        parameters={"max_iterations": 1},
+        fallback={"max_iterations": 250},
+    )
+    assert n_ok == 1
+    labeled = data.read_frames(tmp_path / "b" / "ok.extxyz")[0]
+    assert "CalculationFailed" in labeled.info["al_first_failure"]
+    reference = frames[0].copy()
+    reference.calc = TBLite(method="GFN1-xTB", verbosity=0)
+    assert labeled.get_potential_energy() == pytest.approx(reference.get_potential_energy())
+    np.testing.assert_allclose(labeled.get_forces(), reference.get_forces(), atol=1e-7)

@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from ase.calculators.emt import EMT
 from conftest import BIN, snakemake
 
@@ -116,7 +117,8 @@ def test_status_json_agrees_with_files(campaign):
     assert rows[1]["n_train"] == rows[0]["n_train"] + rows[0]["n_labeled"]
 
 
-def test_ensemble_mean_equals_members_one_by_one(campaign):
+@pytest.mark.parametrize("batched", [True, False])
+def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
     from nequip.integrations.ase import NequIPCalculator
 
     from almomd.ensemble import EnsembleCalculator
@@ -125,20 +127,29 @@ def test_ensemble_mean_equals_members_one_by_one(campaign):
         str(p) for p in (campaign / "results" / "iter_1" / "models").glob("*.nequip.zip")
     )
     atoms = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
-    ensemble = EnsembleCalculator(models)
+    atoms.rattle(0.05, seed=3)  # non-zero stress and forces
+    ensemble = EnsembleCalculator(models, batched=batched)
+    assert ensemble.batched == batched
     work = atoms.copy()
     work.calc = ensemble
-    energy, forces = work.get_potential_energy(), work.get_forces()
-    energies, member_forces = [], []
-    for path in models:
+    energy, forces, stress = work.get_potential_energy(), work.get_forces(), work.get_stress()
+    energies, member_forces, stresses = [], [], []
+    for path in models:  # ALmoMD's way: one calculator per member
         single = atoms.copy()
         single.calc = NequIPCalculator._from_saved_model(
             path, chemical_species_to_atom_type_map=True
         )
         energies.append(single.get_potential_energy())
         member_forces.append(single.get_forces())
+        stresses.append(single.get_stress())
+    np.testing.assert_allclose(ensemble.results["member_energies"], energies, rtol=1e-5)
+    np.testing.assert_allclose(
+        ensemble.results["member_forces"], member_forces, rtol=1e-5, atol=1e-6
+    )
     assert energy == pytest.approx(np.mean(energies), rel=1e-5)
     np.testing.assert_allclose(forces, np.mean(member_forces, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stress, np.mean(stresses, axis=0), rtol=1e-5, atol=1e-7)
+    assert np.abs(stress).max() > 1e-4
     assert len(set(np.round(energies, 6))) == len(models), "members should differ"
 
 
@@ -168,3 +179,139 @@ def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
         reference.calc = direct
         assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy())
         np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-6)
+
+
+def test_report_shows_the_campaign(campaign):
+    from almomd.report import FIGURES, spearman
+
+    out = campaign / "results" / "report"
+    for name in FIGURES:
+        content = (out / name).read_bytes()
+        assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 5000, name
+    summary = json.loads((out / "report.json").read_text())
+    rows = json.loads((campaign / "results" / "status.json").read_text())
+    assert summary["labels_used"] == rows[-1]["n_train"]
+    assert summary["final_force_rmse"] == pytest.approx(rows[-1]["test_force_rmse"])
+    table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "test_predictions.csv")
+    rho = spearman(table["u_force_max"], table["force_rmse"])
+    assert summary["spearman_latest"] == pytest.approx(rho)
+    assert -1 <= rho <= 1
+    markdown = (out / "report.md").read_text()
+    assert "![Exploration](exploration.png)" in markdown
+    for row in rows:  # one line per iteration in the overview and in the decisions table
+        line = f"\n| {row['iteration']} | {row['n_train']} | {row['n_candidates']} |"
+        assert f"{line} {row['n_selected']} |" in markdown
+        assert f"\n| iter_{row['iteration']} |" in markdown
+    assert "<img src='parity.png'" in (out / "report.html").read_text()
+    forces = np.loadtxt(campaign / "results" / "iter_1" / "eval" / "test_forces.txt")
+    rmse = float(np.sqrt(((forces[:, 1] - forces[:, 0]) ** 2).mean()))
+    metrics = json.loads((campaign / "results" / "iter_1" / "eval" / "metrics.json").read_text())
+    assert rmse == pytest.approx(metrics["force_rmse"], rel=1e-4)
+
+
+def test_snakemake_report_bundles_the_figures(campaign, tmp_path):
+    target = tmp_path / "report.zip"
+    result = snakemake(campaign, "--cores", "1", "--report", str(target))
+    assert result.returncode == 0, result.stderr[-2000:]
+    import zipfile
+
+    names = zipfile.ZipFile(target).namelist()
+    assert any(n.endswith("learning_curve.png") for n in names)
+    assert any(n.endswith("report.html") for n in names)
+
+
+def test_spearman_matches_hand_values():
+    from almomd.report import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1,2,3,4) vs (2,1,4,3): 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*4/60 = 0.6
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_production_md_from_the_command_line(campaign):
+    out = campaign / "results" / "production" / "cli.extxyz"
+    result = subprocess.run(
+        [str(BIN / "almomd"), "md", "-d", str(campaign), "--configfile", "config.yaml",
+         "--steps", "40", "--interval", "10", "--temperature", "600", "-o", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["iteration"] == 1  # nothing converged: the last iteration
+    assert "step 40/40 (100.0%)" in result.stderr  # progress
+    table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "test_predictions.csv")
+    u = table["u_force_max"]
+    assert summary["threshold"] == pytest.approx(u.mean() + 3 * u.std(ddof=0))
+    frames = data.read_frames(out)
+    assert len(frames) == summary["frames"] == 5
+    assert [a.info["al_step"] for a in frames] == [0, 10, 20, 30, 40]
+    above = [a.info["above_threshold"] for a in frames]
+    assert sum(above) == summary["above_threshold"]
+    for atoms in frames:
+        assert (atoms.info["u_force_max"] > summary["threshold"]) == atoms.info["above_threshold"]
+        assert np.isfinite(atoms.arrays["ens_forces"]).all()
+    assert json.loads(out.with_suffix(".json").read_text()) == summary
+
+
+def test_production_md_stops_or_goes_on_at_the_threshold(campaign, tmp_path):
+    from almomd.ensemble import EnsembleCalculator
+    from almomd.md import MDSettings
+    from almomd.production import model_files, run_production
+
+    models = model_files(campaign / "results", 1)
+    start = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
+    settings = MDSettings("nvt_langevin", 600.0, 2.0, 0.02, 20, 5, 1.0)
+    calc = EnsembleCalculator(models)
+    stopped = run_production(
+        start, calc, settings, 0.0, True, tmp_path / "a.extxyz", np.random.default_rng(1)
+    )
+    assert (stopped["reason"], stopped["frames"], stopped["first_above_step"]) == (
+        "max_uncertainty",
+        1,
+        0,
+    )
+    full = run_production(
+        start, calc, settings, 0.0, False, tmp_path / "b.extxyz", np.random.default_rng(1)
+    )
+    assert (full["reason"], full["frames"], full["above_threshold"]) == ("completed", 5, 5)
+
+
+def test_production_md_snakemake_target(campaign, tmp_path):
+    from conftest import snakemake_command
+
+    extra = tmp_path / "production.yaml"
+    extra.write_text("production:\n  steps: 20\n  log_interval: 10\n  temperature: 450\n")
+    command = snakemake_command(campaign, "--cores", "1", "results/production/md.extxyz")
+    index = command.index("--configfile")
+    command[index + 2 : index + 2] = [str(extra)]  # both config files, the second on top
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((campaign / "results" / "production" / "summary.json").read_text())
+    assert summary["frames"] == 3 and summary["iteration"] == 1
+    frames = data.read_frames(campaign / "results" / "production" / "md.extxyz")
+    assert [a.info["al_step"] for a in frames] == [0, 10, 20]
+    assert "production MD: iteration 1" in (campaign / "logs" / "production.log").read_text()
+
+
+def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
+    from almomd.config import validate_config
+    from almomd.ensemble import EnsembleCalculator, predict
+    from almomd.training import train_member
+
+    config = validate_config(yaml.safe_load((campaign / "config.yaml").read_text()), campaign)
+    config["training"].update(max_epochs=1, learning_rate=1e-7)
+    previous = sorted((campaign / "results" / "iter_0" / "models").glob("*.nequip.zip"))[0]
+    out = tmp_path / "warm.nequip.zip"
+    train_file = campaign / "results" / "iter_1" / "train.extxyz"
+    train_member(config, train_file, ["Cu"], 11, 12, tmp_path / "run", out, init_model=previous)
+    rendered = yaml.safe_load((tmp_path / "run" / "nequip.yaml").read_text())
+    assert rendered["training_module"]["model"]["package_path"] == str(previous.resolve())
+    test = data.read_frames(campaign / "results" / "data" / "test.extxyz")
+    before, after = EnsembleCalculator([previous]), EnsembleCalculator([out])
+    for atoms in test[:3]:  # one epoch at a tiny learning rate: the same model
+        e0, f0, _ = predict(before, atoms)
+        e1, f1, _ = predict(after, atoms)
+        assert e1 == pytest.approx(e0, abs=1e-3 * len(atoms))
+        np.testing.assert_allclose(f1, f0, atol=1e-3)

@@ -22,7 +22,7 @@ from almomd.runner import console_script
 
 #: Rules that run in the controller process (``localrule: True`` or no run step).
 LOCAL_RULES = frozenset(
-    {"all", "initial_datasets", "subset", "select", "merge", "decide", "status"}
+    {"all", "initial_datasets", "subset", "select", "merge", "decide", "status", "report"}
 )
 
 _JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")

@@ -1,4 +1,4 @@
-"""The ``almomd`` command line: campaign status and config validation."""
+"""The ``almomd`` command line: status, validation, budget and production MD of a campaign."""
 
 from __future__ import annotations
 
@@ -49,6 +49,43 @@ def _budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from almomd import stages
+
+    os.chdir(args.directory)
+    try:
+        config = load_config(args.configfile)
+    except ConfigError as error:
+        print(f"invalid configuration {args.configfile}: {error}", file=sys.stderr)
+        return 1
+    overrides = {
+        "structure": args.structure,
+        "iteration": args.iteration,
+        "temperature": args.temperature,
+        "steps": args.steps,
+        "log_interval": args.interval,
+        "threshold_sigmas": args.sigmas,
+        "pressure": args.pressure,
+    }
+    config["production"].update({k: v for k, v in overrides.items() if v is not None})
+    if args.npt:
+        config["production"]["thermostat"] = "npt"
+    if args.stop:
+        config["production"]["stop_above_threshold"] = True
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out = Path(args.output)
+    try:
+        summary = stages.production(config, "results", str(out), str(out.with_suffix(".json")))
+    except FileNotFoundError as error:
+        print(f"almomd md: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``almomd`` console script."""
     parser = argparse.ArgumentParser(prog="almomd", description=__doc__)
@@ -71,6 +108,24 @@ def main(argv: list[str] | None = None) -> int:
         "--actual", action="store_true", help="compare measured run times with the estimates"
     )
     plan.set_defaults(func=_budget)
+    md = sub.add_parser(
+        "md", help="production MD with a trained ensemble, reporting its uncertainty"
+    )
+    md.add_argument("-d", "--directory", default=".", help="Snakemake working directory")
+    md.add_argument("--configfile", default="config/config.yaml", help="campaign config")
+    md.add_argument("--structure", help="start structure (default: the campaign's)")
+    md.add_argument("--iteration", type=int, help="ensemble (default: last converged, else last)")
+    md.add_argument("--temperature", type=float, help="K (default: production.temperature)")
+    md.add_argument("--steps", type=int, help="MD steps (default: production.steps)")
+    md.add_argument("--interval", type=int, help="steps between written frames")
+    md.add_argument("--npt", action="store_true", help="NPT instead of NVT")
+    md.add_argument("--pressure", type=float, help="GPa, for --npt")
+    md.add_argument("--sigmas", type=float, help="threshold: test-set mean + this many std")
+    md.add_argument("--stop", action="store_true", help="stop when the threshold is crossed")
+    md.add_argument(
+        "-o", "--output", default="results/production/md_cli.extxyz", help="trajectory file"
+    )
+    md.set_defaults(func=_md)
     args = parser.parse_args(argv)
     return args.func(args)
 

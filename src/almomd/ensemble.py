@@ -84,15 +84,24 @@ def _load_member(path: Path, device: str):
 class EnsembleCalculator(Calculator):
     """ASE calculator returning the ensemble mean and every member's prediction.
 
-    The input graph (type mapping and neighbour list) is built once per call and
-    fed to every member. ``results`` holds the mean ``energy``, ``forces`` and
-    ``stress`` plus ``member_energies`` ``(M,)``, ``member_forces`` ``(M, N, 3)``
-    and the :func:`uncertainties` under ``uncertainty``.
+    The input graph (type mapping and neighbour list) is built once per call.
+    With ``batched`` (the default for packaged models) all members run in one
+    mapped pass (:mod:`almomd.batched`); otherwise, and for compiled models,
+    member by member on that graph. ``results`` holds the mean ``energy``,
+    ``forces`` and ``stress`` plus ``member_energies`` ``(M,)``,
+    ``member_forces`` ``(M, N, 3)`` and the :func:`uncertainties` under
+    ``uncertainty``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, model_paths: Sequence[Path | str], device: str = "cpu", **kwargs):
+    def __init__(
+        self,
+        model_paths: Sequence[Path | str],
+        device: str = "cpu",
+        batched: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not model_paths:
             raise ValueError("an ensemble needs at least one model")
@@ -102,26 +111,46 @@ class EnsembleCalculator(Calculator):
         self._energy_factor = first.energy_units_to_eV
         self._force_factor = first.energy_units_to_eV / first.length_units_to_A
         self._stress_factor = first.energy_units_to_eV / first.length_units_to_A**3
+        compiled = any(str(p).endswith(".pt2") for p in model_paths)
+        self._batched = None
+        if batched and not compiled:
+            from almomd.batched import BatchedMembers
+
+            self._batched = BatchedMembers([member.model for member in self.members])
 
     def __len__(self) -> int:
         return len(self.members)
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        from ase.stress import full_3x3_to_voigt_6_stress
+    @property
+    def batched(self) -> bool:
+        """Whether the members run in one mapped pass."""
+        return self._batched is not None
+
+    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         from nequip.data import AtomicDataDict
 
-        Calculator.calculate(self, atoms, properties, system_changes)
-        data = self._to_data(self.atoms)
         energies, forces, stresses = [], [], []
         for member in self.members:
             out = member.call_model(dict(data))
             energies.append(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu()))
             forces.append(out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy())
-            if AtomicDataDict.STRESS_KEY in out and self.atoms.cell.rank == 3:
-                stress = out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy()
-                stresses.append(full_3x3_to_voigt_6_stress(stress.reshape(3, 3)))
-        member_energies = np.array(energies) * self._energy_factor
-        member_forces = np.stack(forces).astype(float) * self._force_factor
+            if AtomicDataDict.STRESS_KEY in out:
+                stresses.append(out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy())
+        return np.array(energies), np.stack(forces), stresses
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        Calculator.calculate(self, atoms, properties, system_changes)
+        data = self._to_data(self.atoms)
+        if self._batched is not None:
+            energies, forces, stress = self._batched(data)
+            energies, forces = energies.cpu().numpy(), forces.detach().cpu().numpy()
+            stresses = [] if stress is None else list(stress.detach().cpu().numpy())
+        else:
+            energies, forces, stresses = self._one_by_one(data)
+        member_energies = energies.astype(float) * self._energy_factor
+        member_forces = forces.astype(float) * self._force_factor
         self.results = {
             "energy": float(member_energies.mean()),
             "free_energy": float(member_energies.mean()),
@@ -130,8 +159,9 @@ class EnsembleCalculator(Calculator):
             "member_forces": member_forces,
             "uncertainty": uncertainties(member_energies, member_forces),
         }
-        if stresses:
-            self.results["stress"] = np.mean(stresses, axis=0) * self._stress_factor
+        if stresses and self.atoms.cell.rank == 3:
+            voigt = [full_3x3_to_voigt_6_stress(s.reshape(3, 3)) for s in stresses]
+            self.results["stress"] = np.mean(voigt, axis=0) * self._stress_factor
 
 
 def predict(

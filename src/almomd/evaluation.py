@@ -11,24 +11,29 @@ from ase import Atoms
 from almomd.ensemble import EnsembleCalculator, predict
 
 
-def evaluate(calculator: EnsembleCalculator, frames: Sequence[Atoms]) -> tuple[pd.DataFrame, dict]:
+def evaluate(
+    calculator: EnsembleCalculator, frames: Sequence[Atoms]
+) -> tuple[pd.DataFrame, dict, np.ndarray]:
     """Compare ensemble predictions with the labels of ``frames``.
 
     Returns
     -------
-    table, metrics
+    table, metrics, forces
         One row per frame (reference and predicted energy, per-frame force RMSE,
-        every uncertainty) and the summary: energy MAE/RMSE per atom (eV/atom),
-        force component MAE/RMSE (eV/Angstrom) and the mean uncertainties.
+        every uncertainty); the summary: energy MAE/RMSE per atom (eV/atom),
+        force component MAE/RMSE (eV/Angstrom) and the mean uncertainties; and
+        every force component as rows ``(reference, predicted)`` for parity plots.
     """
     rows = []
     force_errors = []
+    force_pairs = []
     for atoms in frames:
         reference_e = float(atoms.get_potential_energy())
         reference_f = np.asarray(atoms.get_forces())
         energy, forces, u = predict(calculator, atoms)
         error = forces - reference_f
         force_errors.append(error.ravel())
+        force_pairs.append(np.column_stack([reference_f.ravel(), forces.ravel()]))
         n = len(atoms)
         rows.append(
             {
@@ -56,4 +61,5 @@ def evaluate(calculator: EnsembleCalculator, frames: Sequence[Atoms]) -> tuple[p
             for key in ("energy", "force_mean", "force_max")
         },
     }
-    return table, metrics
+    pairs = np.concatenate(force_pairs) if force_pairs else np.zeros((0, 2))
+    return table, metrics, pairs

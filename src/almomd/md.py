@@ -73,7 +73,7 @@ def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
     raise ValueError(f"unknown thermostat {settings.thermostat!r}")
 
 
-def _snapshot(
+def snapshot(
     atoms: Atoms, calc: EnsembleCalculator, walker: int, step: int, settings: MDSettings
 ) -> Atoms:
     results = calc.results
@@ -95,6 +95,32 @@ def _snapshot(
     return frame
 
 
+def stop_reason(atoms: Atoms, settings: MDSettings, start_volume: float, u: float) -> str:
+    """Why MD must stop now (``completed`` if it may go on)."""
+    volume_ratio = atoms.get_volume() / start_volume if start_volume else 1.0
+    if not np.isfinite(atoms.positions).all():
+        return "non_finite"
+    if min_interatomic_distance(atoms) < settings.min_distance:
+        return "min_distance"
+    if not 1 / MAX_VOLUME_CHANGE <= volume_ratio <= MAX_VOLUME_CHANGE:
+        return "volume"
+    if settings.max_uncertainty is not None and u > settings.max_uncertainty:
+        return "max_uncertainty"
+    return "completed"
+
+
+def start_dynamics(
+    start: Atoms, calculator: EnsembleCalculator, settings: MDSettings, rng: np.random.Generator
+) -> tuple[Atoms, object, float]:
+    """Atoms with Maxwell-Boltzmann velocities, their dynamics, and the start volume."""
+    atoms = start.copy()
+    atoms.calc = calculator
+    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
+    Stationary(atoms)
+    start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
+    return atoms, make_dynamics(atoms, settings, rng), start_volume
+
+
 def run_walker(
     start: Atoms,
     calculator: EnsembleCalculator,
@@ -113,20 +139,15 @@ def run_walker(
         (``completed``, ``min_distance``, ``non_finite``, ``volume`` or
         ``max_uncertainty``).
     """
-    atoms = start.copy()
-    atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
-    Stationary(atoms)
-    dyn = make_dynamics(atoms, settings, rng)
+    atoms, dyn, start_volume = start_dynamics(start, calculator, settings, rng)
     frames: list[Atoms] = []
     reason = "completed"
-    start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
     started = time.perf_counter()
     for step in range(0, settings.steps + 1, settings.log_interval):
         if step > 0:
             dyn.run(settings.log_interval)
         atoms.get_potential_energy()
-        frame = _snapshot(atoms, calculator, walker, step, settings)
+        frame = snapshot(atoms, calculator, walker, step, settings)
         frame.info["al_id"] = f"it{iteration}-w{walker}-s{step:06d}"
         frame.info["al_iteration"] = iteration
         frames.append(frame)
@@ -140,15 +161,7 @@ def run_walker(
             u,
             time.perf_counter() - started,
         )
-        volume_ratio = atoms.get_volume() / start_volume if start_volume else 1.0
-        if not np.isfinite(atoms.positions).all():
-            reason = "non_finite"
-        elif min_interatomic_distance(atoms) < settings.min_distance:
-            reason = "min_distance"
-        elif not 1 / MAX_VOLUME_CHANGE <= volume_ratio <= MAX_VOLUME_CHANGE:
-            reason = "volume"
-        elif settings.max_uncertainty is not None and u > settings.max_uncertainty:
-            reason = "max_uncertainty"
+        reason = stop_reason(atoms, settings, start_volume, u)
         if reason != "completed":
             log.warning("walker %d stopped at step %d: %s", walker, step, reason)
             break

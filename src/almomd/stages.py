@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import ase.io
+import numpy as np
 import pandas as pd
 
 from almomd import convergence, data, initial, labeling, selection
@@ -149,8 +150,9 @@ def train(
     subset_file: str,
     run_dir: str,
     model_out: str,
+    init_model: str | None = None,
 ) -> None:
-    """Train, package (and optionally compile) one ensemble member."""
+    """Train and package one ensemble member (from ``init_model`` if given)."""
     member = (iteration, subset_index, seed_index)
     times = train_member(
         config,
@@ -160,8 +162,10 @@ def train(
         data_seed=derive_seed(config["seed"], "data", *member),
         run_dir=run_dir,
         model_out=model_out,
+        init_model=init_model,
     )
-    log.info("member %s trained: %s", member, times)
+    start = f"warm start from {init_model}" if init_model else "from scratch"
+    log.info("member %s trained (%s): %s", member, start, times)
 
 
 def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
@@ -212,10 +216,13 @@ def evaluate_test(
     test_file: str,
     out_metrics: str,
     out_table: str,
+    out_forces: str,
 ) -> None:
     """Evaluate the ensemble on the test set."""
-    table, metrics = evaluate(ensemble(config, model_files), data.read_frames(test_file))
+    frames = data.read_frames(test_file)
+    table, metrics, forces = evaluate(ensemble(config, model_files), frames)
     table.to_csv(out_table, index=False)
+    np.savetxt(out_forces, forces, header="reference predicted (eV/Angstrom)", fmt="%.6g")
     write_json(out_metrics, metrics)
     log.info("test set: %s", metrics)
 
@@ -291,3 +298,47 @@ def decide(
     }
     write_json(out, payload)
     log.info("iteration %d: %s", iteration, decision.reason)
+
+
+def production(config: dict[str, Any], results: str, out: str, out_summary: str) -> dict:
+    """Production MD with the ensemble of ``production.iteration`` (:mod:`almomd.production`)."""
+    from almomd import production as prod
+
+    settings = config["production"]
+    iteration = settings["iteration"]
+    if iteration is None:
+        iteration = prod.choose_iteration(results)
+    if settings["structure"] is None:
+        start = initial.starting_structure(config)
+    else:
+        start = ase.io.read(settings["structure"], index=0)
+        start.calc = None
+    key = metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
+    threshold = prod.uncertainty_threshold(results, iteration, key, settings["threshold_sigmas"])
+    md = _from_section(
+        MDSettings,
+        config["exploration"] | {k: settings[k] for k in ("thermostat", "pressure", "steps")},
+        temperature=settings["temperature"],
+        log_interval=settings["log_interval"],
+        max_uncertainty=None,
+        uncertainty_key=key,
+    )
+    models = prod.model_files(results, iteration)
+    log.info(
+        "production MD: iteration %d (%d members), %s at %g K, %d steps, threshold %s = %.4g",
+        iteration, len(models), md.thermostat, md.temperature, md.steps, key, threshold,
+    )  # fmt: skip
+    rng = rng_for(config["seed"], "production", iteration, settings["temperature"])
+    summary = prod.run_production(
+        start,
+        ensemble(config, [str(m) for m in models]),
+        md,
+        threshold,
+        settings["stop_above_threshold"],
+        out,
+        rng,
+    )
+    summary |= {"iteration": iteration, "members": len(models), "metric": key}
+    write_json(out_summary, summary)
+    log.info("production MD: %s", summary)
+    return summary

@@ -63,8 +63,13 @@ def render_template(
     template: Path | str,
     variables: dict[str, Any],
     reference_energies: dict[str, float] | None = None,
+    init_model: Path | str | None = None,
 ) -> dict[str, Any]:
     """Return the template with its top-level variables set.
+
+    With ``init_model`` (a packaged ``.nequip.zip``) training starts from that
+    model's weights (fine-tuning) instead of a new model; its architecture and
+    energy shifts come with it.
 
     Raises
     ------
@@ -84,7 +89,12 @@ def render_template(
     if variables["stress_weight"] > 0 and loss["_target_"] == "nequip.train.EnergyForceLoss":
         loss["_target_"] = "nequip.train.EnergyForceStressLoss"
         loss["coeffs"]["stress"] = "${stress_weight}"
-    if reference_energies is not None:
+    if init_model is not None:
+        rendered["training_module"]["model"] = {
+            "_target_": "nequip.model.ModelFromPackage",
+            "package_path": str(Path(init_model).resolve()),
+        }
+    elif reference_energies is not None:
         model = rendered["training_module"]["model"]
         model["per_type_energy_shifts"] = {
             symbol: float(reference_energies[symbol]) for symbol in variables["chemical_symbols"]
@@ -118,8 +128,11 @@ def train_member(
     data_seed: int,
     run_dir: Path | str,
     model_out: Path | str,
+    init_model: Path | str | None = None,
 ) -> dict[str, float]:
     """Train one member in ``run_dir`` and package it as ``model_out``.
+
+    ``init_model``: start from this packaged model (warm start) instead of scratch.
 
     Returns the wall times (s) of the steps.
     """
@@ -129,7 +142,7 @@ def train_member(
     run_dir.mkdir(parents=True)
     variables = template_variables(config, Path(train_file), chemical_symbols, seed, data_seed)
     rendered = render_template(
-        config["model"]["template"], variables, config["model"]["reference_energies"]
+        config["model"]["template"], variables, config["model"]["reference_energies"], init_model
     )
     config_file = run_dir / "nequip.yaml"
     config_file.write_text(yaml.safe_dump(rendered, sort_keys=False))

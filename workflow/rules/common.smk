@@ -3,6 +3,8 @@ import json
 from pathlib import Path
 
 from almomd.config import ConfigError, members, validate_config, walkers
+from almomd.ensemble import metric_key
+from almomd.report import FIGURES
 
 try:
     config.update(validate_config(config, Path.cwd()))
@@ -15,6 +17,9 @@ N_BATCHES = config["labeler"]["n_batches"]
 MAX_ITERATIONS = config["max_iterations"]
 GENERATE_INITIAL = config["initial_data"]["file"] is None
 SUFFIX = ".nequip.pt2" if config["training"]["compile"] else ".nequip.zip"
+UNCERTAINTY_KEY = "u_" + metric_key(
+    config["uncertainty"]["metric"], config["uncertainty"]["kind"]
+)
 
 
 wildcard_constraints:
@@ -32,6 +37,20 @@ def member_models(wildcards):
         f"results/iter_{wildcards.iteration}/models/member_{k}_{m}{SUFFIX}"
         for k, m in MEMBERS
     ]
+
+
+def train_inputs(wildcards):
+    """A member's subset, and with training.warm_start its previous iteration's model."""
+    iteration = int(wildcards.iteration)
+    inputs = {
+        "subset": f"results/iter_{iteration}/subsets/subset_{wildcards.subset}.extxyz"
+    }
+    if config["training"]["warm_start"] and iteration > 0:
+        inputs["init"] = (
+            f"results/iter_{iteration - 1}/models/"
+            f"member_{wildcards.subset}_{wildcards.seed}.nequip.zip"
+        )
+    return inputs
 
 
 def walker_trajectories(wildcards):

@@ -28,6 +28,7 @@ rule evaluate:
     output:
         metrics="results/iter_{iteration}/eval/metrics.json",
         table="results/iter_{iteration}/eval/test_predictions.csv",
+        forces="results/iter_{iteration}/eval/test_forces.txt",
     log:
         "logs/iter_{iteration}/evaluate.log",
     benchmark:

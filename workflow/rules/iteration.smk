@@ -1,4 +1,4 @@
-# Selection, merging, the convergence checkpoint and the campaign status.
+# Selection, merging, the convergence checkpoint, the campaign status and report.
 
 
 rule select:
@@ -58,3 +58,24 @@ rule status:
         "../../environment.yml"
     script:
         "../scripts/write_status.py"
+
+
+rule report:
+    input:
+        status="results/status.json",
+        decisions=campaign_decisions,
+    output:
+        summary=report("results/report/report.html", category="Summary"),
+        markdown="results/report/report.md",
+        figures=[
+            report(f"results/report/{name}", category="Figures") for name in FIGURES
+        ],
+    log:
+        "logs/report.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        key=UNCERTAINTY_KEY,
+    script:
+        "../scripts/write_report.py"

@@ -17,7 +17,7 @@ rule subset:
 
 rule train_member:
     input:
-        "results/iter_{iteration}/subsets/subset_{subset}.extxyz",
+        unpack(train_inputs),
     output:
         model="results/iter_{iteration}/models/member_{subset}_{seed}.nequip.zip",
     log:

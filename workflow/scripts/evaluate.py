@@ -9,4 +9,5 @@ stages.evaluate_test(
     snakemake.input.test,
     snakemake.output.metrics,
     snakemake.output.table,
+    snakemake.output.forces,
 )

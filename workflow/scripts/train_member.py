@@ -8,7 +8,8 @@ stages.train(
     int(snakemake.wildcards.iteration),
     int(snakemake.wildcards.subset),
     int(snakemake.wildcards.seed),
-    snakemake.input[0],
+    snakemake.input.subset,
     snakemake.params.run_dir,
     snakemake.output.model,
+    snakemake.input.get("init"),
 )
