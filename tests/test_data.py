@@ -104,3 +104,16 @@ def test_user_supplied_initial_and_test_files(tmp_path, monkeypatch):
     assert data.frame_ids(test) == ["test-0000", "test-0001"]
     assert all(a.info["al_source"] == "user" for a in train + test)
     assert train[3].get_potential_energy() == pytest.approx(user[3].get_potential_energy())
+
+
+def test_empty_text_in_info_is_refused_instead_of_corrupting_the_next_key(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.6)
+    atoms.calc = EMT()
+    frame = data.labeled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces())
+    assert frame.info["al_source"] == "unknown"  # defaults are never empty
+    data.write_frames(tmp_path / "ok.extxyz", [frame])
+    read = data.read_frames(tmp_path / "ok.extxyz")[0]
+    assert read.get_potential_energy() == pytest.approx(frame.get_potential_energy())
+    frame.info["note"] = ""
+    with pytest.raises(ValueError, match=r"empty text in info \['note'\]"):
+        data.write_frames(tmp_path / "bad.extxyz", [frame])

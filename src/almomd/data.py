@@ -27,13 +27,13 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 PROVENANCE_DEFAULTS: dict[str, object] = {
-    "al_id": "",
-    "al_source": "",
+    "al_id": "unknown",
+    "al_source": "unknown",
     "al_iteration": -1,
     "al_walker": -1,
     "al_step": -1,
     "al_uncertainty": math.nan,
-    "al_labeler": "",
+    "al_labeler": "unknown",
 }
 
 
@@ -45,8 +45,20 @@ def read_frames(path: Path | str) -> list[Atoms]:
     return list(ase.io.read(path, index=":"))
 
 
+def _check_writable(frames: Sequence[Atoms]) -> None:
+    """Refuse empty strings in ``info``: extxyz would read the next key as their value."""
+    for atoms in frames:
+        empty = [key for key, value in atoms.info.items() if isinstance(value, str) and not value]
+        if empty:
+            raise ValueError(
+                f"frame {atoms.info.get('al_id', '?')}: empty text in info {empty}; "
+                "extxyz cannot store it (give a value or remove the key)"
+            )
+
+
 def write_frames(path: Path | str, frames: Sequence[Atoms]) -> None:
     """Write ``frames`` as extended XYZ, atomically (an empty list gives an empty file)."""
+    _check_writable(frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -59,6 +71,7 @@ def write_frames(path: Path | str, frames: Sequence[Atoms]) -> None:
 
 def append_frame(path: Path | str, atoms: Atoms) -> None:
     """Append one frame to an extended XYZ file and flush it to disk."""
+    _check_writable([atoms])
     with open(path, "a") as handle:
         ase.io.write(handle, atoms, format="extxyz")
         handle.flush()
