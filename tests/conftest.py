@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,20 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.Co
     """Run the real snakemake command on the workflow in ``workdir``."""
     command = snakemake_command(workdir, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_labels_equal(labeled, frames, make_calc, atol, stress_atol=None) -> None:
+    """``labeled`` are ``frames`` with the labels of a direct call of ``make_calc()``."""
+    assert [a.info["al_id"] for a in labeled] == [a.info["al_id"] for a in frames]
+    for atoms, frame in zip(labeled, frames, strict=True):
+        reference = frame.copy()
+        reference.calc = make_calc()
+        assert atoms.get_potential_energy() == pytest.approx(
+            reference.get_potential_energy(), abs=atol
+        )
+        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=atol)
+        if stress_atol is not None:
+            np.testing.assert_allclose(atoms.get_stress(), reference.get_stress(), atol=stress_atol)
 
 
 def copy_test_config(target: Path) -> Path:

@@ -7,6 +7,7 @@ fails, rather than skips, when they are missing.
 import numpy as np
 import pytest
 from ase.build import bulk
+from conftest import assert_labels_equal
 
 from almomd import data
 from almomd.calculators import Labeler, LabelerSettings
@@ -39,15 +40,8 @@ def run(tmp_path, frames, settings):
 
 
 def assert_same_labels(labeled, frames, make_calc):
-    assert data.frame_ids(labeled) == data.frame_ids(frames)
-    for atoms, frame in zip(labeled, frames, strict=True):
-        reference = frame.copy()
-        reference.calc = make_calc()
-        assert atoms.get_potential_energy() == pytest.approx(
-            reference.get_potential_energy(), abs=1e-6
-        )
-        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-6)
-        np.testing.assert_allclose(atoms.get_stress(), reference.get_stress(), atol=1e-7)
+    assert_labels_equal(labeled, frames, make_calc, atol=1e-6, stress_atol=1e-7)
+    for atoms in labeled:
         assert np.abs(atoms.get_forces()).max() > 0.01  # rattled: real, non-zero forces
 
 

@@ -102,8 +102,9 @@ def _parity(table: pd.DataFrame, forces: np.ndarray, iteration: str, out: Path) 
     plt.close(fig)
 
 
-def _uncertainty_error(table: pd.DataFrame, key: str, iteration: str, out: Path) -> float:
-    rho = spearman(table[key], table["force_rmse"])
+def _uncertainty_error(
+    table: pd.DataFrame, key: str, iteration: str, rho: float, out: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(4.8, 4))
     ax.scatter(table[key], table["force_rmse"], s=10)
     ax.set_xlabel(f"ensemble uncertainty {key[2:]} (eV/Å)")
@@ -112,7 +113,6 @@ def _uncertainty_error(table: pd.DataFrame, key: str, iteration: str, out: Path)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return rho
 
 
 def _exploration(iterations: list[Path], key: str, out: Path) -> None:
@@ -186,18 +186,15 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
         raise FileNotFoundError(f"no evaluated iteration under {results}")
     status = campaign_status(results)
     latest = iterations[-1]
-    table = pd.read_csv(latest / "eval" / "test_predictions.csv")
+    tables = {d.name: pd.read_csv(d / "eval" / "test_predictions.csv") for d in iterations}
+    table = tables[latest.name]
     forces = np.loadtxt(latest / "eval" / "test_forces.txt", ndmin=2)
     _learning_curve(status, out_dir / "learning_curve.png")
     _parity(table, forces, latest.name, out_dir / "parity.png")
-    rho = {
-        d.name: spearman(
-            pd.read_csv(d / "eval" / "test_predictions.csv")[uncertainty_key],
-            pd.read_csv(d / "eval" / "test_predictions.csv")["force_rmse"],
-        )
-        for d in iterations
-    }
-    _uncertainty_error(table, uncertainty_key, latest.name, out_dir / "uncertainty_error.png")
+    rho = {name: spearman(t[uncertainty_key], t["force_rmse"]) for name, t in tables.items()}
+    _uncertainty_error(
+        table, uncertainty_key, latest.name, rho[latest.name], out_dir / "uncertainty_error.png"
+    )
     _exploration(iterations, uncertainty_key, out_dir / "exploration.png")
     acceptance = acceptance_counts(iterations)
     _bars(acceptance, "candidates", "Selection decisions", out_dir / "acceptance.png")
