@@ -7,11 +7,17 @@ Measured side by side in one run, 1 thread, ms per Langevin step (Cu fcc):
   building its own neighbour list and running its own forward and backward;
 - ``shared_graph``: almomd's ensemble calculator with batching off (one
   neighbour list, then the members one after another);
-- ``ours``: almomd's ensemble calculator, all members in one mapped pass.
+- ``ours``: almomd's ensemble calculator, all members in one mapped pass on a
+  shared edge geometry (the default, eager PyTorch);
+- ``compiled``: the same pass compiled by ``torch.compile``
+  (``exploration.torch_compile``); the seconds spent compiling before the
+  first step (a fresh cache, so the first case compiles cold) are printed
+  as ``compile_s`` and are not in the step times.
 
 Members are trained once here with the demo's model size (config/config.yaml)
 on EMT-labeled Cu frames (the cost of a step does not depend on the weights).
-The last line is ``ratio_4_members <ours / member_by_member at 32 atoms>``.
+The last lines are ``ratio_4_members_eager <ours / member_by_member>`` and
+``ratio_4_members <compiled / member_by_member>``, at 32 atoms.
 Usage: .venv/bin/python benchmarks/ensemble_step.py [--steps 30]
 """
 
@@ -95,16 +101,19 @@ def train_models(workdir: Path, n: int) -> list[Path]:
     return models
 
 
-def ms_per_step(atoms, calc, steps: int) -> float:
+def ms_per_step(atoms, calc, steps: int) -> tuple[float, float]:
+    """Milliseconds per Langevin step, and seconds of the warm-up (compiling, if any)."""
     atoms = atoms.copy()
     atoms.calc = calc
     rng = np.random.default_rng(1)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=rng)
-    dyn.run(3)  # warm up
+    start = time.perf_counter()
+    dyn.run(10)  # warm up: the same trajectory for every calculator
+    warm_up = time.perf_counter() - start
     start = time.perf_counter()
     dyn.run(steps)
-    return (time.perf_counter() - start) / steps * 1000
+    return (time.perf_counter() - start) / steps * 1000, warm_up
 
 
 def main() -> int:
@@ -114,30 +123,40 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "compile_cache")
         if args.models:
             models = sorted(Path(args.models).glob("*.nequip.zip"))
         else:
             print("training 8 members of the demo's size (about 4 minutes) ...", flush=True)
             models = train_models(Path(tmp), 8)
-        print(f"{'atoms':>5} {'members':>7} {'one':>8} {'member_by_member':>16} "
-              f"{'shared_graph':>12} {'ours':>8} {'ours/mbm':>8} {'ours/one':>8}")  # fmt: skip
+        print(f"{'atoms':>5} {'members':>7} {'one':>6} {'member_by_member':>16} "
+              f"{'shared_graph':>12} {'ours':>6} {'compiled':>8} {'compile_s':>9} "
+              f"{'ours/mbm':>8} {'comp/mbm':>8} {'comp/one':>8}")  # fmt: skip
         ratios = {}
         for n_repeat in (2, 3):
             atoms = cu(n_repeat)
-            one = ms_per_step(atoms, _load_member(models[0], "cpu"), args.steps)
+            one, _ = ms_per_step(atoms, _load_member(models[0], "cpu"), args.steps)
             for m in (4, 8):
                 chosen = (
                     models[:m] if len(models) >= m else [models[i % len(models)] for i in range(m)]
                 )
-                mbm = ms_per_step(
+                mbm, _ = ms_per_step(
                     atoms, MemberByMember([_load_member(p, "cpu") for p in chosen]), args.steps
                 )
-                shared = ms_per_step(atoms, EnsembleCalculator(chosen, batched=False), args.steps)
-                ours = ms_per_step(atoms, EnsembleCalculator(chosen, batched=True), args.steps)
-                ratios[(len(atoms), m)] = ours / mbm
-                print(f"{len(atoms):5d} {m:7d} {one:8.1f} {mbm:16.1f} {shared:12.1f} {ours:8.1f} "
-                      f"{ours / mbm:8.2f} {ours / one:8.2f}", flush=True)  # fmt: skip
-    print(f"ratio_4_members {ratios[(32, 4)]:.3f}")
+                shared, _ = ms_per_step(
+                    atoms, EnsembleCalculator(chosen, batched=False), args.steps
+                )
+                ours, _ = ms_per_step(atoms, EnsembleCalculator(chosen), args.steps)
+                compiled, compile_s = ms_per_step(
+                    atoms, EnsembleCalculator(chosen, compile=True), args.steps
+                )
+                ratios[(len(atoms), m)] = (ours / mbm, compiled / mbm)
+                print(f"{len(atoms):5d} {m:7d} {one:6.1f} {mbm:16.1f} {shared:12.1f} {ours:6.1f} "
+                      f"{compiled:8.1f} {compile_s:9.1f} {ours / mbm:8.2f} {compiled / mbm:8.2f} "
+                      f"{compiled / one:8.2f}", flush=True)  # fmt: skip
+    eager, compiled = ratios[(32, 4)]
+    print(f"ratio_4_members_eager {eager:.3f}")
+    print(f"ratio_4_members {compiled:.3f}")
     return 0
 
 

@@ -37,6 +37,10 @@ BROKEN = {
         lambda c: c["labeler"].update(name="espresso", parameters={"pseudo_dir": "/nowhere"}),
         "labeler.parameters.pseudo_dir",
     ),
+    "torch.compile of AOTInductor members": (
+        lambda c: (c["exploration"].update(torch_compile=True), c["training"].update(compile=True)),
+        "exploration.torch_compile",
+    ),
     "initial data pattern matches nothing": (
         lambda c: c["initial_data"].update(file="calcs/*/aims.out"),
         "initial_data.file",
@@ -105,3 +109,18 @@ def test_compile_option_adds_compiled_members_to_the_plan(tmp_path):
     assert "results/iter_0/models/member_1_0.nequip.pt2" in plan
     explore = plan[plan.index("rule explore:") :].split("rule ", 2)[1]
     assert ".nequip.pt2" in explore and ".nequip.zip" not in explore
+
+
+def test_torch_compile_needs_a_periodic_structure(tmp_path):
+    from ase.build import molecule
+    from ase.io import write
+
+    write(tmp_path / "water.xyz", molecule("H2O"))
+    config = load_test_config()
+    config["system"] = {"structure": "water.xyz", "supercell": [1, 1, 1]}
+    config["initial_data"].update(md_fraction=0.0)
+    config["exploration"]["torch_compile"] = True
+    with pytest.raises(ConfigError, match="exploration.torch_compile: needs a periodic"):
+        validate_config(config, tmp_path)
+    config["exploration"]["torch_compile"] = False
+    validate_config(config, tmp_path)  # the same molecule without compiling is fine

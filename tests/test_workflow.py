@@ -117,31 +117,28 @@ def test_status_json_agrees_with_files(campaign):
     assert rows[1]["n_train"] == rows[0]["n_train"] + rows[0]["n_labeled"]
 
 
-@pytest.mark.parametrize("batched", [True, False])
-def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
+def one_by_one(models, atoms):
+    """ALmoMD's way: energies, forces and stresses from one calculator per member."""
     from nequip.integrations.ase import NequIPCalculator
 
-    from almomd.ensemble import EnsembleCalculator
-
-    models = sorted(
-        str(p) for p in (campaign / "results" / "iter_1" / "models").glob("*.nequip.zip")
-    )
-    atoms = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
-    atoms.rattle(0.05, seed=3)  # non-zero stress and forces
-    ensemble = EnsembleCalculator(models, batched=batched)
-    assert ensemble.batched == batched
-    work = atoms.copy()
-    work.calc = ensemble
-    energy, forces, stress = work.get_potential_energy(), work.get_forces(), work.get_stress()
-    energies, member_forces, stresses = [], [], []
-    for path in models:  # ALmoMD's way: one calculator per member
+    energies, forces, stresses = [], [], []
+    for path in models:
         single = atoms.copy()
         single.calc = NequIPCalculator._from_saved_model(
             path, chemical_species_to_atom_type_map=True
         )
         energies.append(single.get_potential_energy())
-        member_forces.append(single.get_forces())
+        forces.append(single.get_forces())
         stresses.append(single.get_stress())
+    return np.array(energies), np.array(forces), np.array(stresses)
+
+
+def assert_agrees(ensemble, atoms, models):
+    """The ensemble's members, mean and stress equal one calculator per member (1e-5)."""
+    work = atoms.copy()
+    work.calc = ensemble
+    energy, forces, stress = work.get_potential_energy(), work.get_forces(), work.get_stress()
+    energies, member_forces, stresses = one_by_one(models, atoms)
     np.testing.assert_allclose(ensemble.results["member_energies"], energies, rtol=1e-5)
     np.testing.assert_allclose(
         ensemble.results["member_forces"], member_forces, rtol=1e-5, atol=1e-6
@@ -151,6 +148,66 @@ def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
     np.testing.assert_allclose(stress, np.mean(stresses, axis=0), rtol=1e-5, atol=1e-7)
     assert np.abs(stress).max() > 1e-4
     assert len(set(np.round(energies, 6))) == len(models), "members should differ"
+
+
+def iteration_models(campaign):
+    return sorted(str(p) for p in (campaign / "results" / "iter_1" / "models").glob("*.zip"))
+
+
+def rattled_test_frame(campaign, seed=3):
+    atoms = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
+    atoms.rattle(0.05, seed=seed)  # non-zero stress and forces
+    return atoms
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
+    from almomd.ensemble import EnsembleCalculator
+
+    models = iteration_models(campaign)
+    ensemble = EnsembleCalculator(models, batched=batched)
+    assert ensemble.batched == batched
+    if batched:
+        assert ensemble._batched.shared_geometry
+    assert_agrees(ensemble, rattled_test_frame(campaign), models)
+
+
+def test_compiled_ensemble_equals_members_one_by_one(campaign):
+    from almomd.ensemble import EnsembleCalculator
+
+    models = iteration_models(campaign)
+    ensemble = EnsembleCalculator(models, compile=True)
+    atoms = rattled_test_frame(campaign)
+    assert_agrees(ensemble, atoms, models)
+    batched = ensemble._batched
+    assert batched.compiled, "fell back to eager"
+    capacity = batched.edge_capacity
+    n_edges = ensemble._to_data(atoms)["edge_index"].shape[1]
+    assert n_edges < capacity <= 1.11 * n_edges + 1  # padded with far images
+    dense = atoms.copy()  # 10 % shorter: a new shell of neighbours, a larger capacity
+    dense.set_cell(dense.cell * 0.9, scale_atoms=True)
+    assert_agrees(ensemble, dense, models)
+    assert batched.compiled and batched.edge_capacity > capacity
+
+
+def test_members_with_different_geometry_share_none(campaign):
+    from almomd.batched import BatchedMembers
+    from almomd.ensemble import EnsembleCalculator
+
+    ensemble = EnsembleCalculator(iteration_models(campaign), batched=False)
+    networks = [member.model for member in ensemble.members]
+    buffer = dict(networks[1].named_buffers())
+    name = next(n for n in buffer if n.endswith("bessel_weights"))
+    buffer[name].mul_(1.01)  # member 1 encodes edge lengths differently
+    batched = BatchedMembers(networks)
+    assert not batched.shared_geometry
+    data = ensemble._to_data(rattled_test_frame(campaign))
+    energies, forces, _ = batched(data)
+    reference, reference_forces, _ = ensemble._one_by_one(data)
+    np.testing.assert_allclose(energies.numpy(), reference, rtol=1e-5)
+    np.testing.assert_allclose(forces.numpy(), reference_forces, rtol=1e-5, atol=1e-6)
+    shared = BatchedMembers([networks[0], networks[0]])
+    assert shared.shared_geometry
 
 
 def test_finished_campaign_has_nothing_left_to_do(campaign):
@@ -234,13 +291,17 @@ def test_production_md_from_the_command_line(campaign):
     out = campaign / "results" / "production" / "cli.extxyz"
     result = subprocess.run(
         [str(BIN / "almomd"), "md", "-d", str(campaign), "--configfile", "config.yaml",
-         "--steps", "40", "--interval", "10", "--temperature", "600", "-o", str(out)],
+         "--steps", "40", "--interval", "10", "--temperature", "600", "-o", str(out),
+         "--compile"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert summary["iteration"] == 1  # nothing converged: the last iteration
     assert "step 40/40 (100.0%)" in result.stderr  # progress
+    assert "compiling the ensemble" in result.stderr
+    assert "torch.compile failed" not in result.stderr
+    assert any((campaign / ".cache" / "torch_compile").iterdir())  # the campaign's cache
     table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "test_predictions.csv")
     u = table["u_force_max"]
     assert summary["threshold"] == pytest.approx(u.mean() + 3 * u.std(ddof=0))

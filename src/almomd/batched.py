@@ -1,13 +1,32 @@
-"""All ensemble members in one pass: stacked weights, ``torch.func.vmap``, one backward.
+"""All ensemble members in one pass: shared geometry, stacked weights, ``vmap``.
 
-Evaluating an ensemble member by member (ALmoMD's way) costs M forward and M
-backward passes of a small model, dominated on CPU by per-operation overhead.
-Here the members' parameters are stacked along a new leading axis and one
-functional copy of the energy model is mapped over them with ``vmap``: every
-operation runs once for all members. Each member sees its own copy of the
-positions (and of a strain ``epsilon`` for the stress), so one
-``torch.autograd.grad`` of the summed energies gives every member's forces
-``-dE_m/dr`` and stress ``(1/V) dE_m/d epsilon``.
+Evaluating an ensemble member by member (ALmoMD's way) repeats, for every
+member, the neighbour list, the edge geometry (vectors, spherical harmonics,
+radial basis) and a forward and backward pass of a small model. Here:
+
+- the parameter-free modules in front of the first interaction layer (the
+  edge geometry of a NequIP model) run once, on positions and a strain
+  ``epsilon`` shared by all members;
+- the members' parameters are stacked along a new leading axis and the rest
+  of one functional copy of the network is mapped over them with
+  ``torch.func.vmap``: every operation runs once for all members, each member
+  on its own copy of the geometry outputs;
+- one backward of the summed energies gives each member's gradient with
+  respect to its copy of the geometry, and one batched backward through the
+  shared geometry turns those into forces ``-dE_m/dr`` and stresses
+  ``(1/V) dE_m/d epsilon``.
+
+With ``compile=True`` the mapped part (forward and backward) is compiled by
+``torch.compile``: element-wise chains fuse, which matters because a small
+model on CPU spends its time streaming edge tensors through memory. Compiling
+takes tens of seconds once per process (less with a warm cache, see
+:func:`compile_cache`), then each step is about twice as fast. The compiled
+code has fixed shapes (under ``vmap``, e3nn's tensor products fix the number
+of edges), so the edge list is padded up to a capacity with pairs of atom 0
+and its own image ``k`` cell vectors away, beyond the cutoff: such a pair
+gets a zero radial cutoff, hence zero weight, energy and force, in any model
+with a cutoff. The capacity is 10 % above the edges seen and grows (one recompilation)
+when exceeded.
 
 NequIP's scatter writes into a fresh tensor in place, which ``vmap`` cannot
 batch; :func:`_scatter` is an out-of-place equivalent patched into the loaded
@@ -18,7 +37,10 @@ models' modules. Packaged models (``.nequip.zip``) work; compiled ones
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch.func import functional_call, vmap
@@ -59,26 +81,105 @@ def _stack(named: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([n[key].detach() for n in named]) for key in named[0]}
 
 
-class BatchedMembers:
-    """Energies, forces and stresses of every member from one mapped pass."""
+class _Chain(torch.nn.Module):
+    """Some modules of a NequIP network, applied in their order."""
 
-    def __init__(self, models: Sequence[torch.nn.Module]):
+    def __init__(self, named: Sequence[tuple[str, torch.nn.Module]]):
+        super().__init__()
+        for name, module in named:
+            self.add_module(name, module)
+
+    def forward(self, data: dict) -> dict:
+        for module in self.children():
+            data = module(data)
+        return data
+
+
+def _geometry_names(network: torch.nn.Module) -> list[str]:
+    """Parameter-free modules before the first interaction layer: the edge geometry."""
+    names = []
+    for name, module in network.named_children():
+        if type(module).__name__ == "ConvNetLayer":
+            return names
+        if not any(True for _ in module.parameters()):
+            names.append(name)
+    return []  # no interaction layer: share nothing
+
+
+def _same_tensors(dicts: Sequence[dict[str, torch.Tensor]]) -> bool:
+    first = dicts[0]
+    return all(
+        d.keys() == first.keys() and all(torch.equal(d[k], first[k]) for k in first)
+        for d in dicts[1:]
+    )
+
+
+def _split(networks: Sequence[torch.nn.Module]) -> tuple[_Chain, list[_Chain]]:
+    """The shared geometry chain and every member's remaining chain."""
+    names = _geometry_names(networks[0])
+    states = [
+        {f"{n}.{k}": v for n in names for k, v in getattr(net, n).state_dict().items()}
+        for net in networks
+    ]
+    if any(_geometry_names(net) != names for net in networks) or not _same_tensors(states):
+        names = []  # members compute their geometry differently: share nothing
+    geometry = _Chain([(n, getattr(networks[0], n)) for n in names])
+    rests = [
+        _Chain([(n, m) for n, m in net.named_children() if n not in names]) for net in networks
+    ]
+    return geometry, rests
+
+
+def compile_cache(directory: Path | str) -> None:
+    """Keep torch.compile's caches in ``directory`` (shared by jobs of one campaign)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory.resolve()))
+
+
+_HEADROOM = 1.10  # edge capacity over the edges seen, when compiled
+
+
+class BatchedMembers:
+    """Energies, forces and stresses of every member from one mapped pass.
+
+    ``r_max`` (the models' cutoff) is needed with ``compile`` to pad the edges.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[torch.nn.Module],
+        compile: bool = False,
+        r_max: float | None = None,
+    ):
         from nequip.data import AtomicDataDict
 
         self._keys = AtomicDataDict
-        energy_models = [_energy_model(m) for m in models]
+        networks = [_energy_model(m) for m in models]
         for model in models:
             _patch_scatter(model)
-        names = [dict(m.named_parameters()) for m in energy_models]
+        self._geometry, rests = _split(networks)
+        names = [dict(r.named_parameters()) for r in rests]
         if any(n.keys() != names[0].keys() for n in names):
             raise ValueError("ensemble members differ in architecture; cannot batch them")
         self.params = _stack(names)
-        self.buffers = _stack([dict(m.named_buffers()) for m in energy_models])
-        self._base = copy.deepcopy(energy_models[0])
+        self.buffers = _stack([dict(r.named_buffers()) for r in rests])
+        self._rest = copy.deepcopy(rests[0])
         self.n_members = len(models)
-        self._mapped = vmap(self._member_energy, in_dims=(0, 0, 0, 0, None))
+        self.shared_geometry = any(True for _ in self._geometry.children())
+        self.compiled = compile
+        self.r_max = r_max
+        self.edge_capacity = 0
+        self._eager = vmap(self._member_energy, in_dims=(0, 0, 0, None))
+        self._mapped = torch.compile(self._eager, dynamic=False) if compile else self._eager
 
-    def _member_energy(self, params, buffers, positions, strain, data):
+    def _member_energy(self, params, buffers, geometry, data):
+        data = dict(data)
+        data.update(geometry)
+        out = functional_call(self._rest, (params, buffers), (data,))
+        return out[self._keys.TOTAL_ENERGY_KEY].sum()
+
+    def _strained(self, data: dict, positions: torch.Tensor, strain: torch.Tensor) -> dict:
         keys = self._keys
         data = dict(data)
         symmetric = 0.5 * (strain + strain.transpose(-1, -2))
@@ -86,25 +187,72 @@ class BatchedMembers:
         if keys.CELL_KEY in data:
             cell = data[keys.CELL_KEY]
             data[keys.CELL_KEY] = cell + cell @ symmetric
-        out = functional_call(self._base, (params, buffers), (data,))
-        return out[keys.TOTAL_ENERGY_KEY].sum()
+        return data
 
     def __call__(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Return energies ``(M,)``, forces ``(M, N, 3)`` and stresses ``(M, 3, 3)``.
 
         Stresses are ``None`` without a cell; units are the models' own.
         """
+        if not self.compiled:
+            return self._evaluate(data)
+        padded = self._padded(data)
+        try:
+            return self._evaluate(padded)
+        except torch._dynamo.exc.TorchDynamoException as error:  # no C++ compiler, say
+            warnings.warn(f"torch.compile failed, running uncompiled: {error}", stacklevel=2)
+            self.compiled, self._mapped = False, self._eager
+            return self._evaluate(data)
+
+    def _evaluate(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         keys = self._keys
-        positions = data[keys.POSITIONS_KEY].detach()
-        m = self.n_members
-        replicas = positions.unsqueeze(0).expand(m, -1, -1).clone().requires_grad_(True)
-        strain = torch.zeros((m, 3, 3), dtype=positions.dtype, device=positions.device)
+        positions = data[keys.POSITIONS_KEY].detach().requires_grad_(True)
+        strain = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
         strain.requires_grad_(True)
-        shared = {k: v for k, v in data.items() if k != keys.POSITIONS_KEY}
-        energies = self._mapped(self.params, self.buffers, replicas, strain, shared)
-        d_positions, d_strain = torch.autograd.grad(energies.sum(), (replicas, strain))
+        shared = self._geometry(self._strained(data, positions, strain))
+        # every tensor that depends on positions or strain: one copy per member
+        moving = [k for k, v in shared.items() if torch.is_tensor(v) and v.requires_grad]
+        copies = {}
+        for key in moving:
+            value = shared[key].detach()
+            copies[key] = value.expand(self.n_members, *value.shape).clone().requires_grad_(True)
+        constant = {k: v for k, v in shared.items() if k not in copies}
+        energies = self._mapped(self.params, self.buffers, copies, constant)
+        grads = torch.autograd.grad(energies.sum(), list(copies.values()), allow_unused=True)
+        used = [(shared[k], g) for k, g in zip(moving, grads, strict=True) if g is not None]
+        d_positions, d_strain = torch.autograd.grad(
+            [t for t, _ in used],
+            (positions, strain),
+            grad_outputs=[g for _, g in used],
+            is_grads_batched=True,
+            allow_unused=True,
+        )
         stress = None
         if keys.CELL_KEY in data:
             volume = torch.linalg.det(data[keys.CELL_KEY].reshape(3, 3)).abs()
             stress = d_strain / volume
         return energies.detach(), -d_positions, stress
+
+    def _padded(self, data: dict) -> dict:
+        """``data`` with its edge list padded to :attr:`edge_capacity` (see module doc)."""
+        keys = self._keys
+        n_edges = data[keys.EDGE_INDEX_KEY].shape[1]
+        cell = data.get(keys.CELL_KEY)
+        if self.r_max is None or cell is None or keys.EDGE_CELL_SHIFT_KEY not in data:
+            raise ValueError(
+                "a compiled ensemble needs a periodic cell and the models' r_max to pad "
+                "its edges; use compile: false for this system"
+            )
+        if n_edges > self.edge_capacity:  # the first call, or more edges than ever
+            self.edge_capacity = int(n_edges * _HEADROOM) + 1
+        extra = self.edge_capacity - n_edges
+        a1 = float(torch.linalg.norm(cell.reshape(3, 3)[0]))
+        images = 2 * int(self.r_max / a1) + 2  # |images * a1| > 2 r_max
+        index = data[keys.EDGE_INDEX_KEY]
+        shifts = data[keys.EDGE_CELL_SHIFT_KEY]
+        far = torch.zeros((extra, 3), dtype=shifts.dtype, device=shifts.device)
+        far[:, 0] = images
+        padded = dict(data)
+        padded[keys.EDGE_INDEX_KEY] = torch.cat([index, index.new_zeros((2, extra))], dim=1)
+        padded[keys.EDGE_CELL_SHIFT_KEY] = torch.cat([shifts, far])
+        return padded

@@ -75,6 +75,8 @@ def _md(args: argparse.Namespace) -> int:
         config["production"]["thermostat"] = "npt"
     if args.stop:
         config["production"]["stop_above_threshold"] = True
+    if args.compile:
+        config["exploration"]["torch_compile"] = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.output)
     try:
@@ -122,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--pressure", type=float, help="GPa, for --npt")
     md.add_argument("--sigmas", type=float, help="threshold: test-set mean + this many std")
     md.add_argument("--stop", action="store_true", help="stop when the threshold is crossed")
+    md.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the ensemble (exploration.torch_compile): worth it for long runs",
+    )
     md.add_argument(
         "-o", "--output", default="results/production/md_cli.extxyz", help="trajectory file"
     )

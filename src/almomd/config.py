@@ -200,6 +200,18 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
     initial = config["initial_data"]
     if initial["file"] is None and initial["md_fraction"] > 0:
         check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
+    if config["exploration"]["torch_compile"]:
+        if config["training"]["compile"]:
+            raise ConfigError(
+                "config key exploration.torch_compile: compiles the batched ensemble of packaged "
+                "members, but training.compile makes AOTInductor members that run one by one; "
+                "set one of them to false"
+            )
+        if not structure.pbc.all() or structure.cell.rank < 3:
+            raise ConfigError(
+                "config key exploration.torch_compile: needs a periodic structure (pbc and a "
+                "full cell in system.structure) to pad its edge list; set it to false"
+            )
     generated_test = config["test_set"]["file"] is None and initial["file"] is None
     if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
         raise ConfigError(

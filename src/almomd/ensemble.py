@@ -15,6 +15,7 @@ of ``|mean_m F_i^m|``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,8 +87,10 @@ class EnsembleCalculator(Calculator):
 
     The input graph (type mapping and neighbour list) is built once per call.
     With ``batched`` (the default for packaged models) all members run in one
-    mapped pass (:mod:`almomd.batched`); otherwise, and for compiled models,
-    member by member on that graph. ``results`` holds the mean ``energy``,
+    mapped pass on a shared edge geometry (:mod:`almomd.batched`), compiled by
+    ``torch.compile`` with ``compile``; otherwise, and for members that differ
+    in architecture or are compiled ``.nequip.pt2`` files, member by member on
+    that graph. ``results`` holds the mean ``energy``,
     ``forces`` and ``stress`` plus ``member_energies`` ``(M,)``,
     ``member_forces`` ``(M, N, 3)`` and the :func:`uncertainties` under
     ``uncertainty``.
@@ -100,6 +103,7 @@ class EnsembleCalculator(Calculator):
         model_paths: Sequence[Path | str],
         device: str = "cpu",
         batched: bool = True,
+        compile: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,7 +120,13 @@ class EnsembleCalculator(Calculator):
         if batched and not compiled:
             from almomd.batched import BatchedMembers
 
-            self._batched = BatchedMembers([member.model for member in self.members])
+            try:
+                r_max = next((t.r_max for t in first.transforms if hasattr(t, "r_max")), None)
+                self._batched = BatchedMembers(
+                    [member.model for member in self.members], compile=compile, r_max=r_max
+                )
+            except ValueError as error:
+                warnings.warn(f"{error}; evaluating the members one by one", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.members)

@@ -28,6 +28,8 @@ from almomd.training import compile_model, train_member
 
 log = logging.getLogger(__name__)
 
+COMPILE_CACHE = Path(".cache/torch_compile")  # torch.compile's caches, in the working directory
+
 
 def chemical_symbols(config: dict[str, Any]) -> list[str]:
     """Elements of the campaign: those of the structure and of any given data file."""
@@ -174,9 +176,21 @@ def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) 
     log.info("compiled %s in %.1f s", out, seconds)
 
 
-def ensemble(config: dict[str, Any], model_files: Sequence[str]) -> EnsembleCalculator:
-    """Load the ensemble of ``model_files`` on the configured device."""
-    return EnsembleCalculator(model_files, device=config["training"]["device"])
+def ensemble(
+    config: dict[str, Any], model_files: Sequence[str], md: bool = False
+) -> EnsembleCalculator:
+    """Load the ensemble of ``model_files`` on the configured device.
+
+    For ``md`` (many steps of one system) it is compiled if
+    ``exploration.torch_compile`` asks, with the campaign's compile cache.
+    """
+    compile = md and config["exploration"]["torch_compile"]
+    if compile:
+        from almomd.batched import compile_cache
+
+        compile_cache(COMPILE_CACHE)
+        log.info("compiling the ensemble (torch.compile): the first step takes a while")
+    return EnsembleCalculator(model_files, device=config["training"]["device"], compile=compile)
 
 
 def explore(
@@ -193,7 +207,7 @@ def explore(
     )
     frames, reason = run_walker(
         initial.starting_structure(config),
-        ensemble(config, model_files),
+        ensemble(config, model_files, md=True),
         md,
         walker,
         rng_for(config["seed"], "md", iteration, walker),
@@ -331,7 +345,7 @@ def production(config: dict[str, Any], results: str, out: str, out_summary: str)
     rng = rng_for(config["seed"], "production", iteration, settings["temperature"])
     summary = prod.run_production(
         start,
-        ensemble(config, [str(m) for m in models]),
+        ensemble(config, [str(m) for m in models], md=True),
         md,
         threshold,
         settings["stop_above_threshold"],
