@@ -41,6 +41,10 @@ BROKEN = {
         lambda c: (c["exploration"].update(torch_compile=True), c["training"].update(compile=True)),
         "exploration.torch_compile",
     ),
+    "warm-start epochs without warm start": (
+        lambda c: c["training"].update(warm_start_epochs=3),
+        "training.warm_start_epochs",
+    ),
     "initial data pattern matches nothing": (
         lambda c: c["initial_data"].update(file="calcs/*/aims.out"),
         "initial_data.file",

@@ -49,3 +49,14 @@ def test_a_template_without_the_variables_is_refused(config, tmp_path):
     variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
     with pytest.raises(ValueError, match="lacks the top-level variables"):
         render_template(template, variables)
+
+
+def test_warm_started_members_take_their_own_epochs_and_rate(config, tmp_path):
+    config["training"].update(warm_start=True, warm_start_epochs=2, warm_start_learning_rate=0.005)
+    scratch = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    warm = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True)
+    assert (scratch["max_epochs"], scratch["learning_rate"]) == (6, 0.02)
+    assert (warm["max_epochs"], warm["learning_rate"]) == (2, 0.005)
+    config["training"].update(warm_start_epochs=None, warm_start_learning_rate=None)
+    same = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True)
+    assert (same["max_epochs"], same["learning_rate"]) == (6, 0.02)

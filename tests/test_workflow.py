@@ -361,13 +361,15 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
     from almomd.training import train_member
 
     config = validate_config(yaml.safe_load((campaign / "config.yaml").read_text()), campaign)
-    config["training"].update(max_epochs=1, learning_rate=1e-7)
+    # scratch settings that would move the weights; the warm-start ones must win
+    config["training"].update(warm_start=True, warm_start_epochs=1, warm_start_learning_rate=1e-7)
     previous = sorted((campaign / "results" / "iter_0" / "models").glob("*.nequip.zip"))[0]
     out = tmp_path / "warm.nequip.zip"
     train_file = campaign / "results" / "iter_1" / "train.extxyz"
     train_member(config, train_file, ["Cu"], 11, 12, tmp_path / "run", out, init_model=previous)
     rendered = yaml.safe_load((tmp_path / "run" / "nequip.yaml").read_text())
     assert rendered["training_module"]["model"]["package_path"] == str(previous.resolve())
+    assert (rendered["max_epochs"], rendered["learning_rate"]) == (1, 1e-7)
     test = data.read_frames(campaign / "results" / "data" / "test.extxyz")
     before, after = EnsembleCalculator([previous]), EnsembleCalculator([out])
     for atoms in test[:3]:  # one epoch at a tiny learning rate: the same model

@@ -196,6 +196,13 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
             "config key training.stress_weight: stress is trained but not labeled; "
             "set labeler.stress: true or training.stress_weight: 0"
         )
+    training = config["training"]
+    for key in ("warm_start_epochs", "warm_start_learning_rate"):
+        if training[key] is not None and not training["warm_start"]:
+            raise ConfigError(
+                f"config key training.{key}: applies to warm-started members only; "
+                "set training.warm_start: true or remove the key"
+            )
     check_labeler(config["labeler"]["name"], config["labeler"]["parameters"], "labeler.name")
     initial = config["initial_data"]
     if initial["file"] is None and initial["md_fraction"] > 0:

@@ -29,10 +29,19 @@ def template_variables(
     chemical_symbols: list[str],
     seed: int,
     data_seed: int,
+    warm_start: bool = False,
 ) -> dict[str, Any]:
-    """Return the template variables for one member from the campaign config."""
+    """Return the template variables for one member from the campaign config.
+
+    ``warm_start``: the member fine-tunes a previous model, with the
+    ``training.warm_start_*`` epochs and learning rate where they are set.
+    """
     model, training = config["model"], config["training"]
     val = training["val_fraction"]
+    epochs, rate = training["max_epochs"], training["learning_rate"]
+    if warm_start:
+        epochs = training["warm_start_epochs"] or epochs
+        rate = training["warm_start_learning_rate"] or rate
     return {
         "seed": seed,
         "data_seed": data_seed,
@@ -48,9 +57,9 @@ def template_variables(
         "radial_mlp_width": model["radial_mlp_width"],
         "parity": model["parity"],
         "model_dtype": model["model_dtype"],
-        "max_epochs": training["max_epochs"],
+        "max_epochs": epochs,
         "batch_size": training["batch_size"],
-        "learning_rate": training["learning_rate"],
+        "learning_rate": rate,
         "energy_weight": training["energy_weight"],
         "force_weight": training["force_weight"],
         "stress_weight": training["stress_weight"],
@@ -140,7 +149,9 @@ def train_member(
     if run_dir.exists():  # a half-finished earlier attempt: start clean
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    variables = template_variables(config, Path(train_file), chemical_symbols, seed, data_seed)
+    variables = template_variables(
+        config, Path(train_file), chemical_symbols, seed, data_seed, init_model is not None
+    )
     rendered = render_template(
         config["model"]["template"], variables, config["model"]["reference_energies"], init_model
     )
