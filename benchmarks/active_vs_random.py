@@ -78,18 +78,36 @@ def start(workdir: Path, config: dict, test_file: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
+def prepare(out: Path) -> Path:
+    """One thread per process; ``out`` created; the hot test set written there."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    out.mkdir(parents=True, exist_ok=True)
+    test_file = out / "test_hot.extxyz"
+    hot_test_set(test_file)
+    return test_file
+
+
+def finish(runs: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, list] | None:
+    """Wait for the campaigns; their ``status.json`` by name, None if one failed."""
+    for name, (workdir, process) in runs.items():
+        if process.wait() != 0:
+            print(f"{name} campaign failed; see {workdir / 'snakemake.out'}")
+            return None
+    return {
+        name: json.loads((workdir / "results" / "status.json").read_text())
+        for name, (workdir, _) in runs.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "active_vs_random"))
     args = parser.parse_args()
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    test_file = out / "test_hot.extxyz"
-    hot_test_set(test_file)
+    test_file = prepare(out)
     finals = {"active": [], "random": []}
     for seed in args.seeds:
         runs = {}
@@ -99,13 +117,9 @@ def main() -> int:
                 workdir,
                 start(workdir, campaign_config(method, seed, args.iterations), test_file),
             )
-        for method, (workdir, process) in runs.items():
-            if process.wait() != 0:
-                print(f"{method} campaign failed; see {workdir / 'snakemake.out'}")
-                return 1
-        status = {
-            m: json.loads((w / "results" / "status.json").read_text()) for m, (w, _) in runs.items()
-        }
+        status = finish(runs)
+        if status is None:
+            return 1
         print(
             f"seed {seed}: test set = {len(ase.io.read(test_file, ':'))} EMT frames at {HOT:.0f} K"
         )
