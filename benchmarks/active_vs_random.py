@@ -1,139 +1,318 @@
-"""Active learning against random sampling, side by side, on the .test Cu/EMT system.
+"""Does active learning save labels? The demo system, judged on reference MD.
 
-Two campaigns share everything (seed, initial data, test set, budget of labels
-per iteration) except how frames are picked from the exploration trajectories:
-``selection.method: active`` (uncertainty) or ``random`` (uniform, ALmoMD's
-``calc_type: random``). Exploration runs at a temperature above the initial
-data's, and the test set is an EMT MD at that temperature, so that the test
-asks for what exploration has to find. Both campaigns run at once (one core
-each) through the real snakemake command.
+System: the demo (CuI, 32 atoms, GFN1-xTB labels from tblite, tiny NequIP
+members, exploration at 300 K and 600 K). Held-out truth: GFN1-xTB MD at both
+exploration temperatures (``--heldout-frames`` decorrelated frames each, made
+once and shared by every run). Three ways to spend the same labels, per seed:
 
-Prints labels used and test force RMSE per iteration for both, and the ratio
-of final errors. Usage: .venv/bin/python benchmarks/active_vs_random.py [--seeds 7 8]
+``active``
+    the campaign as configured (``selection.method: active``);
+``random``
+    the same campaign with ``selection.method: random``: the same number of
+    frames per iteration drawn uniformly from the same kind of exploration;
+``reference_md``
+    what a user without active learning would do: the seed's initial training
+    set plus frames drawn uniformly from a second, independent GFN1-xTB MD at the
+    same temperatures (``--pool-frames`` each), one ensemble per training-set size.
+
+Every campaign runs through the real ``snakemake`` command with the held-out
+set as ``heldout.file``; convergence is switched off so that every run spends
+the same labels. The metric is the number of labeled training frames needed to
+reach a target held-out force RMSE, interpolated linearly between the points of
+each learning curve (a curve that never reaches the target counts as not
+reached: infinitely many). The target is the largest of the three methods'
+median final held-out errors (so that each method's median curve reaches it),
+unless ``--target`` is given. Reported: per seed and method the learning curve
+and labels needed; per method the median and a bootstrap interval over seeds;
+the ratios of medians. Last line: ``ratio_labels_active_to_random <x>``.
+
+Note that a reference MD pays for every MD step with the labeler, not only for
+the frames kept: with ``steps_between`` 40, a kept frame costs 40 single points.
+The label counts below count kept frames only, which favours that baseline.
+
+Usage: .venv/bin/python benchmarks/active_vs_random.py [--seeds 1 2 3 4 5] [--parallel 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import ase.io
 import numpy as np
 import yaml
-from ase import units
-from ase.calculators.emt import EMT
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 REPO = Path(__file__).resolve().parents[1]
-HOT = 1200.0  # K; the initial data's MD runs at 600 K
+METHODS = ("active", "random", "reference_md")
 
 
-def hot_test_set(path: Path, n: int = 24) -> None:
-    """EMT-labeled frames of a Langevin MD of Cu at ``HOT`` K (the test set)."""
-    atoms = ase.io.read(REPO / ".test" / "cu.xyz").repeat((2, 2, 2))
-    atoms.calc = EMT()
-    rng = np.random.default_rng(2024)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=HOT, rng=rng)
-    dyn = Langevin(atoms, 2 * units.fs, temperature_K=HOT, friction=0.02 / units.fs, rng=rng)
-    dyn.run(200)  # equilibrate
-    frames = []
-    for _ in range(n):
-        dyn.run(25)
-        frame = atoms.copy()
-        frame.calc = EMT()
-        frame.get_potential_energy()
-        frames.append(frame)
-    ase.io.write(path, frames, format="extxyz")
+def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, out: Path) -> str:
+    """GFN1-xTB MD frames at one exploration condition (almomd's reference MD)."""
+    from almomd import heldout, initial
+    from almomd.calculators import Labeler, LabelerSettings
+    from almomd.seeds import rng_for
+
+    if out.exists():
+        return f"{out.name}: cached"
+    spec = heldout.conditions(config)[condition]
+    settings = config["heldout"]
+    labeler = Labeler(
+        LabelerSettings(name=config["labeler"]["name"], parameters=config["labeler"]["parameters"])
+    )
+    started = time.perf_counter()
+    heldout.reference_md(
+        initial.starting_structure(config),
+        labeler,
+        heldout.reference_settings(config, spec),
+        spec,
+        n_frames,
+        settings["equilibration_steps"],
+        settings["steps_between"],
+        rng_for(config["seed"], seed_label, condition),
+        str(out),
+    )
+    return f"{out.name}: {n_frames} frames at {spec.label} in {time.perf_counter() - started:.0f} s"
 
 
-def campaign_config(method: str, seed: int, iterations: int) -> dict:
-    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+def demo_config() -> dict:
+    from almomd.config import validate_config
+
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return validate_config(raw, REPO)
+
+
+@dataclass
+class Run:
+    """One snakemake campaign of the benchmark."""
+
+    name: str
+    workdir: Path
+    config: dict
+    files: dict[str, Path]
+    after: list[str] = field(default_factory=list)
+    prepare: object = None
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+
+
+def campaign_config(seed: int, method: str, iterations: int) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["seed"] = seed
     config["max_iterations"] = iterations
-    config["test_set"] = {"file": "test_hot.extxyz"}
-    config["exploration"]["temperatures"] = [HOT, HOT]
-    config["exploration"]["steps"] = 100
-    config["selection"].update(method=method, max_frames=4)
+    config["system"]["structure"] = "CuI.xyz"
+    config["heldout"] = {"source": "file", "file": "heldout.extxyz"}
+    config["convergence"] = {"force_rmse": None, "uncertain_fraction": None}
+    config["selection"]["method"] = method
     return config
 
 
-def start(workdir: Path, config: dict, test_file: Path) -> subprocess.Popen:
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    shutil.copy(REPO / ".test" / "cu.xyz", workdir / "cu.xyz")
-    shutil.copy(test_file, workdir / "test_hot.extxyz")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake = Path(sys.executable).parent / "snakemake"
-    command = [str(snakemake), "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+def start(run: Run, snapshot: Path) -> None:
+    if run.workdir.exists():
+        shutil.rmtree(run.workdir)
+    run.workdir.mkdir(parents=True)
+    for name, path in run.files.items():
+        shutil.copy(path, run.workdir / name)
+    if run.prepare is not None:
+        run.prepare(run)
+    (run.workdir / "config.yaml").write_text(yaml.safe_dump(run.config))
+    env = os.environ | {"PYTHONPATH": str(snapshot / "src")}
+    command = [str(Path(sys.executable).parent / "snakemake"),
+               "--snakefile", str(snapshot / "workflow" / "Snakefile"),
+               "--directory", str(run.workdir), "--configfile", str(run.workdir / "config.yaml"),
                "--cores", "1", "--quiet"]  # fmt: skip
-    log = (workdir / "snakemake.out").open("w")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    log = (run.workdir / "snakemake.out").open("w")
+    run.started = time.perf_counter()
+    run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def prepare(out: Path) -> Path:
-    """One thread per process; ``out`` created; the hot test set written there."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
-    out.mkdir(parents=True, exist_ok=True)
-    test_file = out / "test_hot.extxyz"
-    hot_test_set(test_file)
-    return test_file
+def schedule(runs: list[Run], parallel: int, snapshot: Path) -> bool:
+    """Run ``runs`` (respecting ``after``) ``parallel`` at a time; False if one failed."""
+    waiting, running, done = list(runs), [], set()
+    while waiting or running:
+        for run in [r for r in running if r.process.poll() is not None]:
+            running.remove(run)
+            run.seconds = time.perf_counter() - run.started
+            if run.process.returncode != 0:
+                print(f"{run.name} failed; see {run.workdir / 'snakemake.out'}", flush=True)
+                return False
+            done.add(run.name)
+            print(f"  {run.name} done in {run.seconds:.0f} s", flush=True)
+        for run in [r for r in waiting if all(a in done for a in r.after)]:
+            if len(running) >= parallel:
+                break
+            waiting.remove(run)
+            start(run, snapshot)
+            running.append(run)
+        time.sleep(2)
+    return True
 
 
-def finish(runs: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, list] | None:
-    """Wait for the campaigns; their ``status.json`` by name, None if one failed."""
-    for name, (workdir, process) in runs.items():
-        if process.wait() != 0:
-            print(f"{name} campaign failed; see {workdir / 'snakemake.out'}")
-            return None
-    return {
-        name: json.loads((workdir / "results" / "status.json").read_text())
-        for name, (workdir, _) in runs.items()
-    }
+def curve(workdir: Path) -> list[tuple[int, float]]:
+    """(labeled training frames, held-out force RMSE) per iteration of a finished campaign."""
+    status = json.loads((workdir / "results" / "status.json").read_text())
+    return [(row["n_train"], row["heldout_force_rmse"]) for row in status]
+
+
+def labels_to_reach(points: list[tuple[int, float]], target: float) -> float:
+    """Labels at which a learning curve first reaches ``target`` (linear between points)."""
+    points = sorted(points)
+    if points[0][1] <= target:
+        return float(points[0][0])
+    for (n0, e0), (n1, e1) in zip(points, points[1:], strict=False):
+        if e1 <= target:
+            return n0 + (e0 - target) / (e0 - e1) * (n1 - n0)
+    return math.inf
+
+
+def median_interval(values: list[float], rng: np.random.Generator) -> tuple[float, float, float]:
+    """Median and 95 % percentile bootstrap interval over seeds."""
+    values = np.asarray(values, dtype=float)
+    medians = np.median(values[rng.integers(0, len(values), (4000, len(values)))], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(values)), float(low), float(high)
+
+
+def ratio_interval(
+    a: list[float], b: list[float], rng: np.random.Generator
+) -> tuple[float, float, float]:
+    """Ratio of medians ``a / b`` with a bootstrap interval resampling seeds (paired)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    picks = rng.integers(0, len(a), (4000, len(a)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.median(a[picks], axis=1) / np.median(b[picks], axis=1)
+        point = float(np.median(a) / np.median(b))
+    ratios = np.nan_to_num(ratios, nan=np.inf)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def reference_point(pool: Path, n_pool: int):
+    """Prepare a reference-MD baseline run: the seed's initial training set plus pool frames."""
+    import ase.io
+
+    def prepare(run: Run) -> None:
+        active = run.workdir.parent / run.name.replace(f"reference_md{n_pool}", "active")
+        train = ase.io.read(active / "results" / "iter_0" / "train.extxyz", ":")
+        frames = ase.io.read(pool, ":")
+        rng = np.random.default_rng(run.config["seed"])
+        chosen = sorted(rng.choice(len(frames), size=n_pool, replace=False).tolist())
+        ase.io.write(
+            run.workdir / "initial.extxyz", train + [frames[i] for i in chosen], format="extxyz"
+        )
+        shutil.copy(active / "results" / "data" / "test.extxyz", run.workdir / "test.extxyz")
+
+    return prepare
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[7])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--heldout-frames", type=int, default=12, help="per temperature")
+    parser.add_argument("--target", type=float, default=None, help="eV/A; default: see above")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "active_vs_random"))
+    parser.add_argument("--analyse-only", action="store_true", help="read finished runs only")
     args = parser.parse_args()
-    out = Path(args.out)
-    test_file = prepare(out)
-    finals = {"active": [], "random": []}
-    for seed in args.seeds:
-        runs = {}
-        for method in ("active", "random"):
-            workdir = out / f"{method}_seed{seed}"
-            runs[method] = (
-                workdir,
-                start(workdir, campaign_config(method, seed, args.iterations), test_file),
-            )
-        status = finish(runs)
-        if status is None:
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.chdir(REPO)  # the demo config's paths are relative to the repository
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    config = demo_config()
+    per_iteration = config["selection"]["max_frames"]
+    pool_frames = per_iteration * (args.iterations - 1) // 2  # per temperature
+    points = [per_iteration * k for k in range(1, args.iterations)]
+    if not args.analyse_only:
+        snapshot = out / "code"  # the code under test, safe from edits during the run
+        if snapshot.exists():
+            shutil.rmtree(snapshot)
+        for part in ("src", "workflow", "config"):
+            shutil.copytree(REPO / part, snapshot / part)
+        shutil.copy(REPO / "environment.yml", snapshot)
+        print("reference MD (GFN1-xTB) at the exploration temperatures ...", flush=True)
+        jobs = []
+        with ProcessPoolExecutor(args.parallel) as pool:
+            for c in range(2):
+                jobs.append(pool.submit(reference_md, config, c, args.heldout_frames, "heldout",
+                                        out / f"heldout_{c}.extxyz"))  # fmt: skip
+                jobs.append(pool.submit(reference_md, config, c, pool_frames, "pool",
+                                        out / f"pool_{c}.extxyz"))  # fmt: skip
+            for job in jobs:
+                print("  " + job.result(), flush=True)
+        import ase.io
+
+        for kind in ("heldout", "pool"):
+            frames = [a for c in range(2) for a in ase.io.read(out / f"{kind}_{c}.extxyz", ":")]
+            ase.io.write(out / f"{kind}.extxyz", frames, format="extxyz")
+        runs = []
+        for seed in args.seeds:
+            files = {
+                "CuI.xyz": REPO / "config" / "CuI.xyz",
+                "heldout.extxyz": out / "heldout.extxyz",
+            }
+            for method in ("active", "random"):
+                name = f"seed{seed}_{method}"
+                runs.append(
+                    Run(name, out / name, campaign_config(seed, method, args.iterations), files)
+                )
+            for n_pool in points:
+                config_b = campaign_config(seed, "active", 1)
+                config_b["initial_data"] = {"file": "initial.extxyz"}
+                config_b["test_set"] = {"file": "test.extxyz"}
+                config_b["exploration"]["steps"] = 20
+                name = f"seed{seed}_reference_md{n_pool}"
+                runs.append(Run(name, out / name, config_b, files, [f"seed{seed}_active"],
+                                reference_point(out / "pool.extxyz", n_pool)))  # fmt: skip
+        print(f"{len(runs)} campaigns, {args.parallel} at a time ...", flush=True)
+        if not schedule(runs, args.parallel, snapshot):
             return 1
-        print(
-            f"seed {seed}: test set = {len(ase.io.read(test_file, ':'))} EMT frames at {HOT:.0f} K"
-        )
-        heads = ("labels active", "F rmse active", "labels random", "F rmse random")
-        print(f"{'iter':>4} " + " ".join(f"{h:>14}" for h in heads))
-        for a, r in zip(status["active"], status["random"], strict=True):
-            print(f"{a['iteration']:4d} {a['n_train']:14d} {a['test_force_rmse']:14.4f} "
-                  f"{r['n_train']:14d} {r['test_force_rmse']:14.4f}")  # fmt: skip
-        for method in finals:
-            finals[method].append(status[method][-1]["test_force_rmse"])
-    active, random = np.mean(finals["active"]), np.mean(finals["random"])
-    print(f"final test force RMSE (mean over seeds {args.seeds}): ", end="")
-    print(f"active {active:.4f}, random {random:.4f} eV/A")
-    print(f"ratio_active_to_random {active / random:.3f}")
+    curves = {}
+    for seed in args.seeds:
+        curves[seed] = {m: curve(out / f"seed{seed}_{m}") for m in ("active", "random")}
+        first = curves[seed]["active"][:1]
+        curves[seed]["reference_md"] = first + [
+            curve(out / f"seed{seed}_reference_md{n}")[0] for n in points
+        ]
+    finals = {m: np.median([curves[s][m][-1][1] for s in args.seeds]) for m in METHODS}
+    target = args.target or max(finals.values())
+    how = "given" if args.target else "largest median final error"
+    print(f"\nheld-out: {args.heldout_frames} GFN1-xTB MD frames at each of 300 and 600 K; "
+          f"target force RMSE {target:.4f} eV/A ({how})")  # fmt: skip
+    needed = {m: [] for m in METHODS}
+    for seed in args.seeds:
+        print(f"seed {seed}: labeled training frames -> held-out force RMSE (eV/A)")
+        for method in METHODS:
+            text = "  ".join(f"{n}: {e:.4f}" for n, e in curves[seed][method])
+            labels = labels_to_reach(curves[seed][method], target)
+            needed[method].append(labels)
+            print(f"  {method:>12}  {text}   labels to target {labels:.1f}")
+    rng = np.random.default_rng(0)
+    print("labels to reach the target: median [95% bootstrap interval over seeds]")
+    for method in METHODS:
+        median, low, high = median_interval(needed[method], rng)
+        print(f"  {method:>12}  {median:.1f} [{low:.1f}, {high:.1f}]  per seed {needed[method]}")
+    print(f"seeds {args.seeds}, wall time {time.perf_counter() - started:.0f} s")
+    results = {}
+    for baseline in ("reference_md", "random"):
+        point, low, high = ratio_interval(needed["active"], needed[baseline], rng)
+        results[baseline] = point
+        print(f"ratio of medians active / {baseline}: {point:.3f} [{low:.3f}, {high:.3f}]")
+    (out / "results.json").write_text(json.dumps(
+        {"target": target, "curves": {str(s): c for s, c in curves.items()},
+         "labels_needed": needed, "ratios": results}, indent=2))  # fmt: skip
+    print(f"ratio_labels_active_to_reference_md {results['reference_md']:.3f}")
+    print(f"ratio_labels_active_to_random {results['random']:.3f}")
     return 0
 
 

@@ -36,10 +36,12 @@ def expected_by_hand(config, profile):
     W = len(config["exploration"]["temperatures"]) * config["exploration"].get("replicas", 1)
     B = config["labeler"]["n_batches"]
     last = config["max_iterations"] - 1
-    plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1}}
+    C = len(set(config["exploration"]["temperatures"]))  # reference MD: one job per condition
+    plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1,
+                        "reference_md": C, "heldout_dataset": 1}}  # fmt: skip
     for i in range(last + 1):
         jobs = {"subset": K, "train_member": K * M, "explore": W, "evaluate": 1,
-                "select": 1, "decide": 1}  # fmt: skip
+                "evaluate_heldout": 1, "select": 1, "decide": 1}  # fmt: skip
         if i < last:
             jobs |= {"label_batch": B, "merge": 1}
         plan[str(i)] = jobs
@@ -72,9 +74,20 @@ def test_small_plan_equals_hand_count(tmp_path):
         "report": 1,
     }
     assert planned["done"]["total"]["n_jobs"] == 0
+    C = len(set(config["exploration"]["temperatures"]))
     assert planned["remaining"]["partitions"]["gpu"]["gpu_hours"] == pytest.approx(
         sum(t[0] for t in totals.values())
     )
+    held = config["heldout"]
+    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    n_initial = config["initial_data"]["n_frames"]
+    assert planned["labels"] == {
+        "selected_per_iteration": config["selection"]["max_frames"],
+        "audit_per_iteration": 0,
+        "initial": n_initial,
+        "reference_md": C * steps,
+        "campaign": n_initial + C * steps + 3 * config["selection"]["max_frames"],
+    }
     mapping = planned["campaign"]["rule_partitions"]
     assert mapping["train_member"] == ["gpu"] and mapping["label_batch"] == ["cpu"]
     assert mapping["select"] == ["local"]
@@ -172,3 +185,17 @@ def test_snakemake_pin_matches_the_parsed_dry_run_format():
     assert train.partition == "gpu" and train.gpu_hours == pytest.approx(2.0)
     assert train.cpu_hours == pytest.approx(2.0)
     assert decide.local and decide.threads == 3 and decide.cpu_hours == 0.0
+
+
+def test_label_budget_states_the_audit_labels():
+    from almomd.config import validate_config
+
+    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    config["heldout"] = {"source": "audit", "audit_per_walker": 3}
+    config["exploration"]["replicas"] = 2
+    labels = budget.label_budget(validate_config(config, REPO / ".test", check_files=False))
+    walkers = 2 * len(config["exploration"]["temperatures"])
+    assert labels["audit_per_iteration"] == 3 * walkers
+    assert labels["reference_md"] == 0
+    per_iteration = config["selection"]["max_frames"] + 3 * walkers
+    assert labels["campaign"] == config["initial_data"]["n_frames"] + 2 * per_iteration

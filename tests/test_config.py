@@ -45,6 +45,26 @@ BROKEN = {
         lambda c: c["training"].update(warm_start_epochs=3),
         "training.warm_start_epochs",
     ),
+    "held-out file without file source": (
+        lambda c: c["heldout"].update(file="cu.xyz"),
+        "heldout.file",
+    ),
+    "held-out file source without a file": (
+        lambda c: c["heldout"].update(source="file"),
+        "heldout.file",
+    ),
+    "held-out file missing": (
+        lambda c: c.update(heldout={"source": "file", "file": "aimd/nowhere.extxyz"}),
+        "heldout.file",
+    ),
+    "calibrated acceptance without a target": (
+        lambda c: (c["selection"].update(acceptance="calibrated"), c.pop("convergence")),
+        "selection.acceptance",
+    ),
+    "unknown held-out source": (
+        lambda c: c["heldout"].update(source="vibes"),
+        "heldout.source",
+    ),
     "initial data pattern matches nothing": (
         lambda c: c["initial_data"].update(file="calcs/*/aims.out"),
         "initial_data.file",

@@ -1,29 +1,78 @@
-"""The convergence decision."""
+"""The convergence decision: held-out errors with intervals, and the uncertainty criterion."""
+
+import pytest
 
 from almomd.convergence import decide
 
-METRICS = {"force_rmse": 0.08, "energy_rmse": 0.002}
+
+def heldout(force=0.08, ci=(0.07, 0.09), source="reference_md", covers=True, n=24):
+    return {
+        "source": source,
+        "covers_conditions": covers,
+        "n_frames": n,
+        "level": 0.95,
+        "force_rmse": force,
+        "force_rmse_ci": list(ci),
+        "energy_rmse": 0.002,
+        "energy_rmse_ci": [0.0015, 0.0025],
+    }
+
+
+def rule(**changes):
+    base = {"force_rmse": None, "energy_rmse": None, "min_selected": 0,
+            "uncertain_fraction": None, "stable_iterations": 3}  # fmt: skip
+    return base | changes
 
 
 def test_goes_on_until_max_iterations():
-    rule = {"force_rmse": None, "energy_rmse": None, "min_selected": 0}
-    assert not decide(0, 3, METRICS, 5, rule).stop
-    last = decide(2, 3, METRICS, 5, rule)
+    assert not decide(0, 3, heldout(), [0.5], 5, rule()).stop
+    last = decide(2, 3, heldout(), [0.5] * 3, 5, rule())
     assert last.stop and not last.converged
     assert "max_iterations 3" in last.reason
 
 
-def test_error_targets_all_must_hold():
-    rule = {"force_rmse": 0.1, "energy_rmse": 0.001, "min_selected": 0}
-    assert not decide(0, 5, METRICS, 5, rule).stop
-    rule["energy_rmse"] = 0.01
-    decision = decide(0, 5, METRICS, 5, rule)
+def test_error_target_needs_the_whole_interval_below_it():
+    assert not decide(0, 5, heldout(), [0.5], 5, rule(force_rmse=0.085)).stop  # CI reaches 0.09
+    decision = decide(0, 5, heldout(), [0.5], 5, rule(force_rmse=0.1))
     assert decision.stop and decision.converged
-    assert "test force RMSE 0.08" in decision.reason
+    assert "held-out force RMSE 0.08" in decision.reason
+    assert "n=24" in decision.reason and "0.07-0.09" in decision.reason
+    figure = decision.decided_by[0]
+    assert (figure.name, figure.n, figure.interval, figure.ok) == (
+        "force_rmse",
+        24,
+        (0.07, 0.09),
+        True,
+    )
+    assert not decide(0, 5, heldout(), [0.5], 5, rule(force_rmse=0.1, energy_rmse=0.002)).stop
+    missing = heldout(ci=(None, None), n=1)
+    assert not decide(0, 5, missing, [0.5], 5, rule(force_rmse=0.1)).stop
+
+
+def test_a_good_test_set_figure_is_not_enough_and_is_flagged():
+    """Good on frames that do not cover the conditions: converged only with that said."""
+    on_test_set = decide(0, 5, heldout(0.02, (0.018, 0.022), "test_set", False), [0.0], 5,
+                         rule(force_rmse=0.025))  # fmt: skip
+    assert on_test_set.converged
+    assert "does not represent the exploration conditions" in on_test_set.reason
+    at_conditions = decide(0, 5, heldout(0.06, (0.05, 0.07)), [0.0], 5, rule(force_rmse=0.025))
+    assert not at_conditions.stop and not at_conditions.converged
+
+
+def test_uncertainty_criterion_needs_consecutive_iterations():
+    strict = rule(force_rmse=0.1, uncertain_fraction=0.1, stable_iterations=3)
+    assert not decide(2, 9, heldout(), [0.05, 0.2, 0.05], 5, strict).stop  # streak broken
+    assert not decide(1, 9, heldout(), [0.05, 0.05], 5, strict).stop  # only two so far
+    decision = decide(3, 9, heldout(), [0.3, 0.05, 0.08, 0.1], 5, strict)
+    assert decision.converged
+    assert "met 3 of 3" in decision.reason
+    fraction = decision.decided_by[1]
+    assert fraction.value == pytest.approx(0.1) and fraction.ok
+    # the error figure still has to hold
+    assert not decide(3, 9, heldout(0.2, (0.15, 0.25)), [0.0] * 4, 5, strict).stop
 
 
 def test_few_or_no_selected_frames_converge():
-    rule = {"force_rmse": None, "energy_rmse": None, "min_selected": 3}
-    assert decide(0, 5, METRICS, 2, rule).converged
-    assert not decide(0, 5, METRICS, 3, rule).stop
-    assert decide(0, 5, METRICS, 0, {"min_selected": 0}).converged
+    assert decide(0, 5, heldout(), [0.5], 2, rule(min_selected=3)).converged
+    assert not decide(0, 5, heldout(), [0.5], 3, rule(min_selected=3)).stop
+    assert decide(0, 5, heldout(), [0.5], 0, rule()).converged

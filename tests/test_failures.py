@@ -34,7 +34,10 @@ def flaky_campaign(tmp_path_factory):
         "min_success_fraction": 0.1,
         "n_batches": 2,
     }
-    config["selection"].update(shift=-3.0, max_frames=8)
+    # consecutive frames (every failure mode): no spreading over MD time here
+    config["selection"].update(
+        shift=-3.0, max_frames=8, min_time_separation=0, min_frame_distance=0
+    )
     config["training"]["max_epochs"] = 4
     config["exploration"]["steps"] = 40
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))

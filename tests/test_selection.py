@@ -1,4 +1,4 @@
-"""The selection rule: erf acceptance, hard window, cap, screening, diversity."""
+"""The selection rule: erf and calibrated acceptance, window, cap, screening, spreading, audit."""
 
 import numpy as np
 import pytest
@@ -7,11 +7,12 @@ from ase.build import bulk
 from almomd.selection import (
     SelectionRule,
     acceptance_probability,
-    diverse_subset,
     frame_distance,
     in_window,
     select,
+    uncertain_fraction,
 )
+from almomd.statistics import Calibration
 
 
 def test_acceptance_is_half_at_mean_plus_shift_std_and_monotone():
@@ -40,7 +41,7 @@ def frames_along_path(n, step=0.1, close_pair=None):
     for i in range(n):
         atoms = base.copy()
         atoms.positions[0, 0] += step * i
-        atoms.info.update(al_id=f"f{i}", al_walker=0, al_step=i)
+        atoms.info.update(al_id=f"f{i}", al_walker=0, al_step=i, md_time_fs=2.0 * i)
         frames.append(atoms)
     if close_pair is not None:
         frames[close_pair].positions[1] = frames[close_pair].positions[0] + [0.5, 0, 0]
@@ -49,25 +50,23 @@ def frames_along_path(n, step=0.1, close_pair=None):
 
 def test_frame_distance_is_rms_displacement_with_minimum_image():
     frames = frames_along_path(2, step=0.4)
-    assert frame_distance(frames[0], frames[1]) == pytest.approx(np.sqrt(0.4**2 / 32))
+    # one atom moved by 0.4 along x; the mean displacement (0.4/32) is removed as drift
+    d = np.zeros(32)
+    d[0] = 0.4
+    d -= d.mean()
+    assert frame_distance(frames[0], frames[1]) == pytest.approx(np.sqrt(np.mean(d**2)))
+    drifted = frames[0].copy()
+    drifted.positions += [0.3, -0.1, 0.2]
+    assert frame_distance(frames[0], drifted) == pytest.approx(0.0, abs=1e-9)
     shifted = frames[0].copy()
     shifted.positions[0, 0] += shifted.cell[0, 0]  # a full cell vector: the same structure
     assert frame_distance(frames[0], shifted) == pytest.approx(0.0, abs=1e-9)
     assert frame_distance(frames[0], bulk("Cu")) == np.inf
 
 
-def test_diversity_drops_near_duplicates_in_order():
-    frames = frames_along_path(4, step=0.01)
-    kept, similar = diverse_subset(frames, [3, 2, 1, 0], threshold=0.003, cap=10)
-    # consecutive frames are 0.01/sqrt(32) = 0.0018 apart: every other frame stays
-    assert kept == [3, 1]
-    assert similar == [2, 0]
-    kept, _ = diverse_subset(frames, [0, 1, 2, 3], threshold=0.0, cap=2)
-    assert kept == [0, 1]
-
-
 def rule(**changes):
-    base = dict(shift=0.0, gradient=1.0, max_frames=10, min_distance=1.0, min_frame_distance=0.0)
+    base = dict(shift=0.0, gradient=1.0, max_frames=10, min_distance=1.0, min_frame_distance=0.0,
+                min_time_separation=0.0, fair_share=False)  # fmt: skip
     return SelectionRule(**(base | changes))
 
 
@@ -119,3 +118,95 @@ def test_random_baseline_draws_the_budget_uniformly():
     assert table["selected"].sum() == 5
     assert table.loc[0, "decision"] == "too_close"
     assert set(table["decision"]) == {"too_close", "selected", "not_drawn"}
+
+
+def trajectories(n_walkers, n_frames, log_fs=20.0):
+    """Logged frames of ``n_walkers`` walkers (one atom moves 0.05 A per frame)."""
+    base = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    frames = []
+    for w in range(n_walkers):
+        for i in range(n_frames):
+            atoms = base.copy()
+            atoms.positions[w % 32, 1] += 0.05 * i
+            atoms.positions[(w + 5) % 32, 2] += 0.1 * w
+            atoms.info.update(al_id=f"w{w}-{i}", al_walker=w, al_step=10 * i,
+                              md_time_fs=log_fs * i)  # fmt: skip
+            frames.append(atoms)
+    return frames
+
+
+def test_selection_keeps_walker_frames_apart_in_time():
+    """Walker 0 is most uncertain at consecutive frames; 100 fs keeps its picks 5 frames apart."""
+    frames = trajectories(1, 30)
+    u = np.concatenate([np.linspace(1, 2, 15), np.linspace(2, 1, 15)])  # peak at frames 14/15
+    table = select(frames, u, [0.0, 0.001], rule(max_frames=4, min_time_separation=100.0),
+                   np.random.default_rng(0))  # fmt: skip
+    chosen = table.loc[table["selected"], "time_fs"].sort_values().to_numpy()
+    assert len(chosen) == 4
+    assert np.diff(chosen).min() >= 100.0
+    assert (table["decision"] == "too_correlated").sum() > 0
+    unconstrained = select(frames, u, [0.0, 0.001], rule(max_frames=4), np.random.default_rng(0))
+    assert (
+        np.diff(unconstrained.loc[unconstrained["selected"], "time_fs"].sort_values()).min() < 100
+    )
+
+
+def test_fair_share_spreads_the_budget_over_walkers():
+    """Walker 0 is far more uncertain everywhere; with fair share each walker still gets a turn."""
+    frames = trajectories(3, 12)
+    u = np.array([10.0 + i if a.info["al_walker"] == 0 else 1.0 + 0.01 * i
+                  for i, a in enumerate(frames)])  # fmt: skip
+    greedy = select(frames, u, [0.0, 0.001], rule(max_frames=6), np.random.default_rng(0))
+    assert set(greedy.loc[greedy["selected"], "walker"]) == {0}
+    fair = select(frames, u, [0.0, 0.001], rule(max_frames=6, fair_share=True),
+                  np.random.default_rng(0))  # fmt: skip
+    counts = fair.loc[fair["selected"], "walker"].value_counts().to_dict()
+    assert counts == {0: 2, 1: 2, 2: 2}
+    # within each walker, the most uncertain frames are taken
+    for _, group in fair.groupby("walker"):
+        assert (
+            group.loc[group["selected"], "uncertainty"].min()
+            >= group["uncertainty"].nlargest(2).min()
+        )
+
+
+def test_fair_share_leaves_unused_turns_to_the_others():
+    frames = trajectories(2, 10)
+    u = np.array([5.0 if a.info["al_walker"] == 0 else 0.0 for a in frames])
+    table = select(frames, u, [1.0, 1.2], rule(max_frames=4, fair_share=True, shift=2.0,
+                   gradient=0.01), np.random.default_rng(0))  # fmt: skip
+    assert table.loc[table["selected"], "walker"].tolist() == [0, 0, 0, 0]  # walker 1 not accepted
+
+
+def test_audit_frames_are_drawn_per_walker_and_not_selected():
+    frames = trajectories(3, 10)
+    u = np.linspace(0, 1, len(frames))
+    table = select(frames, u, [0.0, 0.001], rule(max_frames=3), np.random.default_rng(4),
+                   audit_per_walker=2)  # fmt: skip
+    audit = table[table["decision"] == "audit"]
+    assert audit["walker"].value_counts().to_dict() == {0: 2, 1: 2, 2: 2}
+    assert (audit["step"] > 0).all()
+    assert not (audit["selected"]).any()
+    assert table["selected"].sum() == 3
+    # uniform, not by uncertainty: over many draws every frame after step 0 is picked
+    seen = set()
+    for seed in range(60):
+        t = select(frames, u, [0.0, 0.001], rule(max_frames=1), np.random.default_rng(seed),
+                   audit_per_walker=1)  # fmt: skip
+        seen |= set(t.loc[t["decision"] == "audit", "al_id"])
+    assert len(seen) == 27
+
+
+def test_calibrated_acceptance_takes_frames_likely_above_the_target():
+    frames = frames_along_path(20, step=0.0)
+    u = np.linspace(0.0105, 0.2005, 20)  # no frame exactly at the threshold 0.1
+    fit = Calibration(factor=2.0, spread=0.2, n=30)
+    table = select(frames, u, [0.0], rule(acceptance="calibrated", calibrated_probability=0.5),
+                   np.random.default_rng(0), calibrated=fit, target=0.2)  # fmt: skip
+    # error = 2 u exceeds 0.2 with probability >= 0.5 exactly when u >= 0.1
+    accepted = table["decision"] != "not_accepted"
+    assert (accepted == (u >= 0.1)).all()
+    assert table["threshold"].iloc[0] == pytest.approx(0.1)
+    assert uncertain_fraction(table) == pytest.approx(np.mean(u >= 0.1))
+    with pytest.raises(ValueError, match="calibration"):
+        select(frames, u, [0.0], rule(acceptance="calibrated"), np.random.default_rng(0))

@@ -112,6 +112,7 @@ OUTPUT_JOBS = [  # finished outputs whose recomputation the resume must avoid, a
     (re.compile(r"results/iter_(\d+)/models/member_(\d+)_(\d+)\.nequip\.zip$"), "train_member"),
     (re.compile(r"results/iter_(\d+)/labels/labeled_(\d+)\.extxyz$"), "label_batch"),
     (re.compile(r"results/initial/labels/labeled_(\d+)\.extxyz$"), "label_initial_batch"),
+    (re.compile(r"results/heldout/reference_(\d+)\.extxyz$"), "reference_md"),
 ]
 
 
@@ -203,19 +204,20 @@ def test_rules_ran_on_the_intended_partition_and_tres(interrupted_campaign):
             for rule, js in by_rule.items()
         }
     )
-    for rule in ("train_member", "explore", "evaluate"):
+    for rule in ("train_member", "explore", "evaluate", "evaluate_heldout"):
         assert by_rule[rule], rule
         for job in by_rule[rule]:
             assert job["Partition"] == "gpu", job
             assert "gres/gpu=1" in job["AllocTRES"], job
-    for rule in ("label_batch", "label_initial_batch"):
+    for rule in ("label_batch", "label_initial_batch", "reference_md"):
         assert by_rule[rule], rule
         for job in by_rule[rule]:
             assert job["Partition"] == "cpu", job
             assert "gres/gpu" not in job["AllocTRES"], job
             cpus = int(job["AllocTRES"].split("cpu=")[1].split(",")[0])
             assert cpus >= 2, job
-    local = {"select", "merge", "decide", "status", "subset", "initial_datasets", "all"}
+    local = {"select", "merge", "decide", "status", "subset", "initial_datasets", "all",
+             "heldout_dataset"}  # fmt: skip
     assert not local & set(by_rule), "local rules must not be submitted"
 
 

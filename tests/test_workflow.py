@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from ase.calculators.emt import EMT
-from conftest import BIN, snakemake
+from conftest import BIN, assert_labels_equal, copy_test_config, snakemake
 
 from almomd import data
 
@@ -114,8 +114,76 @@ def test_status_json_agrees_with_files(campaign):
         assert row["mean_force_uncertainty"] == pytest.approx(metrics["mean_u_force_mean"])
         assert row["converged"] == decision["converged"]
         assert row["reason"] == decision["reason"]
+        held = json.loads((directory / "eval" / "heldout.json").read_text())
+        assert row["heldout_source"] == decision["heldout_source"] == "reference_md"
+        assert row["heldout_covers_conditions"] is True
+        assert row["heldout_n"] == held["n_frames"] == 8
+        assert row["heldout_force_rmse"] == pytest.approx(held["force_rmse"])
+        assert row["heldout_force_rmse_ci"] == pytest.approx(held["force_rmse_ci"])
+        assert row["heldout_energy_rmse"] == pytest.approx(held["energy_rmse"])
+        assert row["spearman_heldout"] == pytest.approx(held["spearman"]["force_max"]["rho"])
+        assert "held-out force RMSE" in row["reason"] and "n=8 frames" in row["reason"]
     assert rows[0]["n_labeled"] == rows[0]["n_selected"] > 0
     assert rows[1]["n_train"] == rows[0]["n_train"] + rows[0]["n_labeled"]
+
+
+def test_heldout_error_equals_direct_evaluation(campaign):
+    """The held-out frames are EMT MD at the exploration temperatures, and the figures hold."""
+    from almomd.ensemble import EnsembleCalculator
+
+    frames = data.read_frames(campaign / "results" / "data" / "heldout.extxyz")
+    assert_labels_equal(frames, frames, EMT, atol=1e-6)
+    assert sorted({a.info["al_condition"] for a in frames}) == ["600 K", "900 K"]
+    assert {a.info["al_source"] for a in frames} == {"reference_md"}
+    for directory in iteration_dirs(campaign):
+        models = sorted(str(p) for p in (directory / "models").glob("*.nequip.zip"))
+        ensemble = EnsembleCalculator(models)
+        errors, energy_errors = [], []
+        for atoms in frames:
+            work = atoms.copy()
+            work.calc = ensemble
+            reference = atoms.copy()
+            reference.calc = EMT()
+            errors.append(work.get_forces() - reference.get_forces())
+            energy_errors.append(
+                (work.get_potential_energy() - reference.get_potential_energy()) / len(atoms)
+            )
+        held = json.loads((directory / "eval" / "heldout.json").read_text())
+        rmse = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        assert held["force_rmse"] == pytest.approx(rmse, rel=1e-5)
+        assert held["energy_rmse"] == pytest.approx(
+            np.sqrt(np.mean(np.square(energy_errors))), rel=1e-4
+        )
+        low, high = held["force_rmse_ci"]
+        assert low < rmse < high
+        assert set(held["per_condition"]) == {"600 K", "900 K"}
+        assert {"energy", "force_mean", "force_max"} <= set(held["spearman"])
+        assert {v["n"] for v in held["spearman"].values()} == {8}
+
+
+def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatch):
+    from almomd import stages
+    from almomd.config import load_config
+
+    monkeypatch.chdir(campaign)
+    config = load_config(campaign / "config.yaml")
+    config["selection"]["method"] = "random"
+    base = campaign / "results" / "iter_0"
+    stages.select(
+        config,
+        0,
+        sorted(str(p) for p in (base / "explore").glob("walker_*.extxyz")),
+        str(base / "eval" / "test_predictions.csv"),
+        str(base / "eval" / "heldout.json"),
+        str(base / "eval" / "heldout_predictions.csv"),
+        str(tmp_path / "selected.extxyz"),
+        str(tmp_path / "candidates.csv"),
+        str(tmp_path / "summary.json"),
+    )
+    chosen = data.read_frames(tmp_path / "selected.extxyz")
+    assert len(chosen) == config["selection"]["max_frames"]
+    assert {a.info["al_source"] for a in chosen} == {"random"}
+    assert {a.info["al_condition"] for a in chosen} <= {"600 K", "900 K"}
 
 
 def one_by_one(models, atoms):
@@ -240,7 +308,7 @@ def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
 
 
 def test_report_shows_the_campaign(campaign):
-    from almomd.report import FIGURES, spearman
+    from almomd.report import FIGURES
 
     out = campaign / "results" / "report"
     for name in FIGURES:
@@ -250,11 +318,17 @@ def test_report_shows_the_campaign(campaign):
     rows = json.loads((campaign / "results" / "status.json").read_text())
     assert summary["labels_used"] == rows[-1]["n_train"]
     assert summary["final_force_rmse"] == pytest.approx(rows[-1]["test_force_rmse"])
-    table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "test_predictions.csv")
-    rho = spearman(table["u_force_max"], table["force_rmse"])
-    assert summary["spearman_latest"] == pytest.approx(rho)
-    assert -1 <= rho <= 1
+    held = json.loads((campaign / "results" / "iter_1" / "eval" / "heldout.json").read_text())
+    assert summary["spearman_latest"] == pytest.approx(held["spearman"]["force_max"]["rho"])
+    assert summary["final_heldout_force_rmse"] == pytest.approx(rows[-1]["heldout_force_rmse"])
+    assert summary["heldout_n"] == 8 and summary["heldout_covers_conditions"]
     markdown = (out / "report.md").read_text()
+    assert "Held-out frames: reference_md, n = 8." in markdown
+    assert "![Calibration" in markdown and "(calibration.png)" in markdown
+    decision = json.loads((campaign / "results" / "iter_1" / "decision.json").read_text())
+    for rule, quality in decision["thresholds"].items():  # precision and recall per threshold
+        assert f"| iter_1 | {rule} | {quality['threshold']:.4g} |" in markdown
+        assert quality["recall"] is None or 0 <= quality["recall"] <= 1
     assert "![Exploration](exploration.png)" in markdown
     for row in rows:  # one line per iteration in the overview and in the decisions table
         line = f"\n| {row['iteration']} | {row['n_train']} | {row['n_candidates']} |"
@@ -278,16 +352,6 @@ def test_snakemake_report_bundles_the_figures(campaign, tmp_path):
     assert any(n.endswith("report.html") for n in names)
 
 
-def test_spearman_matches_hand_values():
-    from almomd.report import spearman
-
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    # ranks (1,2,3,4) vs (2,1,4,3): 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*4/60 = 0.6
-    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-
-
 def test_production_md_from_the_command_line(campaign):
     out = campaign / "results" / "production" / "cli.extxyz"
     # torch writes its cache directory into the environment of a process that
@@ -306,8 +370,8 @@ def test_production_md_from_the_command_line(campaign):
     assert "compiling the ensemble" in result.stderr
     assert "torch.compile failed" not in result.stderr
     assert any((campaign / ".cache" / "torch_compile").iterdir())  # the campaign's cache
-    table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "test_predictions.csv")
-    u = table["u_force_max"]
+    table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "heldout_predictions.csv")
+    u = table["u_force_max"]  # the threshold comes from the held-out frames
     assert summary["threshold"] == pytest.approx(u.mean() + 3 * u.std(ddof=0))
     frames = data.read_frames(out)
     assert len(frames) == summary["frames"] == 5
@@ -382,3 +446,36 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
         e1, f1, _ = predict(after, atoms)
         assert e1 == pytest.approx(e0, abs=1e-3 * len(atoms))
         np.testing.assert_allclose(f1, f0, atol=1e-3)
+
+
+def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
+    """heldout.source audit: frames drawn per walker, labeled with the selected ones, judged on."""
+    workdir = copy_test_config(tmp_path / "audit")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["heldout"] = {"source": "audit", "audit_per_walker": 2}
+    config["training"]["max_epochs"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = iteration_dirs(workdir)
+    labeled = labeled_frames(first)
+    audit = [a for a in labeled if a.info["al_source"] == "audit"]
+    assert len(audit) == 2 * 2  # two walkers
+    assert sorted(a.info["al_walker"] for a in audit) == [0, 0, 1, 1]
+    assert_labels_equal(audit, audit, EMT, atol=1e-6)
+    trained = set(data.frame_ids(data.read_frames(second / "train.extxyz")))
+    assert trained.isdisjoint(data.frame_ids(audit))
+    assert set(data.frame_ids(labeled)) - set(data.frame_ids(audit)) <= trained
+    held = [json.loads((d / "eval" / "heldout.json").read_text()) for d in (first, second)]
+    assert (held[0]["source"], held[0]["covers_conditions"]) == ("test_set", False)
+    assert (held[1]["source"], held[1]["covers_conditions"], held[1]["n_frames"]) == (
+        "audit",
+        True,
+        4,
+    )
+    table = pd.read_csv(second / "eval" / "heldout_predictions.csv")
+    assert sorted(table["al_id"]) == sorted(data.frame_ids(audit))
+    status = json.loads((workdir / "results" / "status.json").read_text())
+    assert [row["n_audit"] for row in status] == [4, 4]
+    assert status[0]["heldout_covers_conditions"] is False
+    assert "does not represent the exploration conditions" not in status[1]["reason"]

@@ -22,7 +22,17 @@ from almomd.runner import console_script
 
 #: Rules that run in the controller process (``localrule: True`` or no run step).
 LOCAL_RULES = frozenset(
-    {"all", "initial_datasets", "subset", "select", "merge", "decide", "status", "report"}
+    {
+        "all",
+        "initial_datasets",
+        "heldout_dataset",
+        "subset",
+        "select",
+        "merge",
+        "decide",
+        "status",
+        "report",
+    }  # fmt: skip
 )
 
 _JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -52,12 +62,13 @@ class PlannedJob:
 
     @property
     def iteration(self) -> str:
-        """The iteration the job belongs to (``initial`` for the initial data)."""
+        """The iteration the job belongs to (``initial`` for the initial and held-out data)."""
         if "iteration" in self.wildcards:
             return self.wildcards["iteration"]
         if "next_iteration" in self.wildcards:  # merging into i+1 is part of iteration i
             return str(int(self.wildcards["next_iteration"]) - 1)
-        return "initial" if self.rule.startswith(("initial", "label_initial")) else "campaign"
+        once = ("initial", "label_initial", "reference_md", "heldout")
+        return "initial" if self.rule.startswith(once) else "campaign"
 
     @property
     def partition(self) -> str:
@@ -221,6 +232,32 @@ def summarize(jobs: Iterable[PlannedJob]) -> dict:
     }
 
 
+def label_budget(config: dict) -> dict:
+    """Labels (single points of the labeler) the campaign spends, from its validated config.
+
+    Per iteration: at most ``selection.max_frames`` selected frames, plus the
+    audit frames (``heldout.audit_per_walker`` per walker) with
+    ``heldout.source: audit``; once: the generated initial frames and, with
+    ``heldout.source: reference_md``, every MD step of the reference MD.
+    """
+    from almomd.config import walkers
+    from almomd.heldout import conditions
+
+    held = config["heldout"]
+    audit = held["audit_per_walker"] * len(walkers(config)) if held["source"] == "audit" else 0
+    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    reference = len(conditions(config)) * steps if held["source"] == "reference_md" else 0
+    initial = config["initial_data"]["n_frames"] if config["initial_data"]["file"] is None else 0
+    per_iteration = config["selection"]["max_frames"] + audit
+    return {
+        "selected_per_iteration": config["selection"]["max_frames"],
+        "audit_per_iteration": audit,
+        "initial": initial,
+        "reference_md": reference,
+        "campaign": initial + reference + per_iteration * config["max_iterations"],
+    }
+
+
 def plan(
     directory: Path | str,
     configfile: Path | str | None = None,
@@ -240,11 +277,18 @@ def plan(
     everything = _parse_result(everything_run) if everything_run else remaining
     left = {job.key for job in remaining}
     done = [job for job in everything if job.key not in left]
+    from almomd.config import ConfigError, load_config
+
+    try:
+        config = load_config(configfile or Path(directory, "config", "config.yaml"), False)
+    except ConfigError as error:
+        raise BudgetError(str(error)) from None
     return {
         "assumption": "every iteration up to max_iterations runs (no early convergence)",
         "remaining": summarize(remaining),
         "done": summarize(done),
         "campaign": summarize(everything),
+        "labels": label_budget(config),
     }
 
 
@@ -271,6 +315,13 @@ def format_plan(result: dict) -> str:
         f"Already done: {done['n_jobs']} of {campaign['n_jobs']} jobs "
         f"({done['gpu_hours']:.2f} of {campaign['gpu_hours']:.2f} GPU-h, "
         f"{done['cpu_hours']:.2f} of {campaign['cpu_hours']:.2f} CPU-h)"
+    )
+    labels = result["labels"]
+    lines.append(
+        f"Labels (single points) at most: {labels['campaign']} in all = "
+        f"{labels['initial']} initial + {labels['reference_md']} reference MD steps (held-out) + "
+        f"per iteration {labels['selected_per_iteration']} selected + "
+        f"{labels['audit_per_iteration']} audit (held-out)"
     )
     return "\n".join(lines)
 

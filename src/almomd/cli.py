@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--interval", type=int, help="steps between written frames")
     md.add_argument("--npt", action="store_true", help="NPT instead of NVT")
     md.add_argument("--pressure", type=float, help="GPa, for --npt")
-    md.add_argument("--sigmas", type=float, help="threshold: test-set mean + this many std")
+    md.add_argument("--sigmas", type=float, help="threshold: held-out mean + this many std")
     md.add_argument("--stop", action="store_true", help="stop when the threshold is crossed")
     md.add_argument(
         "--compile",

@@ -178,7 +178,7 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
     structure = _read_frames(config, "system.structure", base_dir)[0]
     symbols = set(structure.get_chemical_symbols())
     _require_file(config, "model.template", base_dir)
-    for key in ("initial_data.file", "test_set.file"):
+    for key in ("initial_data.file", "test_set.file", "heldout.file"):
         section, name = key.split(".")
         if config[section][name] is not None:
             frames = _read_frames(config, key, base_dir, labeled=True)
@@ -219,11 +219,40 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
                 "config key exploration.torch_compile: needs a periodic structure (pbc and a "
                 "full cell in system.structure) to pad its edge list; set it to false"
             )
+    _check_heldout(config, base_dir)
     generated_test = config["test_set"]["file"] is None and initial["file"] is None
     if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
         raise ConfigError(
             "config key test_set.size: must be smaller than "
             "initial_data.n_frames - 1 so that frames remain for training"
+        )
+
+
+def _check_heldout(config: dict[str, Any], base_dir: Path) -> None:
+    held = config["heldout"]
+    if held["source"] == "file":
+        if held["file"] is None:
+            raise ConfigError(
+                "config key heldout.file: heldout.source is file but no file is given; "
+                "give your labeled frames at the exploration conditions, or choose another source"
+            )
+        _read_frames(config, "heldout.file", base_dir, labeled=True)
+    elif held["file"] is not None:
+        raise ConfigError(
+            "config key heldout.file: only used with heldout.source: file "
+            f"(it is {held['source']}); "
+            "set heldout.source: file or remove heldout.file"
+        )
+    metric = config["uncertainty"]["metric"]
+    target_key = "energy_rmse" if metric == "energy" else "force_rmse"
+    if (
+        config["selection"]["acceptance"] == "calibrated"
+        and config["convergence"][target_key] is None
+    ):
+        raise ConfigError(
+            f"config key selection.acceptance: calibrated needs the error target "
+            f"convergence.{target_key} (the error a selected frame likely exceeds); set it or "
+            "use acceptance: erf"
         )
 
 

@@ -1,9 +1,39 @@
-"""The per-iteration decision: stop (converged or out of iterations) or go on."""
+"""The per-iteration decision: stop (converged or out of iterations) or go on.
+
+Converged means, for the figures that are configured:
+
+- **error**: the held-out errors are below their targets with confidence: the
+  upper end of the bootstrap interval of the held-out force RMSE (and energy
+  RMSE) lies below ``force_rmse`` (``energy_rmse``);
+- **uncertainty**: the fraction of explored frames flagged as uncertain (above
+  the calibrated threshold, else the acceptance threshold) stayed at or below
+  ``uncertain_fraction`` for ``stable_iterations`` consecutive iterations
+  (ALmoMD stops after three consecutive iterations meet its criterion).
+
+Both must hold when both are set. A campaign also stops as converged when
+exploration selects no frame (or fewer than ``min_selected``). A verdict on
+frames that do not cover the exploration conditions (the test set) says so.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure that took part in the verdict."""
+
+    name: str
+    value: float
+    target: float
+    ok: bool
+    text: str
+    interval: tuple[float, float] | None = None
+    n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -14,49 +44,93 @@ class Decision:
     stop: bool
     converged: bool
     reason: str
+    decided_by: list[Figure] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _error_figures(heldout: dict[str, Any], rule: dict[str, Any]) -> list[Figure]:
+    figures = []
+    where = heldout["source"] + (
+        "" if heldout["covers_conditions"] else ", not the exploration conditions"
+    )
+    for key, label, unit in (
+        ("force_rmse", "held-out force RMSE", "eV/A"),
+        ("energy_rmse", "held-out energy RMSE", "eV/atom"),
+    ):
+        target = rule.get(key)
+        if target is None:
+            continue
+        value = heldout[key]
+        low, high = (math.nan if v is None else v for v in heldout[f"{key}_ci"])
+        ok = high < target  # False for a missing interval (nan)
+        text = (
+            f"{label} {value:.4g} {unit} ({heldout['level']:.0%} CI {low:.4g}-{high:.4g}, "
+            f"n={heldout['n_frames']} frames, {where}) vs target {target:g}"
+        )
+        figures.append(Figure(key, value, target, ok, text, (low, high), heldout["n_frames"]))
+    return figures
+
+
+def _uncertainty_figure(fractions: Sequence[float], rule: dict[str, Any]) -> Figure | None:
+    limit = rule.get("uncertain_fraction")
+    if limit is None:
+        return None
+    needed = rule.get("stable_iterations", 3)
+    streak = 0
+    for fraction in reversed(fractions):
+        if math.isnan(fraction) or fraction > limit:
+            break
+        streak += 1
+    current = fractions[-1] if fractions else math.nan
+    text = (
+        f"uncertain fraction of explored frames {current:.3g} (limit {limit:g}); "
+        f"met {streak} of {needed} consecutive iterations"
+    )
+    return Figure("uncertain_fraction", current, limit, streak >= needed, text)
+
+
 def decide(
     iteration: int,
     max_iterations: int,
-    metrics: dict[str, float],
+    heldout: dict[str, Any],
+    uncertain_fractions: Sequence[float],
     n_selected: int,
     rule: dict[str, Any],
 ) -> Decision:
     """Decide whether the campaign stops after ``iteration``.
 
-    Converged when the test errors are below the configured targets (all the
-    targets that are set), or when fewer than ``min_selected`` frames (or none at
-    all) were selected. Otherwise it stops when ``max_iterations`` is reached.
+    ``heldout`` is the iteration's held-out summary (``source``,
+    ``covers_conditions``, ``n_frames``, ``level``, ``force_rmse`` and
+    ``energy_rmse`` with their ``_ci``); ``uncertain_fractions`` the fraction
+    of uncertain explored frames of iterations ``0 .. iteration``.
     """
-    checks = []
-    for key, label, unit in (
-        ("force_rmse", "test force RMSE", "eV/A"),
-        ("energy_rmse", "test energy RMSE", "eV/atom"),
-    ):
-        target = rule.get(key)
-        if target is not None:
-            checks.append(
-                (metrics[key] < target, f"{label} {metrics[key]:.4g} {unit} vs target {target:g}")
-            )
-    if checks and all(ok for ok, _ in checks):
-        return Decision(iteration, True, True, "converged: " + "; ".join(t for _, t in checks))
+    figures = _error_figures(heldout, rule)
+    uncertainty = _uncertainty_figure(uncertain_fractions, rule)
+    if uncertainty is not None:
+        figures.append(uncertainty)
+    texts = "; ".join(f.text for f in figures)
+    caveat = ""
+    if not heldout["covers_conditions"]:
+        caveat = (
+            f" (judged on the {heldout['source'].replace('_', ' ')}, which does not represent the "
+            "exploration conditions: set heldout.source to reference_md, audit or file)"
+        )
+    if figures and all(f.ok for f in figures):
+        return Decision(iteration, True, True, f"converged: {texts}{caveat}", figures)
     min_selected = rule.get("min_selected", 0)
     if n_selected == 0:
-        return Decision(iteration, True, True, "converged: no frame selected in exploration")
+        return Decision(
+            iteration, True, True, "converged: no frame selected in exploration" + caveat, figures
+        )
     if min_selected and n_selected < min_selected:
-        return Decision(
-            iteration,
-            True,
-            True,
-            f"converged: {n_selected} frames selected (< min_selected {min_selected})",
-        )
-    progress = "; ".join(t for _, t in checks) or "no error target set"
+        reason = f"converged: {n_selected} frames selected (< min_selected {min_selected})"
+        return Decision(iteration, True, True, reason + caveat, figures)
+    progress = texts or "no convergence criterion set"
     if iteration + 1 >= max_iterations:
-        return Decision(
-            iteration, True, False, f"stopped: max_iterations {max_iterations} reached ({progress})"
-        )
-    return Decision(iteration, False, False, f"continue: {progress}; {n_selected} frames to label")
+        reason = f"stopped: max_iterations {max_iterations} reached ({progress})"
+        return Decision(iteration, True, False, reason, figures)
+    return Decision(
+        iteration, False, False, f"continue: {progress}; {n_selected} frames to label", figures
+    )

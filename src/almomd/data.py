@@ -5,13 +5,16 @@ Every labeled frame carries its provenance in ``atoms.info``:
 ``al_id``
     unique frame id (e.g. ``init-0003`` or ``it1-w0-s000120``);
 ``al_source``
-    ``initial``, ``user`` or ``active``;
+    ``initial``, ``user``, ``active``, ``random`` (the random baseline),
+    ``audit`` (held out, never trained on) or ``reference_md``;
 ``al_iteration``, ``al_walker``, ``al_step``
     where an actively selected frame was found (-1 when not applicable);
 ``al_uncertainty``
     the selection uncertainty of the frame (NaN when not applicable);
 ``al_labeler``
-    the calculator that produced the label.
+    the calculator that produced the label;
+``al_condition``
+    the exploration condition the frame was found at (e.g. ``600 K``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ PROVENANCE_DEFAULTS: dict[str, object] = {
     "al_step": -1,
     "al_uncertainty": math.nan,
     "al_labeler": "unknown",
+    "al_condition": "unknown",
 }
 
 

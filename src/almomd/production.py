@@ -1,11 +1,12 @@
 """Production MD with a trained ensemble, watching the uncertainty.
 
 The ensemble mean drives the MD; every logged frame carries the ensemble energy,
-forces and uncertainties. The threshold on the uncertainty comes from the test
-set of the chosen iteration (mean + ``sigmas`` standard deviations of the
-per-frame uncertainty there): above it the potential is outside its trained
-domain. Crossing it is reported (``above_threshold`` in each frame, a warning
-in the log), and stops the run when asked.
+forces and uncertainties. The threshold on the uncertainty comes from the
+held-out frames of the chosen iteration (the test set for older campaigns):
+mean + ``sigmas`` standard deviations of the per-frame uncertainty there; above
+it the potential is outside its trained domain. Crossing it is reported
+(``above_threshold`` in each frame, a warning in the log), and stops the run
+when asked.
 """
 
 from __future__ import annotations
@@ -56,8 +57,14 @@ def model_files(results: Path | str, iteration: int) -> list[Path]:
 
 
 def uncertainty_threshold(results: Path | str, iteration: int, key: str, sigmas: float) -> float:
-    """Mean + ``sigmas`` std of the test-set uncertainty ``key`` of ``iteration``."""
-    table = Path(results) / f"iter_{iteration}" / "eval" / "test_predictions.csv"
+    """Mean + ``sigmas`` std of the uncertainty ``key`` of ``iteration`` on its held-out frames.
+
+    Falls back to the test set for campaigns evaluated before held-out frames existed.
+    """
+    evaluation = Path(results) / f"iter_{iteration}" / "eval"
+    table = evaluation / "heldout_predictions.csv"
+    if not table.is_file():
+        table = evaluation / "test_predictions.csv"
     if not table.is_file():
         raise FileNotFoundError(f"{table} is missing: the iteration was not evaluated")
     u = pd.read_csv(table)[f"u_{key}"].to_numpy()

@@ -3,10 +3,13 @@
 :func:`write_report` reads a campaign's ``results/`` and ``benchmarks/`` and
 writes PNG figures plus one summary (Markdown and HTML) a person can open:
 
-- ``learning_curve.png``: test energy and force RMSE against the training-set size;
+- ``learning_curve.png``: held-out force and energy RMSE (with their bootstrap
+  intervals) and the test-set figures against the training-set size;
 - ``parity.png``: the latest ensemble's energies and force components on the test set;
-- ``uncertainty_error.png``: per test frame, uncertainty against true force error,
-  with Spearman's rank correlation (is the uncertainty worth anything?);
+- ``uncertainty_error.png``: per held-out frame, uncertainty against true error,
+  with Spearman's rank correlation, its interval and n (is the uncertainty worth anything?);
+- ``calibration.png``: binned uncertainty against the observed error per metric,
+  the calibration fit, the target and both thresholds (acceptance, calibrated);
 - ``exploration.png``: uncertainty against MD time per walker and iteration,
   selected frames marked;
 - ``acceptance.png``: what happened to the candidates of each iteration;
@@ -29,24 +32,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from almomd.data import read_frames  # noqa: E402
+from almomd.heldout import error_for  # noqa: E402
 from almomd.status import KEYS, campaign_status  # noqa: E402
 
 FIGURES = (
     "learning_curve.png",
     "parity.png",
     "uncertainty_error.png",
+    "calibration.png",
     "exploration.png",
     "acceptance.png",
     "timings.png",
 )
-
-
-def spearman(x: Any, y: Any) -> float:
-    """Spearman's rank correlation (Pearson's of the ranks, ties averaged)."""
-    x, y = pd.Series(np.asarray(x, dtype=float)), pd.Series(np.asarray(y, dtype=float))
-    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
-        return float("nan")
-    return float(x.rank().corr(y.rank()))
 
 
 def _iterations(results: Path) -> list[Path]:
@@ -66,15 +63,28 @@ def stage_timings(benchmarks: Path) -> pd.DataFrame:
 
 def _learning_curve(status: list[dict], out: Path) -> None:
     fig, (ax_f, ax_e) = plt.subplots(1, 2, figsize=(9, 3.6))
-    n = [row["n_train"] for row in status]
-    ax_f.plot(n, [row["test_force_rmse"] for row in status], "o-")
-    ax_e.plot(n, [row["test_energy_rmse"] for row in status], "o-", color="C1")
-    for ax, label in ((ax_f, "test force RMSE (eV/Å)"), (ax_e, "test energy RMSE (eV/atom)")):
+    rows = [r for r in status if r["heldout_force_rmse"] is not None]
+    n = np.array([r["n_train"] for r in rows], dtype=float)
+    for ax, key, label in (
+        (ax_f, "force_rmse", "force RMSE (eV/Å)"),
+        (ax_e, "energy_rmse", "energy RMSE (eV/atom)"),
+    ):
+        value = np.array([r[f"heldout_{key}"] for r in rows], dtype=float)
+        if key == "force_rmse":
+            ci = np.array(
+                [r["heldout_force_rmse_ci"] or [np.nan, np.nan] for r in rows], dtype=float
+            )
+            ci = np.nan_to_num(ci.reshape(-1, 2), nan=0.0)
+            err = np.abs(np.vstack([value - ci[:, 0], ci[:, 1] - value]))
+            ax.errorbar(n, value, yerr=err, fmt="o-", capsize=3, label="held-out (95% CI)")
+        else:
+            ax.plot(n, value, "o-", label="held-out")
+        ax.plot([r["n_train"] for r in rows], [r[f"test_{key}"] for r in rows], "s--",
+                color="grey", label="test set")  # fmt: skip
         ax.set_xlabel("labeled training frames")
         ax.set_ylabel(label)
         ax.set_yscale("log")
-        for row in status:
-            ax.annotate(f"it{row['iteration']}", (row["n_train"], ax.get_ylim()[0]), fontsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle("Learning curve")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -102,17 +112,87 @@ def _parity(table: pd.DataFrame, forces: np.ndarray, iteration: str, out: Path) 
     plt.close(fig)
 
 
-def _uncertainty_error(
-    table: pd.DataFrame, key: str, iteration: str, rho: float, out: Path
-) -> None:
+def _uncertainty_error(table: pd.DataFrame, key: str, held: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.8, 4))
-    ax.scatter(table[key], table["force_rmse"], s=10)
-    ax.set_xlabel(f"ensemble uncertainty {key[2:]} (eV/Å)")
-    ax.set_ylabel("true force RMSE of the frame (eV/Å)")
-    ax.set_title(f"{iteration}: Spearman ρ = {rho:.2f}")
+    error = error_for(key[2:])
+    ax.scatter(table[key], table[error], s=10)
+    ax.set_xlabel(f"ensemble uncertainty {key[2:]}")
+    ax.set_ylabel(f"true {error.replace('_', ' ')} of the frame")
+    rho = held["spearman"].get(key[2:], {})
+    ax.set_title(
+        f"iter {held['iteration']} ({held['source']}): Spearman ρ = {_num(rho.get('rho'))}\n"
+        f"95% CI {_num(rho.get('low'))} to {_num(rho.get('high'))}, n = {rho.get('n')}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def _num(value: Any) -> str:
+    return (
+        "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+    )
+
+
+def binned(u: np.ndarray, error: np.ndarray, n_bins: int = 5) -> pd.DataFrame:
+    """Frames binned by uncertainty quantiles: mean uncertainty, RMS error and count per bin."""
+    frame = pd.DataFrame({"u": np.asarray(u, dtype=float), "error": np.asarray(error, dtype=float)})
+    bins = min(n_bins, max(1, len(frame) // 3))
+    frame["bin"] = pd.qcut(frame["u"].rank(method="first"), bins, labels=False)
+    return frame.groupby("bin").agg(
+        u=("u", "mean"), error=("error", lambda e: float(np.sqrt(np.mean(e**2)))), n=("u", "size")
+    )
+
+
+def _calibration(table: pd.DataFrame, key: str, held: dict, decision: dict, out: Path) -> None:
+    metrics = [c for c in ("u_energy", "u_force_mean", "u_force_max") if c in table]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.8), squeeze=False)
+    for ax, column in zip(axes[0], metrics, strict=True):
+        error = error_for(column[2:])
+        bins = binned(table[column], table[error])
+        ax.scatter(table[column], table[error], s=6, color="lightgrey", label="frames")
+        ax.plot(bins["u"], bins["error"], "o-", label="binned (RMS error)")
+        if column == key and held.get("calibration"):
+            fit = held["calibration"]
+            x = np.linspace(0, float(table[column].max()) * 1.1, 50)
+            ax.plot(x, fit["factor"] * x, "k:", label=f"fit: error = {fit['factor']:.2f} u")
+        if column == key and held.get("error_target"):
+            ax.axhline(held["error_target"], color="C3", lw=0.8, label="target")
+            for name, style in (("threshold", "--"), ("threshold_calibrated", "-.")):
+                quality = decision.get("thresholds", {}).get(name)
+                if quality:
+                    ax.axvline(quality["threshold"], color="C2", ls=style, lw=0.8,
+                               label=f"{name.replace('_', ' ')}: P {_num(quality['precision'])}, "
+                               f"R {_num(quality['recall'])}")  # fmt: skip
+        ax.set_xlabel(f"uncertainty {column[2:]}")
+        ax.set_ylabel(error.replace("_", " "))
+        ax.legend(fontsize=6)
+    fig.suptitle(f"Calibration on held-out frames ({held['source']}), iter {held['iteration']}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def heldout_tables(iterations: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spearman per metric (rho, interval, n) and threshold precision/recall per iteration."""
+    rho_rows, threshold_rows = [], []
+    for directory in iterations:
+        held = json.loads((directory / "eval" / "heldout.json").read_text())
+        row = {"iteration": directory.name, "source": held["source"]}
+        for metric, value in held["spearman"].items():
+            row[metric] = f"{_num(value['rho'])} [{_num(value['low'])}, {_num(value['high'])}]"
+        row["n"] = held["n_frames"]
+        rho_rows.append(row)
+        decision_file = directory / "decision.json"
+        decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
+        for name, quality in decision.get("thresholds", {}).items():
+            threshold_rows.append({"iteration": directory.name, "rule": name, **quality})
+    index = ["iteration"]
+    return (
+        pd.DataFrame(rho_rows).set_index(index) if rho_rows else pd.DataFrame(),
+        pd.DataFrame(threshold_rows).set_index(index) if threshold_rows else pd.DataFrame(),
+    )
 
 
 def _exploration(iterations: list[Path], key: str, out: Path) -> None:
@@ -186,15 +266,17 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
         raise FileNotFoundError(f"no evaluated iteration under {results}")
     status = campaign_status(results)
     latest = iterations[-1]
-    tables = {d.name: pd.read_csv(d / "eval" / "test_predictions.csv") for d in iterations}
-    table = tables[latest.name]
+    table = pd.read_csv(latest / "eval" / "test_predictions.csv")
     forces = np.loadtxt(latest / "eval" / "test_forces.txt", ndmin=2)
+    held = json.loads((latest / "eval" / "heldout.json").read_text())
+    held_table = pd.read_csv(latest / "eval" / "heldout_predictions.csv")
+    decision_file = latest / "decision.json"
+    decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
     _learning_curve(status, out_dir / "learning_curve.png")
     _parity(table, forces, latest.name, out_dir / "parity.png")
-    rho = {name: spearman(t[uncertainty_key], t["force_rmse"]) for name, t in tables.items()}
-    _uncertainty_error(
-        table, uncertainty_key, latest.name, rho[latest.name], out_dir / "uncertainty_error.png"
-    )
+    _uncertainty_error(held_table, uncertainty_key, held, out_dir / "uncertainty_error.png")
+    _calibration(held_table, uncertainty_key, held, decision, out_dir / "calibration.png")
+    rho_table, threshold_table = heldout_tables(iterations)
     _exploration(iterations, uncertainty_key, out_dir / "exploration.png")
     acceptance = acceptance_counts(iterations)
     _bars(acceptance, "candidates", "Selection decisions", out_dir / "acceptance.png")
@@ -207,33 +289,50 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     overview = pd.DataFrame(status).set_index("iteration")
     columns = [key for key in KEYS if key not in ("iteration", "reason")]
     overview = overview[columns]
-    overview["spearman_u_error"] = [rho.get(f"iter_{i}", np.nan) for i in overview.index]
+    rho = held["spearman"].get(uncertainty_key[2:], {})
     summary = {
         "iterations": len(iterations),
         "labels_used": int(overview["n_train"].iloc[-1]),
         "final_force_rmse": float(overview["test_force_rmse"].iloc[-1]),
-        "spearman_latest": rho[latest.name],
+        "heldout_source": held["source"],
+        "heldout_covers_conditions": held["covers_conditions"],
+        "heldout_n": held["n_frames"],
+        "final_heldout_force_rmse": held["force_rmse"],
+        "final_heldout_force_rmse_ci": held["force_rmse_ci"],
+        "spearman_latest": rho.get("rho"),
+        "spearman_latest_ci": [rho.get("low"), rho.get("high")],
         "reason": status[-1]["reason"],
     }
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     sections = [
         ("Iterations", overview, "learning_curve.png"),
         ("Test set of the latest ensemble", None, "parity.png"),
-        ("Uncertainty against true error (per test frame)", None, "uncertainty_error.png"),
+        ("Uncertainty against true error (held-out frames)", rho_table, "uncertainty_error.png"),
+        (
+            "Calibration and thresholds: precision (P) and recall (R) of flagging frames whose "
+            "true error exceeds the target",
+            threshold_table,
+            "calibration.png",
+        ),
         ("Exploration", None, "exploration.png"),
         ("Selection decisions", acceptance, "acceptance.png"),
         ("Wall time per stage (s)", per_stage.round(1), "timings.png"),
     ]
-    lines = ["# almomd campaign report", "", f"Status: {summary['reason']}", ""]
+    covered = (
+        "" if held["covers_conditions"] else " (does NOT represent the exploration conditions)"
+    )
+    where = f"Held-out frames: {held['source']}, n = {held['n_frames']}{covered}."
+    lines = ["# almomd campaign report", "", f"Status: {summary['reason']}", "", where, ""]
     page = [
         "<html><head><meta charset='utf-8'><title>almomd report</title></head><body>",
         "<h1>almomd campaign report</h1>",
         f"<p>Status: {html.escape(summary['reason'])}</p>",
+        f"<p>{html.escape(where)}</p>",
     ]
     for title, frame, figure in sections:
         lines += [f"## {title}", ""]
         page.append(f"<h2>{html.escape(title)}</h2>")
-        if frame is not None:
+        if frame is not None and not frame.empty:
             lines += [_markdown_table(frame), ""]
             page.append(frame.to_html(float_format=lambda v: f"{v:.4g}"))
         lines += [f"![{title}]({figure})", ""]

@@ -1,18 +1,28 @@
 """Selection of candidate frames for labeling.
 
-Active selection (ALmoMD's soft acceptance, with DP-GEN style trust window):
+Audit frames (for held-out truth, ``heldout.source: audit``) are drawn first:
+``n`` frames per walker, uniformly from its screened frames after step 0, never
+trained on. Then active selection (ALmoMD's soft acceptance, with DP-GEN style
+trust window):
 
 1. screening: frames with two atoms closer than ``min_distance`` are rejected
    (``too_close``), and so are frames whose ensemble energy per atom lies more
    than ``max_energy_above_mean`` above their walker's mean (``energy_outlier``),
    so that no DFT time is spent on broken geometries;
-2. acceptance: a frame with uncertainty ``u`` is accepted with probability
+2. acceptance, ``erf``: a frame with uncertainty ``u`` is accepted with probability
    ``p = 0.5 * (1 + erf((u - mean - shift*std) / (gradient*std*sqrt(2))))``
-   where ``mean`` and ``std`` come from a calibration set;
+   where ``mean`` and ``std`` come from a calibration set; ``calibrated``: a frame
+   is accepted when the held-out calibration of the uncertainty says its error
+   exceeds the target with at least ``calibrated_probability``
+   (:class:`almomd.statistics.Calibration`);
 3. window: optionally only ``window_low <= u < window_high`` is kept;
-4. diversity: in order of decreasing ``u``, a frame closer than
-   ``min_frame_distance`` (RMS displacement) to an already selected one is dropped;
-5. cap: at most ``max_frames`` frames.
+4. spreading the budget, in order of decreasing ``u``: with ``fair_share`` the
+   walkers take turns (each walker's most uncertain admissible frame, then each
+   one's second, ...); a frame within ``min_time_separation`` fs of MD time of
+   a frame already selected from its walker is dropped (``too_correlated``), and
+   so is one closer than ``min_frame_distance`` (RMS displacement, drift
+   removed) to any selected frame (``too_similar``);
+5. cap: at most ``max_frames`` frames (``over_cap``).
 
 The random baseline keeps step 1, then draws ``max_frames`` frames uniformly.
 """
@@ -29,6 +39,7 @@ from ase import Atoms
 from ase.geometry import find_mic
 
 from almomd.data import min_interatomic_distance
+from almomd.statistics import Calibration
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,12 @@ class SelectionRule:
     window_high: float | None = None
     max_frames: int = 8
     min_distance: float = 1.0
-    min_frame_distance: float = 0.05
+    min_frame_distance: float = 0.1
+    min_time_separation: float = 100.0
+    fair_share: bool = True
     max_energy_above_mean: float | None = None
+    acceptance: str = "erf"
+    calibrated_probability: float = 0.5
 
 
 def acceptance_probability(
@@ -69,33 +84,70 @@ def in_window(u: np.ndarray, low: float | None, high: float | None) -> np.ndarra
 def frame_distance(a: Atoms, b: Atoms) -> float:
     """RMS displacement (minimum image, Angstrom) between two frames of one system.
 
-    Frames with different atoms are infinitely far apart.
+    The mean displacement (a drift of the whole cell) is removed. Frames with
+    different atoms are infinitely far apart.
     """
     if len(a) != len(b) or a.get_chemical_symbols() != b.get_chemical_symbols():
         return math.inf
     displacement = b.get_positions() - a.get_positions()
     if any(a.pbc):
         displacement, _ = find_mic(displacement, a.get_cell(), a.get_pbc())
+    displacement -= displacement.mean(axis=0)
     return float(np.sqrt((displacement**2).sum(axis=1).mean()))
 
 
-def diverse_subset(
-    frames: Sequence[Atoms], order: Sequence[int], threshold: float, cap: int
-) -> tuple[list[int], list[int]]:
-    """Greedily keep frames in ``order`` that are at least ``threshold`` apart.
+def spread(
+    frames: Sequence[Atoms],
+    table: pd.DataFrame,
+    candidates: np.ndarray,
+    rule: SelectionRule,
+) -> tuple[list[int], dict[int, str]]:
+    """Pick at most ``rule.max_frames`` of ``candidates`` spread over walkers, time and space.
 
-    Returns the kept indices (at most ``cap``) and the indices dropped as too similar.
+    Returns the kept indices and, for every candidate passed over, why
+    (``too_correlated``, ``too_similar`` or ``over_cap``). See the module docstring.
     """
+    u = table["uncertainty"].to_numpy()
+    walker = table["walker"].to_numpy()
+    time_fs = table["time_fs"].to_numpy()
+    queues: dict[int, list[int]] = {}
+    for i in sorted(candidates.tolist(), key=lambda i: -u[i]):
+        queues.setdefault(int(walker[i]) if rule.fair_share else 0, []).append(i)
     kept: list[int] = []
-    similar: list[int] = []
-    for i in order:
-        if len(kept) >= cap:
-            break
-        if all(frame_distance(frames[j], frames[i]) >= threshold for j in kept):
-            kept.append(i)
-        else:
-            similar.append(i)
-    return kept, similar
+    passed: dict[int, str] = {}
+
+    def conflict(i: int) -> str | None:
+        for j in kept:
+            if walker[j] == walker[i] and abs(time_fs[j] - time_fs[i]) < rule.min_time_separation:
+                return "too_correlated"
+        for j in kept:
+            if frame_distance(frames[j], frames[i]) < rule.min_frame_distance:
+                return "too_similar"
+        return None
+
+    while queues and len(kept) < rule.max_frames:
+        for key in sorted(queues, key=lambda k: -u[queues[k][0]]):
+            queue = queues[key]
+            while queue and len(kept) < rule.max_frames:
+                i = queue.pop(0)
+                reason = conflict(i)
+                if reason is None:
+                    kept.append(i)
+                    break
+                passed[i] = reason
+        queues = {k: q for k, q in queues.items() if q}
+    for queue in queues.values():
+        passed.update(dict.fromkeys(queue, "over_cap"))
+    return kept, passed
+
+
+def draw_audit(table: pd.DataFrame, ok: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` frames per walker drawn uniformly among the ``ok`` frames after step 0."""
+    chosen = []
+    for _, group in table[ok & (table["step"] > 0).to_numpy()].groupby("walker"):
+        pool = group.index.to_numpy()
+        chosen.extend(rng.choice(pool, size=min(n, pool.size), replace=False).tolist())
+    return np.array(sorted(chosen), dtype=int)
 
 
 def select(
@@ -104,14 +156,21 @@ def select(
     calibration: Sequence[float],
     rule: SelectionRule,
     rng: np.random.Generator,
+    audit_per_walker: int = 0,
+    calibrated: Calibration | None = None,
+    target: float | None = None,
 ) -> pd.DataFrame:
     """Apply the selection rule and return a table with one row per candidate.
 
-    Columns: ``al_id``, ``walker``, ``step``, ``uncertainty``, ``min_distance``,
-    ``energy_per_atom``, ``energy_above_mean`` (of the walker), ``probability``,
-    ``draw``, ``selected`` and ``decision`` (``selected``, ``too_close``,
-    ``energy_outlier``, ``not_accepted``, ``outside_window``, ``too_similar``,
-    ``over_cap`` or ``not_drawn``).
+    Columns: ``al_id``, ``walker``, ``step``, ``time_fs``, ``uncertainty``,
+    ``min_distance``, ``energy_per_atom``, ``energy_above_mean`` (of the walker),
+    ``probability``, ``draw``, ``threshold`` (where ``probability`` is 0.5, or
+    the calibrated threshold under ``calibrated`` acceptance),
+    ``threshold_calibrated`` (the calibrated threshold whenever ``calibrated``
+    and ``target`` are given), ``selected`` and ``decision`` (``selected``,
+    ``audit``, ``too_close``, ``energy_outlier``, ``not_accepted``,
+    ``outside_window``, ``too_correlated``, ``too_similar``, ``over_cap`` or
+    ``not_drawn``).
     """
     u_arr = np.asarray(u, dtype=float)
     n = len(frames)
@@ -123,6 +182,7 @@ def select(
             "al_id": [str(a.info.get("al_id", i)) for i, a in enumerate(frames)],
             "walker": [int(a.info.get("al_walker", -1)) for a in frames],
             "step": [int(a.info.get("al_step", -1)) for a in frames],
+            "time_fs": [float(a.info.get("md_time_fs", math.nan)) for a in frames],
             "uncertainty": u_arr,
             "min_distance": [min_interatomic_distance(a) for a in frames],
             "energy_per_atom": [float(a.info.get("ens_energy", math.nan)) / len(a) for a in frames],
@@ -131,37 +191,73 @@ def select(
     table["energy_above_mean"] = table["energy_per_atom"] - table.groupby("walker")[
         "energy_per_atom"
     ].transform("mean")
-    table["probability"] = (
-        acceptance_probability(u_arr, mean, std, rule.shift, rule.gradient) if n else []
+    threshold_calibrated = (
+        calibrated.threshold(target, rule.calibrated_probability)
+        if calibrated is not None and target is not None
+        else math.nan
     )
+    if rule.acceptance == "calibrated":
+        if math.isnan(threshold_calibrated):
+            raise ValueError(
+                "selection.acceptance calibrated needs a calibration of the uncertainty on "
+                "held-out frames and an error target (convergence.force_rmse)"
+            )
+        table["probability"] = calibrated.probability_above(u_arr, target) if n else []
+        table["threshold"] = threshold_calibrated
+    else:
+        table["probability"] = (
+            acceptance_probability(u_arr, mean, std, rule.shift, rule.gradient) if n else []
+        )
+        table["threshold"] = mean + rule.shift * std
+    table["threshold_calibrated"] = threshold_calibrated
     table["draw"] = rng.uniform(size=n)
     table["calibration_mean"] = mean
     table["calibration_std"] = std
     decision = np.full(n, "", dtype=object)
-    ok = (table["min_distance"] >= rule.min_distance).to_numpy()
+    ok = (table["min_distance"] >= rule.min_distance).to_numpy().copy()
     decision[~ok] = "too_close"
     if rule.max_energy_above_mean is not None:
         outlier = ok & (table["energy_above_mean"] > rule.max_energy_above_mean).to_numpy()
         decision[outlier] = "energy_outlier"
         ok &= ~outlier
+    if audit_per_walker:
+        audit = draw_audit(table, ok, audit_per_walker, rng)
+        decision[audit] = "audit"
+        ok[audit] = False
     if rule.method == "random":
         pool = np.flatnonzero(ok)
         chosen = rng.permutation(pool)[: rule.max_frames] if pool.size else pool
         decision[ok] = "not_drawn"
         decision[chosen] = "selected"
     elif rule.method == "active":
-        accepted = ok & (table["draw"] < table["probability"]).to_numpy()
+        if rule.acceptance == "calibrated":
+            accepted = ok & (table["probability"] >= rule.calibrated_probability).to_numpy()
+        else:
+            accepted = ok & (table["draw"] < table["probability"]).to_numpy()
         decision[ok & ~accepted] = "not_accepted"
         window = in_window(u_arr, rule.window_low, rule.window_high)
         decision[accepted & ~window] = "outside_window"
-        candidates = np.flatnonzero(accepted & window)
-        order = candidates[np.argsort(-u_arr[candidates], kind="stable")]
-        kept, similar = diverse_subset(frames, order, rule.min_frame_distance, rule.max_frames)
-        decision[order] = "over_cap"
-        decision[similar] = "too_similar"
+        kept, passed = spread(frames, table, np.flatnonzero(accepted & window), rule)
+        for i, reason in passed.items():
+            decision[i] = reason
         decision[kept] = "selected"
     else:
         raise ValueError(f"unknown selection method {rule.method!r}")
     table["decision"] = decision
     table["selected"] = table["decision"] == "selected"
     return table
+
+
+def uncertain_fraction(table: pd.DataFrame) -> float:
+    """Fraction of the screened explored frames at or above the flagging threshold.
+
+    The threshold is the calibrated one where there is one (frames whose error
+    likely exceeds the target), else the acceptance rule's midpoint.
+    """
+    screened = table[~table["decision"].isin(["too_close", "energy_outlier"])]
+    if screened.empty:
+        return math.nan
+    threshold = screened["threshold_calibrated"].iloc[0]
+    if math.isnan(threshold):
+        threshold = screened["threshold"].iloc[0]
+    return float((screened["uncertainty"] >= threshold).mean())

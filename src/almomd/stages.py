@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import ase.io
 import numpy as np
 import pandas as pd
 
-from almomd import convergence, data, initial, labeling, selection
+from almomd import convergence, data, heldout, initial, labeling, selection, statistics
 from almomd.calculators import Labeler, LabelerSettings
 from almomd.config import walkers
 from almomd.ensemble import EnsembleCalculator, metric_key
@@ -34,7 +35,11 @@ COMPILE_CACHE = Path(".cache/torch_compile")  # torch.compile's caches, in the w
 def chemical_symbols(config: dict[str, Any]) -> list[str]:
     """Elements of the campaign: those of the structure and of any given data file."""
     symbols = set(initial.starting_structure(config).get_chemical_symbols())
-    for path in (config["initial_data"]["file"], config["test_set"]["file"]):
+    for path in (
+        config["initial_data"]["file"],
+        config["test_set"]["file"],
+        config["heldout"]["file"],
+    ):
         if path is not None:
             for atoms in ase.io.read(path, index=":"):
                 symbols |= set(atoms.get_chemical_symbols())
@@ -47,10 +52,21 @@ def _from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
     return cls(**{name: section[name] for name in names}, **given)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None (valid JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as indented JSON."""
+    """Write ``payload`` as indented JSON (NaN as null)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+    Path(path).write_text(json.dumps(_finite(payload), indent=2) + "\n")
 
 
 def initial_candidates(config: dict[str, Any], out: str) -> None:
@@ -241,42 +257,165 @@ def evaluate_test(
     log.info("test set: %s", metrics)
 
 
+def selection_key(config: dict[str, Any]) -> str:
+    """Column of the selection metric, e.g. ``u_force_max``."""
+    return "u_" + metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
+
+
+def reference_md(config: dict[str, Any], condition: int, out: str, launcher: str = "") -> None:
+    """Held-out truth: MD with the labeler itself at exploration condition ``condition``."""
+    settings = config["heldout"]
+    spec = heldout.conditions(config)[condition]
+    labeler = Labeler(_from_section(LabelerSettings, config["labeler"]), launcher)
+    frames = heldout.reference_md(
+        initial.starting_structure(config),
+        labeler,
+        heldout.reference_settings(config, spec),
+        spec,
+        settings["frames_per_condition"],
+        settings["equilibration_steps"],
+        settings["steps_between"],
+        rng_for(config["seed"], "reference_md", condition),
+        out,
+        stress=config["labeler"]["stress"],
+    )
+    log.info("reference MD at %s: %d labeled frames in %s", spec.label, len(frames), out)
+
+
+def heldout_dataset(config: dict[str, Any], files: Sequence[str], out: str) -> None:
+    """Write the campaign's fixed held-out set (reference MD frames or the user's file)."""
+    if config["heldout"]["source"] == "file":
+        frames = data.read_user_frames(config["heldout"]["file"], "heldout")
+        for atoms in frames:
+            atoms.info["al_source"] = "heldout"
+    else:
+        frames = [a for f in files for a in data.read_frames(f)]
+    data.check_unique_ids(frames, "held-out set")
+    data.write_frames(out, frames)
+    log.info("held-out set: %d frames (%s)", len(frames), config["heldout"]["source"])
+
+
+def evaluate_heldout(
+    config: dict[str, Any],
+    iteration: int,
+    model_files: Sequence[str],
+    frame_files: Sequence[str],
+    out_summary: str,
+    out_table: str,
+) -> dict[str, Any]:
+    """Evaluate the ensemble on the held-out frames: errors with intervals, calibration.
+
+    With ``heldout.source: audit`` the frames are the audit labels among
+    ``frame_files`` (the label files of earlier iterations); without any yet
+    (iteration 0) the test set (the only file then) is used and flagged.
+    """
+    source = config["heldout"]["source"]
+    frames = [a for f in frame_files for a in data.read_frames(f)]
+    if source == "audit":
+        audit = heldout.audit_frames(frames)
+        frames, source = (audit, "audit") if audit else (frames, "test_set")
+    covers = source in heldout.COVERING_SOURCES
+    table, metrics, _ = evaluate(ensemble(config, model_files), frames)
+    table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
+    table["energy_abs_error"] = table["energy_error_per_atom"].abs()
+    table.to_csv(out_table, index=False)
+    targets = config["convergence"]
+    summary = {
+        "iteration": iteration,
+        "source": source,
+        "covers_conditions": covers,
+        "n_members": metrics["n_members"],
+        **heldout.summarize(
+            table,
+            rng_for(config["seed"], "bootstrap", iteration),
+            selection_key(config),
+            targets["force_rmse"],
+            targets["energy_rmse"],
+            config["selection"]["calibrated_probability"],
+        ),
+    }
+    write_json(out_summary, summary)
+    log.info(
+        "held-out (%s, %d frames): force RMSE %.4g eV/A, CI %s",
+        source, len(frames), summary["force_rmse"], summary["force_rmse_ci"],
+    )  # fmt: skip
+    return summary
+
+
 def select(
     config: dict[str, Any],
     iteration: int,
     walker_files: Sequence[str],
     test_table: str,
+    heldout_summary: str,
+    heldout_table: str,
     out_frames: str,
     out_table: str,
+    out_summary: str,
 ) -> None:
-    """Select the frames of iteration ``iteration`` to label."""
-    key = "u_" + metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
+    """Select the frames of iteration ``iteration`` to label (and draw its audit frames)."""
+    key = selection_key(config)
     trajectories = [data.read_frames(f) for f in walker_files]
     frames = [a for trajectory in trajectories for a in trajectory]
     u = [float(a.info[key]) for a in frames]
     settings = config["selection"]
     if settings["calibration"] == "test_set":
         calibration = pd.read_csv(test_table)[key].to_numpy()
+    elif settings["calibration"] == "heldout":
+        calibration = pd.read_csv(heldout_table)[key].to_numpy()
     else:
         calibration = [
             float(a.info[key])
             for trajectory in trajectories
             for a in trajectory[: settings["calibration_frames"]]
         ]
+    held = json.loads(Path(heldout_summary).read_text())
+    fit = held["calibration"]
     rule = _from_section(selection.SelectionRule, settings)
+    audit = config["heldout"]["audit_per_walker"] if config["heldout"]["source"] == "audit" else 0
     table = selection.select(
-        frames, u, calibration, rule, rng_for(config["seed"], "select", iteration)
+        frames,
+        u,
+        calibration,
+        rule,
+        rng_for(config["seed"], "select", iteration),
+        audit_per_walker=audit,
+        calibrated=statistics.Calibration(**fit) if fit else None,
+        target=held["error_target"],
     )
     table["metric"] = key[2:]
     table.to_csv(out_table, index=False)
+    temperatures = {w.index: w.temperature for w in walkers(config)}
     chosen = []
-    for i in table.index[table["selected"]]:
+    for i in table.index[table["selected"] | (table["decision"] == "audit")]:
         atoms = frames[i]
-        atoms.info.update(al_source="active", al_uncertainty=u[i])
+        source = "audit" if table.at[i, "decision"] == "audit" else settings["method"]
+        condition = heldout.condition_label(config, temperatures[int(atoms.info["al_walker"])])
+        atoms.info.update(al_source=source, al_uncertainty=u[i], al_condition=condition)
         chosen.append(atoms)
     data.write_frames(out_frames, chosen)
     counts = table["decision"].value_counts().to_dict()
-    log.info("iteration %d: %d candidates, decisions %s", iteration, len(frames), counts)
+    fraction = selection.uncertain_fraction(table)
+    write_json(
+        out_summary,
+        {
+            "iteration": iteration,
+            "metric": key[2:],
+            "n_candidates": len(table),
+            "n_selected": int(table["selected"].sum()),
+            "n_audit": int((table["decision"] == "audit").sum()),
+            "decisions": counts,
+            "threshold": float(table["threshold"].iloc[0]) if len(table) else None,
+            "threshold_calibrated": float(table["threshold_calibrated"].iloc[0])
+            if len(table)
+            else None,
+            "uncertain_fraction": fraction,
+        },
+    )
+    log.info(
+        "iteration %d: %d candidates, decisions %s, uncertain fraction %.3g",
+        iteration, len(frames), counts, fraction,
+    )  # fmt: skip
 
 
 def merge(
@@ -290,25 +429,52 @@ def merge(
     """Write the next training set: the current one plus the new labels."""
     expected = len(data.read_frames(selected_file))
     labeled = _gather_labels(config, expected, labeled_files, failed_files, f"labels for {out}")
-    merged = data.merge(data.read_frames(train_file), labeled)
+    new = heldout.training_frames(labeled)
+    merged = data.merge(data.read_frames(train_file), new)
     data.write_frames(out, merged)
-    log.info("next training set: %d frames (+%d)", len(merged), len(labeled))
+    log.info(
+        "next training set: %d frames (+%d; %d audit frames held out)",
+        len(merged), len(new), len(labeled) - len(new),
+    )  # fmt: skip
 
 
 def decide(
-    config: dict[str, Any], iteration: int, metrics_file: str, selection_table: str, out: str
+    config: dict[str, Any],
+    iteration: int,
+    metrics_file: str,
+    heldout_summary: str,
+    heldout_table: str,
+    selection_summaries: Sequence[str],
+    out: str,
 ) -> None:
-    """Write the convergence decision of iteration ``iteration``."""
+    """Write the convergence decision of iteration ``iteration``.
+
+    ``selection_summaries`` are those of iterations ``0 .. iteration``, in order.
+    """
     metrics = json.loads(Path(metrics_file).read_text())
-    table = pd.read_csv(selection_table)
-    n_selected = int(table["selected"].sum()) if len(table) else 0
+    held = json.loads(Path(heldout_summary).read_text())
+    summaries = [json.loads(Path(f).read_text()) for f in selection_summaries]
+    current = summaries[-1]
+    fractions = [math.nan if s["uncertain_fraction"] is None else s["uncertain_fraction"]
+                 for s in summaries]  # fmt: skip
     decision = convergence.decide(
-        iteration, config["max_iterations"], metrics, n_selected, config["convergence"]
+        iteration,
+        config["max_iterations"],
+        held,
+        fractions,
+        current["n_selected"],
+        config["convergence"],
     )
+    key = selection_key(config)
+    target = held["error_target"]
     payload = decision.to_dict() | {
-        "n_selected": n_selected,
+        "n_selected": current["n_selected"],
+        "n_audit": current["n_audit"],
         "test_force_rmse": metrics["force_rmse"],
         "test_energy_rmse": metrics["energy_rmse"],
+        **heldout.status_figures(held),
+        "uncertain_fraction": current["uncertain_fraction"],
+        "thresholds": heldout.threshold_quality(pd.read_csv(heldout_table), key, current, target),
     }
     write_json(out, payload)
     log.info("iteration %d: %s", iteration, decision.reason)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from almomd.data import read_frames
+from almomd.heldout import status_figures
 
 KEYS = (
     "iteration",
@@ -22,6 +23,15 @@ KEYS = (
     "test_energy_rmse",
     "test_force_rmse",
     "mean_force_uncertainty",
+    "n_audit",
+    "heldout_source",
+    "heldout_covers_conditions",
+    "heldout_n",
+    "heldout_force_rmse",
+    "heldout_force_rmse_ci",
+    "heldout_energy_rmse",
+    "spearman_heldout",
+    "uncertain_fraction",
     "converged",
     "reason",
 )
@@ -54,6 +64,15 @@ def iteration_status(results: Path, iteration: int) -> dict[str, Any]:
         row["test_energy_rmse"] = metrics["energy_rmse"]
         row["test_force_rmse"] = metrics["force_rmse"]
         row["mean_force_uncertainty"] = metrics["mean_u_force_mean"]
+    heldout_file = base / "eval" / "heldout.json"
+    if heldout_file.exists():
+        figures = status_figures(json.loads(heldout_file.read_text()))
+        row |= {key: value for key, value in figures.items() if key in KEYS}
+    summary_file = base / "selection" / "summary.json"
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+        row["n_audit"] = summary["n_audit"]
+        row["uncertain_fraction"] = summary["uncertain_fraction"]
     decision_file = base / "decision.json"
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
@@ -91,27 +110,47 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _interval(value: Any) -> str:
+    if not value or any(v is None for v in value):
+        return "-"
+    return f"{value[0]:.3g}-{value[1]:.3g}"
+
+
+#: Columns of the status table: header and how a row's cell is written.
+COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("iter", lambda r: _fmt(r["iteration"])),
+    ("train", lambda r: _fmt(r["n_train"])),
+    ("explored", lambda r: _fmt(r["n_candidates"])),
+    ("selected", lambda r: _fmt(r["n_selected"])),
+    ("audit", lambda r: _fmt(r["n_audit"])),
+    ("labeled", lambda r: _fmt(r["n_labeled"])),
+    ("failed", lambda r: _fmt(r["n_failed"])),
+    ("test F", lambda r: _fmt(r["test_force_rmse"])),
+    ("held-out F eV/A", lambda r: _fmt(r["heldout_force_rmse"])),
+    ("95% CI", lambda r: _interval(r["heldout_force_rmse_ci"])),
+    ("n", lambda r: _fmt(r["heldout_n"])),
+    ("held-out E eV/at", lambda r: _fmt(r["heldout_energy_rmse"])),
+    ("rho(u,err)", lambda r: _fmt(r["spearman_heldout"], 2)),
+    ("uncertain", lambda r: _fmt(r["uncertain_fraction"], 2)),
+    ("converged", lambda r: _fmt(r["converged"])),
+)
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Human-readable table of the campaign status."""
-    headers = [
-        "iter",
-        "train",
-        "explored",
-        "selected",
-        "labeled",
-        "failed",
-        "E rmse eV/at",
-        "F rmse eV/A",
-        "mean u_F",
-        "converged",
-    ]
-    keys = KEYS[:-1]
-    body = [[_fmt(row[k]) for k in keys] for row in rows]
+    headers = [h for h, _ in COLUMNS]
+    body = [[cell(row) for _, cell in COLUMNS] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
     ]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    sources = {
+        (r["heldout_source"], r["heldout_covers_conditions"]) for r in rows if r["heldout_source"]
+    }
+    for source, covers in sorted(sources):
+        note = "" if covers else ": does NOT represent the exploration conditions"
+        lines.append(f"held-out frames: {source}{note}")
     for row in rows:
         if row["reason"]:
             lines.append(f"iteration {row['iteration']}: {row['reason']}")

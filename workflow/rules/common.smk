@@ -4,6 +4,7 @@ from pathlib import Path
 
 from almomd.config import ConfigError, members, validate_config, walkers
 from almomd.ensemble import metric_key
+from almomd.heldout import conditions
 from almomd.report import FIGURES
 
 try:
@@ -15,6 +16,8 @@ MEMBERS = members(config)
 WALKERS = walkers(config)
 N_BATCHES = config["labeler"]["n_batches"]
 MAX_ITERATIONS = config["max_iterations"]
+HELDOUT = config["heldout"]["source"]
+CONDITIONS = conditions(config)
 GENERATE_INITIAL = config["initial_data"]["file"] is None
 SUFFIX = ".nequip.pt2" if config["training"]["compile"] else ".nequip.zip"
 UNCERTAINTY_KEY = "u_" + metric_key(
@@ -29,6 +32,7 @@ wildcard_constraints:
     seed="[0-9]+",
     walker="[0-9]+",
     batch="[0-9]+",
+    condition="[0-9]+",
 
 
 def member_models(wildcards):
@@ -84,6 +88,39 @@ def previous_iteration(wildcards):
         "labeled": _batches(f"{prev}/labels", "labeled"),
         "failed": _batches(f"{prev}/labels", "failed"),
     }
+
+
+def heldout_sources(wildcards):
+    """The files the fixed held-out set is made of: reference MD per condition, or the user's."""
+    if HELDOUT == "file":
+        return [config["heldout"]["file"]]
+    return [f"results/heldout/reference_{c.index}.extxyz" for c in CONDITIONS]
+
+
+def heldout_frames(wildcards):
+    """Held-out frames of an iteration's evaluation (see almomd.heldout).
+
+    audit: the label files of the earlier iterations (their audit frames are
+    used), or the test set at iteration 0; test_set: the test set.
+    """
+    iteration = int(wildcards.iteration)
+    if HELDOUT in ("reference_md", "file"):
+        return ["results/data/heldout.extxyz"]
+    if HELDOUT == "audit" and iteration > 0:
+        return [
+            f"results/iter_{i}/labels/labeled_{b}.extxyz"
+            for i in range(iteration)
+            for b in range(N_BATCHES)
+        ]
+    return ["results/data/test.extxyz"]
+
+
+def selection_history(wildcards):
+    """Selection summaries of iterations 0 .. i (the uncertainty criterion's history)."""
+    return [
+        f"results/iter_{i}/selection/summary.json"
+        for i in range(int(wildcards.iteration) + 1)
+    ]
 
 
 def campaign_decisions(wildcards):

@@ -5,9 +5,12 @@ rule select:
     input:
         walkers=walker_trajectories,
         test_table="results/iter_{iteration}/eval/test_predictions.csv",
+        heldout_summary="results/iter_{iteration}/eval/heldout.json",
+        heldout_table="results/iter_{iteration}/eval/heldout_predictions.csv",
     output:
         frames="results/iter_{iteration}/selection/selected.extxyz",
         table="results/iter_{iteration}/selection/candidates.csv",
+        summary="results/iter_{iteration}/selection/summary.json",
     log:
         "logs/iter_{iteration}/select.log",
     localrule: True
@@ -34,7 +37,9 @@ rule merge:
 checkpoint decide:
     input:
         metrics="results/iter_{iteration}/eval/metrics.json",
-        selection="results/iter_{iteration}/selection/candidates.csv",
+        heldout_summary="results/iter_{iteration}/eval/heldout.json",
+        heldout_table="results/iter_{iteration}/eval/heldout_predictions.csv",
+        selections=selection_history,
     output:
         "results/iter_{iteration}/decision.json",
     log:

@@ -7,6 +7,8 @@ stages.decide(
     snakemake.config,
     int(snakemake.wildcards.iteration),
     snakemake.input.metrics,
-    snakemake.input.selection,
+    snakemake.input.heldout_summary,
+    snakemake.input.heldout_table,
+    list(snakemake.input.selections),
     snakemake.output[0],
 )

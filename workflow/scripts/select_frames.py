@@ -8,6 +8,9 @@ stages.select(
     int(snakemake.wildcards.iteration),
     list(snakemake.input.walkers),
     snakemake.input.test_table,
+    snakemake.input.heldout_summary,
+    snakemake.input.heldout_table,
     snakemake.output.frames,
     snakemake.output.table,
+    snakemake.output.summary,
 )

@@ -1,0 +1,13 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages
+
+stages.evaluate_heldout(
+    snakemake.config,
+    int(snakemake.wildcards.iteration),
+    list(snakemake.input.models),
+    list(snakemake.input.frames),
+    snakemake.output.summary,
+    snakemake.output.table,
+)
