@@ -129,6 +129,12 @@ def _uncertainty_error(table: pd.DataFrame, key: str, held: dict, out: Path) -> 
     plt.close(fig)
 
 
+def _interval(value: Any) -> str:
+    if not isinstance(value, list) or any(v is None for v in value):
+        return "n/a"
+    return f"{value[0]:.4g}-{value[1]:.4g}"
+
+
 def _num(value: Any) -> str:
     return (
         "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
@@ -289,6 +295,8 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     overview = pd.DataFrame(status).set_index("iteration")
     columns = [key for key in KEYS if key not in ("iteration", "reason")]
     overview = overview[columns]
+    for key in ("heldout_force_rmse_ci",):  # an interval reads as "low-high"
+        overview[key] = [_interval(v) for v in overview[key]]
     rho = held["spearman"].get(uncertainty_key[2:], {})
     summary = {
         "iterations": len(iterations),
