@@ -117,3 +117,23 @@ def test_empty_text_in_info_is_refused_instead_of_corrupting_the_next_key(tmp_pa
     frame.info["note"] = ""
     with pytest.raises(ValueError, match=r"empty text in info \['note'\]"):
         data.write_frames(tmp_path / "bad.extxyz", [frame])
+
+
+def test_users_aimd_becomes_the_heldout_set_and_audit_frames_stay_out_of_training(tmp_path):
+    from almomd import heldout, stages
+
+    user = labeled(5, source="whatever")
+    for atoms in user:
+        atoms.info["al_condition"] = "600 K"
+    data.write_frames(tmp_path / "aimd.extxyz", user)
+    config = {"heldout": {"source": "file", "file": str(tmp_path / "aimd.extxyz")}}
+    stages.heldout_dataset(config, [], str(tmp_path / "heldout.extxyz"))
+    frames = data.read_frames(tmp_path / "heldout.extxyz")
+    assert data.frame_ids(frames) == [f"heldout-{i:04d}" for i in range(5)]
+    assert {a.info["al_source"] for a in frames} == {"heldout"}
+    assert {a.info["al_condition"] for a in frames} == {"600 K"}
+    for ours, theirs in zip(frames, user, strict=True):
+        np.testing.assert_allclose(ours.get_forces(), theirs.get_forces(), atol=1e-7)
+    mixed = labeled(3, source="active") + labeled(2, source="audit", prefix="b")
+    assert data.frame_ids(heldout.training_frames(mixed)) == ["a0", "a1", "a2"]
+    assert data.frame_ids(heldout.audit_frames(mixed)) == ["b0", "b1"]
