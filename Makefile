@@ -42,4 +42,4 @@ status: $(BIN)/.installed
 	$(BIN)/almomd status
 
 clean-demo:
-	rm -rf results logs benchmarks/iter_* benchmarks/initial .snakemake
+	rm -rf results logs benchmarks/iter_* benchmarks/initial benchmarks/heldout .snakemake
