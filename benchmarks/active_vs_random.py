@@ -20,18 +20,18 @@ Every campaign runs through the real ``snakemake`` command with the held-out
 set as ``heldout.file``; convergence is switched off so that every campaign
 runs all its iterations (active selection may take fewer than ``max_frames``
 frames per iteration; random always takes ``max_frames``). The metric is the
-number of labeled training frames needed to reach a target held-out force
-RMSE, interpolated linearly between the points of each learning curve (a
-curve that never reaches the target counts as not reached: infinitely many).
-Two targets, unless ``--target`` is given: the largest final error of all runs (every run reaches it; the last lines use it),
-and a stricter one, the median final error of all runs. Reported: per seed and
-method the learning curve and the labels needed, counted two ways: labeled
-training frames in all (the shared initial ones included: what a user pays),
-and labels acquired beyond the shared initial training set (what the selection
-spends); per method the median and a bootstrap interval over seeds; the ratios
-of medians with a paired bootstrap interval; and the force error of each
-iteration's ensemble on the frames it picked (does the selection find the
-frames where the potential is wrong?). Last line:
+number of labeled training frames needed to reach a target held-out force RMSE,
+interpolated linearly between the points of each learning curve (a curve that
+never reaches the target counts as not reached: infinitely many). Two targets,
+unless ``--target`` is given: the largest final error of all runs (every run
+reaches it; the last lines use it), and a stricter one, the median final error
+of all runs. Reported: per seed and method the learning curve and the labels
+needed, counted two ways: labeled training frames in all (the shared initial
+ones included: what a user pays), and labels acquired beyond the shared initial
+training set (what the selection spends); per method the median and a bootstrap
+interval over seeds; the ratios of medians with a paired bootstrap interval;
+and the force error of each iteration's ensemble on the frames it picked (does
+the selection find the frames where the potential is wrong?). Last line:
 ``ratio_labels_active_to_random <x>`` (acquired labels), after the same for the
 reference MD and for total labels.
 
