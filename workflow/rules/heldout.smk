@@ -8,6 +8,7 @@ rule reference_md:
         "logs/heldout/reference_{condition}.log",
     benchmark:
         "benchmarks/heldout/reference_{condition}.tsv"
+    priority: -1  # after the jobs the first iteration waits for; needed only at evaluation
     conda:
         "../../environment.yml"
     threads: 1
