@@ -16,7 +16,10 @@ once and shared by every run). Three ways to spend the same labels, per seed:
     same temperatures (as many frames as the random baseline acquires, half per
     temperature), one ensemble per training-set size.
 
-Every campaign runs through the real ``snakemake`` command with the held-out
+The active campaigns run two more iterations than the others (they may select
+fewer than ``max_frames`` frames per iteration, so their labels would otherwise
+end below the others'). A finished campaign is continued, not redone, when the
+script runs again. Every campaign runs through the real ``snakemake`` command with the held-out
 set as ``heldout.file``; convergence is switched off so that every campaign
 runs all its iterations (active selection may take fewer than ``max_frames``
 frames per iteration; random always takes ``max_frames``). The metric is the
@@ -124,28 +127,45 @@ def campaign_config(seed: int, method: str, iterations: int) -> dict:
     return config
 
 
+def finished_iterations(workdir: Path) -> int:
+    """Iterations of a finished campaign in ``workdir`` (0 if none)."""
+    status = workdir / "results" / "status.json"
+    return len(json.loads(status.read_text())) if status.is_file() else 0
+
+
 def start(run: Run, snapshot: Path) -> None:
-    if run.workdir.exists():
-        shutil.rmtree(run.workdir)
-    run.workdir.mkdir(parents=True)
-    for name, path in run.files.items():
-        shutil.copy(path, run.workdir / name)
-    if run.prepare is not None:
-        run.prepare(run)
+    """Start ``run``; a finished campaign with fewer iterations is continued, not redone."""
+    extend = finished_iterations(run.workdir) > 0
+    if extend:  # forget the last decision (max_iterations reached) and the summaries
+        last = finished_iterations(run.workdir) - 1
+        (run.workdir / "results" / f"iter_{last}" / "decision.json").unlink()
+        (run.workdir / "results" / "status.json").unlink()
+        shutil.rmtree(run.workdir / "results" / "report")
+    else:
+        if run.workdir.exists():
+            shutil.rmtree(run.workdir)
+        run.workdir.mkdir(parents=True)
+        for name, path in run.files.items():
+            shutil.copy(path, run.workdir / name)
+        if run.prepare is not None:
+            run.prepare(run)
     (run.workdir / "config.yaml").write_text(yaml.safe_dump(run.config))
     env = os.environ | {"PYTHONPATH": str(snapshot / "src")}
     command = [str(Path(sys.executable).parent / "snakemake"),
                "--snakefile", str(snapshot / "workflow" / "Snakefile"),
                "--directory", str(run.workdir), "--configfile", str(run.workdir / "config.yaml"),
-               "--cores", "1", "--quiet"]  # fmt: skip
-    log = (run.workdir / "snakemake.out").open("w")
+               "--cores", "1", "--quiet", "--rerun-triggers", "mtime"]  # fmt: skip
+    log = (run.workdir / "snakemake.out").open("a")
     run.started = time.perf_counter()
     run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def schedule(runs: list[Run], parallel: int, snapshot: Path) -> bool:
     """Run ``runs`` (respecting ``after``) ``parallel`` at a time; False if one failed."""
-    waiting, running, done = list(runs), [], set()
+    done = {r.name for r in runs if finished_iterations(r.workdir) >= r.config["max_iterations"]}
+    waiting, running = [r for r in runs if r.name not in done], []
+    if done:
+        print(f"  {len(done)} campaigns already finished", flush=True)
     while waiting or running:
         for run in [r for r in running if r.process.poll() is not None]:
             running.remove(run)
@@ -277,6 +297,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--active-iterations", type=int, default=None,
+                        help="iterations of the active campaigns (default: --iterations + 2, "
+                        "as they may select fewer frames per iteration)")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--heldout-frames", type=int, default=12, help="per temperature")
     parser.add_argument("--target", type=float, default=None, help="eV/A; default: see above")
@@ -293,10 +316,9 @@ def main() -> int:
     per_iteration = config["selection"]["max_frames"]
     pool_frames = per_iteration * (args.iterations - 1) // 2  # per temperature
     points = [per_iteration * k for k in range(1, args.iterations)]
+    active_iterations = args.active_iterations or args.iterations + 2
     if not args.analyse_only:
-        snapshot = out / "code"  # the code under test, safe from edits during the run
-        if snapshot.exists():
-            shutil.rmtree(snapshot)
+        snapshot = out / f"code-{os.getpid()}"  # the code under test, safe from later edits
         for part in ("src", "workflow", "config"):
             shutil.copytree(REPO / part, snapshot / part)
         shutil.copy(REPO / "environment.yml", snapshot)
@@ -321,11 +343,9 @@ def main() -> int:
                 "CuI.xyz": REPO / "config" / "CuI.xyz",
                 "heldout.extxyz": out / "heldout.extxyz",
             }
-            for method in ("active", "random"):
+            for method, iterations in (("active", active_iterations), ("random", args.iterations)):
                 name = f"seed{seed}_{method}"
-                runs.append(
-                    Run(name, out / name, campaign_config(seed, method, args.iterations), files)
-                )
+                runs.append(Run(name, out / name, campaign_config(seed, method, iterations), files))
             for n_pool in points:
                 config_b = campaign_config(seed, "active", 1)
                 config_b["initial_data"] = {"file": "initial.extxyz"}
