@@ -249,6 +249,12 @@ def picked_error(workdir: Path) -> float:
     return math.sqrt(squares / count) if count else math.nan
 
 
+def error_at(points: list[tuple[int, float]], labels: float) -> float:
+    """Held-out error of a learning curve at ``labels`` (linear between points; nan outside)."""
+    n, e = zip(*sorted(points), strict=True)
+    return float(np.interp(labels, n, e)) if n[0] <= labels <= n[-1] else math.nan
+
+
 def analyse(curves: dict, seeds: list[int], target: float, name: str) -> dict:
     """Labels each method needs to reach ``target``: per seed, medians and ratios."""
     print(f"\ntarget force RMSE {target:.4f} eV/A ({name}); inf: not reached")
@@ -269,6 +275,13 @@ def analyse(curves: dict, seeds: list[int], target: float, name: str) -> dict:
         for baseline in ("reference_md", "random"):
             ratio = ratio_interval(values["active"], values[baseline], rng)
             ratios[kind][baseline] = list(ratio)
+            if math.isinf(np.median(values[baseline])):  # censored: a bound, not a value
+                most = max(n for seed in seeds for n, _ in curves[seed][baseline])
+                most -= 0 if kind == "total" else min(initial)
+                bound = np.median(values["active"]) / most
+                print(f"  ratio of medians active / {baseline}: < {bound:.3f} ({baseline} did not "
+                      f"reach the target within its {most} labels in most seeds)")  # fmt: skip
+                continue
             print(f"  ratio of medians active / {baseline}: {ratio[0]:.3f} "
                   f"[{ratio[1]:.3f}, {ratio[2]:.3f}]")  # fmt: skip
     return {"target": target, "labels_needed": needed, "labels_acquired": acquired,
@@ -381,7 +394,12 @@ def main() -> int:
     print("force RMSE of each iteration's ensemble on the frames it picked (eV/A), per seed:")
     for method, values in picked.items():
         print(f"  {method:>12}  " + "  ".join(f"{v:.4f}" for v in values))
-    summary = {"picked_error": picked}
+    summary = {"picked_error": picked, "error_at": {}}
+    for labels in sorted({n for seed in args.seeds for n, _ in curves[seed]["random"]})[1:]:
+        row = {m: [error_at(curves[s][m], labels) for s in args.seeds] for m in METHODS}
+        summary["error_at"][labels] = row
+        text = "  ".join(f"{m} {np.nanmedian(v):.4f}" for m, v in row.items())
+        print(f"median held-out force RMSE at {labels} labels: {text}")
     for name, target in targets.items():
         summary[name] = analyse(curves, args.seeds, target, name)
     print(f"seeds {args.seeds}, wall time {time.perf_counter() - started:.0f} s")
