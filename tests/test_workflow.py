@@ -186,6 +186,28 @@ def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatc
     assert {a.info["al_condition"] for a in chosen} <= {"600 K", "900 K"}
 
 
+def test_without_heldout_frames_the_test_set_is_used_and_flagged(campaign, tmp_path, monkeypatch):
+    """audit without audit labels (or source test_set): the test set, never training frames."""
+    from almomd import stages
+    from almomd.config import load_config
+
+    monkeypatch.chdir(campaign)
+    base = campaign / "results"
+    models = sorted(str(p) for p in (base / "iter_1" / "models").glob("*.nequip.zip"))
+    labels = sorted(str(p) for p in (base / "iter_0" / "labels").glob("labeled_*.extxyz"))
+    test = data.read_frames(base / "data" / "test.extxyz")
+    for source, frame_files in (("audit", labels), ("test_set", [])):
+        config = load_config(campaign / "config.yaml")
+        config["heldout"]["source"] = source
+        summary = stages.evaluate_heldout(
+            config, 1, models, str(base / "data" / "test.extxyz"), frame_files,
+            str(tmp_path / "heldout.json"), str(tmp_path / "table.csv"),
+        )  # fmt: skip
+        assert (summary["source"], summary["covers_conditions"]) == ("test_set", False)
+        table = pd.read_csv(tmp_path / "table.csv")
+        assert list(table["al_id"]) == data.frame_ids(test)
+
+
 def one_by_one(models, atoms):
     """ALmoMD's way: energies, forces and stresses from one calculator per member."""
     from nequip.integrations.ase import NequIPCalculator

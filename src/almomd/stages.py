@@ -299,6 +299,7 @@ def evaluate_heldout(
     config: dict[str, Any],
     iteration: int,
     model_files: Sequence[str],
+    test_file: str,
     frame_files: Sequence[str],
     out_summary: str,
     out_table: str,
@@ -306,14 +307,16 @@ def evaluate_heldout(
     """Evaluate the ensemble on the held-out frames: errors with intervals, calibration.
 
     With ``heldout.source: audit`` the frames are the audit labels among
-    ``frame_files`` (the label files of earlier iterations); without any yet
-    (iteration 0) the test set (the only file then) is used and flagged.
+    ``frame_files`` (the label files of earlier iterations). Where there are no
+    held-out frames (``test_set``, or no audit label yet) the test set is used
+    and flagged as not covering the exploration conditions.
     """
     source = config["heldout"]["source"]
     frames = [a for f in frame_files for a in data.read_frames(f)]
     if source == "audit":
-        audit = heldout.audit_frames(frames)
-        frames, source = (audit, "audit") if audit else (frames, "test_set")
+        frames = heldout.audit_frames(frames)
+    if not frames:
+        frames, source = data.read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
     table, metrics, _ = evaluate(ensemble(config, model_files), frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]

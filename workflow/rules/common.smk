@@ -101,18 +101,18 @@ def heldout_frames(wildcards):
     """Held-out frames of an iteration's evaluation (see almomd.heldout).
 
     audit: the label files of the earlier iterations (their audit frames are
-    used), or the test set at iteration 0; test_set: the test set.
+    used); none for test_set and at iteration 0 of audit (the test set is used).
     """
     iteration = int(wildcards.iteration)
     if HELDOUT in ("reference_md", "file"):
         return ["results/data/heldout.extxyz"]
-    if HELDOUT == "audit" and iteration > 0:
+    if HELDOUT == "audit":
         return [
             f"results/iter_{i}/labels/labeled_{b}.extxyz"
             for i in range(iteration)
             for b in range(N_BATCHES)
         ]
-    return ["results/data/test.extxyz"]
+    return []
 
 
 def selection_history(wildcards):

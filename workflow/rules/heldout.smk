@@ -37,6 +37,7 @@ rule heldout_dataset:
 rule evaluate_heldout:
     input:
         models=member_models,
+        test="results/data/test.extxyz",
         frames=heldout_frames,
     output:
         summary="results/iter_{iteration}/eval/heldout.json",

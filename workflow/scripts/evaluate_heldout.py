@@ -7,6 +7,7 @@ stages.evaluate_heldout(
     snakemake.config,
     int(snakemake.wildcards.iteration),
     list(snakemake.input.models),
+    snakemake.input.test,
     list(snakemake.input.frames),
     snakemake.output.summary,
     snakemake.output.table,
