@@ -7,7 +7,7 @@ import pytest
 
 from almomd.statistics import (
     calibrate,
-    force_rmse,
+    rmse,
     rmse_interval,
     separation,
     spearman,
@@ -27,7 +27,7 @@ def test_rmse_pools_components_of_all_frames():
     errors = [np.array([0.1, -0.2, 0.3]), np.array([0.5, 0.0, 0.0, 0.1, 0.1, 0.1])]
     sq = np.array([np.sum(e**2) for e in errors])
     counts = np.array([len(e) for e in errors])
-    assert force_rmse(sq, counts) == pytest.approx(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+    assert rmse(sq, counts) == pytest.approx(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
 
 
 def test_bootstrap_interval_contains_the_estimate_and_shrinks_with_n():
@@ -36,7 +36,7 @@ def test_bootstrap_interval_contains_the_estimate_and_shrinks_with_n():
     for n in (8, 32, 128):
         sq, counts = frames(n, rng)
         low, high = rmse_interval(sq, counts, np.random.default_rng(1))
-        assert low <= force_rmse(sq, counts) <= high
+        assert low <= rmse(sq, counts) <= high
         widths.append(high - low)
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] > 2 * widths[2]  # about 1/sqrt(n): 4x from 8 to 128 frames

@@ -108,9 +108,10 @@ def reference_md(
     frames: list[Atoms] = []
     started = time.perf_counter()
     step = 0
+    total = equilibration_steps + steps_between * (n_frames - 1)
     reason = "completed"
     while len(frames) < n_frames:
-        chunk = equilibration_steps if step == 0 else steps_between
+        chunk = steps_between if frames else equilibration_steps
         try:
             dyn.run(chunk)
             step += chunk
@@ -138,7 +139,7 @@ def reference_md(
             )
         )
         elapsed = time.perf_counter() - started
-        left = elapsed / step * (equilibration_steps + steps_between * (n_frames - 1) - step)
+        left = elapsed / step * (total - step) if step else 0.0
         log.info(
             "reference MD %s: frame %d/%d at step %d, T=%.0f K (%.0f s, about %.0f s left)",
             label, len(frames), n_frames, step, atoms.get_temperature(), elapsed, left,
@@ -219,9 +220,9 @@ def summarize(
     ones = np.ones(len(table))
     summary: dict[str, Any] = {
         "n_frames": len(table),
-        "force_rmse": statistics.force_rmse(force_sq, counts),
+        "force_rmse": statistics.rmse(force_sq, counts),
         "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
-        "energy_rmse": statistics.force_rmse(energy_sq, ones),
+        "energy_rmse": statistics.rmse(energy_sq, ones),
         "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
         "level": statistics.LEVEL,
         "spearman": {},
@@ -247,7 +248,7 @@ def summarize(
             sq, n, _ = _per_frame_sums(group)
             summary["per_condition"][str(name)] = {
                 "n_frames": len(group),
-                "force_rmse": statistics.force_rmse(sq, n),
+                "force_rmse": statistics.rmse(sq, n),
                 "force_rmse_ci": list(statistics.rmse_interval(sq, n, rng)),
             }
     return summary

@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 
 from almomd.data import read_frames  # noqa: E402
 from almomd.heldout import error_for  # noqa: E402
-from almomd.status import KEYS, campaign_status  # noqa: E402
+from almomd.status import KEYS, campaign_status, format_interval  # noqa: E402
 
 FIGURES = (
     "learning_curve.png",
@@ -127,12 +127,6 @@ def _uncertainty_error(table: pd.DataFrame, key: str, held: dict, out: Path) -> 
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-def _interval(value: Any) -> str:
-    if not isinstance(value, list) or any(v is None for v in value):
-        return "n/a"
-    return f"{value[0]:.4g}-{value[1]:.4g}"
 
 
 def _num(value: Any) -> str:
@@ -296,7 +290,7 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     columns = [key for key in KEYS if key not in ("iteration", "reason")]
     overview = overview[columns]
     for key in ("heldout_force_rmse_ci",):  # an interval reads as "low-high"
-        overview[key] = [_interval(v) for v in overview[key]]
+        overview[key] = [format_interval(v, 4, "n/a") for v in overview[key]]
     rho = held["spearman"].get(uncertainty_key[2:], {})
     summary = {
         "iterations": len(iterations),

@@ -22,7 +22,7 @@ N_BOOTSTRAP = 2000
 LEVEL = 0.95
 
 
-def force_rmse(sq_sums: np.ndarray, counts: np.ndarray) -> float:
+def rmse(sq_sums: np.ndarray, counts: np.ndarray) -> float:
     """RMSE of frames with squared-error sums ``sq_sums`` over ``counts`` values each."""
     total = float(np.sum(counts))
     return math.sqrt(float(np.sum(sq_sums)) / total) if total else math.nan
@@ -35,7 +35,7 @@ def rmse_interval(
     level: float = LEVEL,
     n_resamples: int = N_BOOTSTRAP,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of :func:`force_rmse`, resampling frames.
+    """Percentile bootstrap interval of :func:`rmse`, resampling frames.
 
     ``sq_sums[i]`` is frame ``i``'s sum of squared errors over its ``counts[i]``
     values (3 x atoms for forces, 1 for a per-atom energy). Returns ``(nan, nan)``

@@ -110,10 +110,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _interval(value: Any) -> str:
-    if not value or any(v is None for v in value):
-        return "-"
-    return f"{value[0]:.3g}-{value[1]:.3g}"
+def format_interval(value: Any, digits: int = 3, missing: str = "-") -> str:
+    """An interval ``[low, high]`` as ``low-high`` (``missing`` if absent)."""
+    if not isinstance(value, list | tuple) or any(v is None for v in value):
+        return missing
+    return f"{value[0]:.{digits}g}-{value[1]:.{digits}g}"
 
 
 #: Columns of the status table: header and how a row's cell is written.
@@ -127,7 +128,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("failed", lambda r: _fmt(r["n_failed"])),
     ("test F", lambda r: _fmt(r["test_force_rmse"])),
     ("held-out F eV/A", lambda r: _fmt(r["heldout_force_rmse"])),
-    ("95% CI", lambda r: _interval(r["heldout_force_rmse_ci"])),
+    ("95% CI", lambda r: format_interval(r["heldout_force_rmse_ci"])),
     ("n", lambda r: _fmt(r["heldout_n"])),
     ("held-out E eV/at", lambda r: _fmt(r["heldout_energy_rmse"])),
     ("rho(u,err)", lambda r: _fmt(r["spearman_heldout"], 2)),
