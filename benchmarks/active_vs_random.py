@@ -63,13 +63,14 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "src" / "almomd" / "demo"  # the demo campaign's config and structure
 METHODS = ("active", "random", "reference_md")
 
 
 def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, out: Path) -> str:
     """GFN1-xTB MD frames at one exploration condition (almomd's reference MD)."""
     from almomd import heldout, initial
-    from almomd.calculators import Labeler, LabelerSettings
+    from almomd.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
 
     if out.exists():
@@ -97,8 +98,9 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
 def demo_config() -> dict:
     from almomd.config import validate_config
 
-    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    return validate_config(raw, REPO)
+    raw = yaml.safe_load((DEMO / "config.yaml").read_text())
+    raw["system"]["structure"] = "CuI.xyz"
+    return validate_config(raw, DEMO)
 
 
 @dataclass
@@ -117,7 +119,7 @@ class Run:
 
 
 def campaign_config(seed: int, method: str, iterations: int) -> dict:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config["seed"] = seed
     config["max_iterations"] = iterations
     config["system"]["structure"] = "CuI.xyz"
@@ -152,7 +154,7 @@ def start(run: Run, snapshot: Path) -> None:
     (run.workdir / "config.yaml").write_text(yaml.safe_dump(run.config))
     env = os.environ | {"PYTHONPATH": str(snapshot / "src")}
     command = [str(Path(sys.executable).parent / "snakemake"),
-               "--snakefile", str(snapshot / "workflow" / "Snakefile"),
+               "--snakefile", str(snapshot / "src" / "almomd" / "workflow" / "Snakefile"),
                "--directory", str(run.workdir), "--configfile", str(run.workdir / "config.yaml"),
                "--cores", "1", "--quiet", "--rerun-triggers", "mtime"]  # fmt: skip
     log = (run.workdir / "snakemake.out").open("a")
@@ -321,7 +323,7 @@ def main() -> int:
     args = parser.parse_args()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
-    os.chdir(REPO)  # the demo config's paths are relative to the repository
+    os.chdir(DEMO)  # the demo structure is next to the demo config
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -332,9 +334,7 @@ def main() -> int:
     active_iterations = args.active_iterations or args.iterations + 2
     if not args.analyse_only:
         snapshot = out / f"code-{os.getpid()}"  # the code under test, safe from later edits
-        for part in ("src", "workflow", "config"):
-            shutil.copytree(REPO / part, snapshot / part)
-        shutil.copy(REPO / "environment.yml", snapshot)
+        shutil.copytree(REPO / "src", snapshot / "src")
         print("reference MD (GFN1-xTB) at the exploration temperatures ...", flush=True)
         jobs = []
         with ProcessPoolExecutor(args.parallel) as pool:
@@ -353,7 +353,7 @@ def main() -> int:
         runs = []
         for seed in args.seeds:
             files = {
-                "CuI.xyz": REPO / "config" / "CuI.xyz",
+                "CuI.xyz": DEMO / "CuI.xyz",
                 "heldout.extxyz": out / "heldout.extxyz",
             }
             for method, iterations in (("active", active_iterations), ("random", args.iterations)):

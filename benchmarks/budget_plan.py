@@ -34,7 +34,7 @@ def main() -> None:
         command = [
             str(BIN / "almomd"), "budget", "-d", str(workdir), "--json",
             "--configfile", str(workdir / "config.yaml"),
-            "--profile", str(REPO / "profiles" / "slurm"),
+            "--profile", str(REPO / "src" / "almomd" / "workflow" / "profiles" / "slurm"),
         ]  # fmt: skip
         times = {}
         for case in ("fresh", "resumed"):

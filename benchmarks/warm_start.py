@@ -36,6 +36,7 @@ from ase.calculators.emt import EMT  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
+from almomd import resources  # noqa: E402
 from almomd.config import validate_config  # noqa: E402
 from almomd.data import labeled_copy, write_frames  # noqa: E402
 from almomd.training import train_member  # noqa: E402
@@ -72,7 +73,7 @@ def datasets(workdir: Path) -> tuple[Path, Path]:
 
 def template_stopping_at(workdir: Path, target: float | None) -> Path:
     """The NequIP template, plus an early stop once ``MONITOR`` is at most ``target``."""
-    template = yaml.safe_load((REPO / "config" / "nequip" / "train.yaml").read_text())
+    template = yaml.safe_load(resources.nequip_template().read_text())
     if target is not None:
         template["trainer"]["callbacks"].append({
             "_target_": "lightning.pytorch.callbacks.EarlyStopping",

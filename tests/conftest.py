@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from almomd import resources
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -18,11 +21,19 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_name] = "1"
 
 
+def required(part: str) -> bool:
+    """Whether the tests of ``part`` (slurm, dft) must run here: ALMOMD_REQUIRE=slurm,dft.
+
+    CI sets it, so that a test that cannot run there fails instead of skipping.
+    """
+    return part in os.environ.get("ALMOMD_REQUIRE", "").replace(" ", "").split(",")
+
+
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The real snakemake command line for the workflow in ``workdir``."""
     return [
         str(BIN / "snakemake"),
-        "--snakefile", str(REPO / "workflow" / "Snakefile"),
+        "--snakefile", str(resources.snakefile()),
         "--directory", str(workdir),
         "--configfile", str(workdir / "config.yaml"),
         *args,
@@ -47,6 +58,21 @@ def assert_labels_equal(labeled, frames, make_calc, atol, stress_atol=None) -> N
         np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=atol)
         if stress_atol is not None:
             np.testing.assert_allclose(atoms.get_stress(), reference.get_stress(), atol=stress_atol)
+
+
+def load_test_config() -> dict:
+    """The .test campaign's config as written (no defaults filled in)."""
+    return yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+
+
+def test_config_with(change) -> dict:
+    """The .test config after ``change(config)`` (a function that edits it in place)."""
+    config = load_test_config()
+    change(config)
+    return config
+
+
+test_config_with.__test__ = False  # a helper, not a test
 
 
 def copy_test_config(target: Path) -> Path:

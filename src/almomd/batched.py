@@ -29,17 +29,20 @@ with a cutoff. The capacity is 10 % above the edges seen and grows (one recompil
 when exceeded.
 
 NequIP's scatter writes into a fresh tensor in place, which ``vmap`` cannot
-batch; :func:`_scatter` is an out-of-place equivalent patched into the loaded
-models' modules. Packaged models (``.nequip.zip``) work; compiled ones
-(``.nequip.pt2``) cannot be mapped and are evaluated member by member.
+batch; :func:`_scatter` is an out-of-place equivalent that replaces it in the
+models' modules only while the mapped pass runs (:func:`_out_of_place_scatter`):
+any other use of NequIP in the process keeps NequIP's own. Packaged models
+(``.nequip.zip``) work; compiled ones (``.nequip.pt2``) cannot be mapped and
+are evaluated member by member.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -61,12 +64,28 @@ def _scatter(src, index, dim=-1, out=None, dim_size=None, reduce="sum"):
     return out.scatter_add(dim, index, src.to(out.dtype))
 
 
-def _patch_scatter(model: torch.nn.Module) -> None:
-    """Point every module of ``model`` that uses NequIP's scatter at :func:`_scatter`."""
-    for module in model.modules():
-        namespace = type(module).forward.__globals__
-        if "scatter" in namespace and namespace["scatter"] is not _scatter:
-            namespace["scatter"] = _scatter
+def _scatter_namespaces(models: Sequence[torch.nn.Module]) -> list[dict]:
+    """The module globals through which ``models``' forward passes call ``scatter``."""
+    namespaces: list[dict] = []
+    for model in models:
+        for module in model.modules():
+            namespace = type(module).forward.__globals__
+            if "scatter" in namespace and all(namespace is not n for n in namespaces):
+                namespaces.append(namespace)
+    return namespaces
+
+
+@contextlib.contextmanager
+def _out_of_place_scatter(namespaces: list[dict]) -> Iterator[None]:
+    """Within the block, ``namespaces`` call :func:`_scatter`; NequIP's own afterwards."""
+    saved = [namespace["scatter"] for namespace in namespaces]
+    for namespace in namespaces:
+        namespace["scatter"] = _scatter
+    try:
+        yield
+    finally:
+        for namespace, original in zip(namespaces, saved, strict=True):
+            namespace["scatter"] = original
 
 
 def _energy_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -156,8 +175,7 @@ class BatchedMembers:
 
         self._keys = AtomicDataDict
         networks = [_energy_model(m) for m in models]
-        for model in models:
-            _patch_scatter(model)
+        self._scatter_namespaces = _scatter_namespaces(models)
         self._geometry, rests = _split(networks)
         names = [dict(r.named_parameters()) for r in rests]
         if any(n.keys() != names[0].keys() for n in names):
@@ -217,7 +235,8 @@ class BatchedMembers:
             value = shared[key].detach()
             copies[key] = value.expand(self.n_members, *value.shape).clone().requires_grad_(True)
         constant = {k: v for k, v in shared.items() if k not in copies}
-        energies = self._mapped(self.params, self.buffers, copies, constant)
+        with _out_of_place_scatter(self._scatter_namespaces):
+            energies = self._mapped(self.params, self.buffers, copies, constant)
         grads = torch.autograd.grad(energies.sum(), list(copies.values()), allow_unused=True)
         used = [(shared[k], g) for k, g in zip(moving, grads, strict=True) if g is not None]
         d_positions, d_strain = torch.autograd.grad(

@@ -18,20 +18,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from almomd import layout
 from almomd.runner import console_script
 
 #: Rules that run in the controller process (``localrule: True`` or no run step).
 LOCAL_RULES = frozenset(
     {
         "all",
+        "campaign",
         "initial_datasets",
         "heldout_dataset",
         "subset",
-        "select",
-        "merge",
+        "select_frames",
+        "merge_labels",
         "decide",
-        "status",
-        "report",
+        "write_status",
+        "write_report",
     }  # fmt: skip
 )
 
@@ -142,11 +144,14 @@ def _command(
     snakefile: Path | str | None,
     forceall: bool,
 ) -> list[str]:
-    from almomd.config import REPO_ROOT
+    from almomd import resources
 
+    if snakefile is None:
+        own = Path(directory, "Snakefile")  # a campaign directory's (see almomd init)
+        snakefile = own if own.is_file() else resources.snakefile()
     command = [
         console_script("snakemake"), "--dry-run",
-        "--snakefile", str(Path(snakefile or REPO_ROOT / "workflow" / "Snakefile")),
+        "--snakefile", str(snakefile),
         "--directory", str(directory),
         "--config", "plan_all_iterations=True",
     ]  # fmt: skip
@@ -232,6 +237,25 @@ def summarize(jobs: Iterable[PlannedJob]) -> dict:
     }
 
 
+def local_wall_hours(jobs: Iterable[PlannedJob], cores: int) -> dict[str, float]:
+    """Wall time (h) of ``jobs`` run on one machine with ``cores`` cores, per iteration.
+
+    The steps of an iteration run one after the other; the jobs of one step
+    (members, walkers, batches) run side by side, ``cores // threads`` at a time,
+    each for its runtime estimate. Reference MD is counted as its own step.
+    """
+    waves: dict[tuple[str, str], list[PlannedJob]] = defaultdict(list)
+    for job in jobs:
+        if not job.local:
+            waves[(job.iteration, job.rule)].append(job)
+    hours: dict[str, float] = defaultdict(float)
+    for (iteration, _), step in waves.items():
+        at_once = max(1, cores // max(1, step[0].threads))
+        rounds = -(-len(step) // at_once)
+        hours[iteration] += rounds * max(job.runtime_h for job in step)
+    return dict(hours)
+
+
 def label_budget(config: dict) -> dict:
     """Labels (single points of the labeler) the campaign spends, from its validated config.
 
@@ -263,15 +287,20 @@ def plan(
     configfile: Path | str | None = None,
     profile: Path | str | None = None,
     snakefile: Path | str | None = None,
+    cores: int | None = None,
 ) -> dict:
     """The remaining budget, what is already done, and the whole campaign.
+
+    Runtimes are the profile's (its wall-time limits) or, without a profile, the
+    rules' own estimates. With ``cores``, the wall time of a run on one machine
+    with that many cores is planned too (:func:`local_wall_hours`).
 
     The two dry runs (remaining jobs, and all jobs with ``--forceall``) run side
     by side; without a ``results`` directory nothing is done and one suffices.
     """
     args = (directory, configfile, profile, snakefile)
     remaining_run = _start(_command(*args, forceall=False))
-    started = Path(directory, "results").exists()
+    started = Path(directory, layout.RESULTS).exists()
     everything_run = _start(_command(*args, forceall=True)) if started else None
     remaining = _parse_result(remaining_run)
     everything = _parse_result(everything_run) if everything_run else remaining
@@ -283,13 +312,22 @@ def plan(
         config = load_config(configfile or Path(directory, "config", "config.yaml"), False)
     except ConfigError as error:
         raise BudgetError(str(error)) from None
-    return {
+    result = {
         "assumption": "every iteration up to max_iterations runs (no early convergence)",
+        "runtimes": f"profile {profile}" if profile else "the rules' own estimates (no profile)",
         "remaining": summarize(remaining),
         "done": summarize(done),
         "campaign": summarize(everything),
         "labels": label_budget(config),
     }
+    if cores:
+        per_iteration = local_wall_hours(remaining, cores)
+        result["local"] = {
+            "cores": cores,
+            "wall_hours": per_iteration,
+            "total_wall_hours": sum(per_iteration.values()),
+        }
+    return result
 
 
 def format_plan(result: dict) -> str:
@@ -316,6 +354,14 @@ def format_plan(result: dict) -> str:
         f"({done['gpu_hours']:.2f} of {campaign['gpu_hours']:.2f} GPU-h, "
         f"{done['cpu_hours']:.2f} of {campaign['cpu_hours']:.2f} CPU-h)"
     )
+    if "local" in result:
+        local = result["local"]
+        per = ", ".join(f"{k} {v:.2f}" for k, v in local["wall_hours"].items())
+        lines.append(
+            f"On one machine with {local['cores']} cores (remaining): "
+            f"{local['total_wall_hours']:.2f} h wall time at most ({per})"
+        )
+    lines.insert(1, f"Runtimes: {result['runtimes']}")
     labels = result["labels"]
     lines.append(
         f"Labels (single points) at most: {labels['campaign']} in all = "
@@ -344,7 +390,7 @@ def actual_vs_estimate(directory: Path | str, jobs: Sequence[PlannedJob]) -> dic
     import pandas as pd
 
     measured: dict[str, list[float]] = defaultdict(list)
-    for path in sorted(Path(directory, "benchmarks").glob("*/*.tsv")):
+    for path in sorted(Path(directory, layout.BENCHMARKS).glob("*/*.tsv")):
         rule = benchmark_rule(path)
         if rule is not None:
             measured[rule].extend(pd.read_csv(path, sep="\t")["s"].tolist())

@@ -4,31 +4,78 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from almomd.config import ConfigError, load_config
+from almomd import layout, resources
+from almomd.config import ConfigError, changed_settings, load_config
 from almomd.status import campaign_status, format_table
+
+CONFIG = "config/config.yaml"  # a campaign directory's settings (see almomd init)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    """The campaign's config: --configfile, else config/config.yaml of the campaign directory.
+
+    A relative --configfile is found from the current directory, else from the campaign's.
+    """
+    if not args.configfile:
+        return Path(args.directory, CONFIG)
+    given = Path(args.configfile)
+    return given if given.is_absolute() or given.exists() else Path(args.directory, given)
+
+
+def _init(args: argparse.Namespace) -> int:
+    for path, what in resources.init_campaign(args.directory, force=args.force):
+        print(f"{what:>8}  {path}")
+    directory = Path(args.directory)
+    print(
+        f"\ncampaign directory {directory.resolve()}: edit {directory / CONFIG} "
+        "(the keys are documented in almomd's config/README.md), then in that directory:\n"
+        "  almomd validate             # check the settings\n"
+        "  almomd budget --cores 8     # plan the jobs, labels and wall time\n"
+        "  snakemake --cores 8         # run here (on Slurm: snakemake --profile slurm)\n"
+        "  almomd status               # watch"
+    )
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    results = Path(args.directory) / "results"
-    rows = campaign_status(results)
-    if args.json:
+    rows = campaign_status(args.directory)
+    changes = {}
+    config_path = _config_path(args)
+    if config_path.is_file():
+        try:
+            changes = changed_settings(args.directory, load_config(config_path, False))
+        except ConfigError as error:
+            print(f"warning: {config_path}: {error}", file=sys.stderr)
+    if args.json:  # the rows of status.json, plus what changed since an iteration ran
+        for row in rows:
+            if row["iteration"] in changes:
+                row["settings_changed"] = changes[row["iteration"]]
         print(json.dumps(rows, indent=2))
-    else:
-        print(f"campaign in {results.resolve()}")
-        print(format_table(rows))
+        return 0
+    print(f"campaign in {Path(args.directory).resolve()}")
+    print(format_table(rows))
+    for iteration, lines in changes.items():
+        print(
+            f"warning: iteration {iteration} ran with other settings than {config_path} now "
+            "(changes apply to steps not yet run):\n  " + "\n  ".join(lines),
+            file=sys.stderr,
+        )
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
+    path = (Path(args.config) if args.config else Path(args.directory, CONFIG)).resolve()
+    os.chdir(args.directory)  # paths in the config are relative to the campaign directory
     try:
-        load_config(args.config)
+        load_config(path)
     except ConfigError as error:
-        print(f"invalid configuration {args.config}: {error}", file=sys.stderr)
+        print(f"invalid configuration {path}: {error}", file=sys.stderr)
         return 1
-    print(f"{args.config}: valid")
+    print(f"{path}: valid")
     return 0
 
 
@@ -41,7 +88,8 @@ def _budget(args: argparse.Namespace) -> int:
             report = budget.actual_vs_estimate(args.directory, jobs)
             print(json.dumps(report, indent=2) if args.json else budget.format_actual(report))
             return 0
-        result = budget.plan(args.directory, args.configfile, args.profile)
+        cores = args.cores or (None if args.profile else os.cpu_count())
+        result = budget.plan(args.directory, args.configfile, args.profile, cores=cores)
     except budget.BudgetError as error:
         print(f"almomd budget: {error}", file=sys.stderr)
         return 1
@@ -51,16 +99,14 @@ def _budget(args: argparse.Namespace) -> int:
 
 def _md(args: argparse.Namespace) -> int:
     import logging
-    import os
+
+    import yaml
 
     from almomd import stages
+    from almomd.config import validate_config
 
+    config_path = _config_path(args).resolve()
     os.chdir(args.directory)
-    try:
-        config = load_config(args.configfile)
-    except ConfigError as error:
-        print(f"invalid configuration {args.configfile}: {error}", file=sys.stderr)
-        return 1
     overrides = {
         "structure": args.structure,
         "iteration": args.iteration,
@@ -70,17 +116,28 @@ def _md(args: argparse.Namespace) -> int:
         "threshold_sigmas": args.sigmas,
         "pressure": args.pressure,
     }
-    config["production"].update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.npt:
-        config["production"]["thermostat"] = "npt"
+        overrides["thermostat"] = "npt"
     if args.stop:
-        config["production"]["stop_above_threshold"] = True
-    if args.compile:
-        config["exploration"]["torch_compile"] = True
+        overrides["stop_above_threshold"] = True
+    try:
+        raw = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+        if raw is None:
+            raise ConfigError(f"config file {config_path} does not exist; give --configfile")
+        # the options are checked as config keys: production.temperature, ...
+        raw.setdefault("production", {}).update(overrides)
+        if args.compile:
+            raw.setdefault("exploration", {})["torch_compile"] = True
+        # MD labels nothing: the labeler need not be importable here
+        config = validate_config(raw, Path.cwd(), check_files=True, check_labeler=False)
+    except ConfigError as error:
+        print(f"almomd md: invalid settings ({config_path} and options): {error}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.output)
     try:
-        summary = stages.production(config, "results", str(out), str(out.with_suffix(".json")))
+        summary = stages.production_md(config, ".", str(out), str(out.with_suffix(".json")))
     except FileNotFoundError as error:
         print(f"almomd md: {error}", file=sys.stderr)
         return 1
@@ -92,19 +149,37 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``almomd`` console script."""
     parser = argparse.ArgumentParser(prog="almomd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    directory = {"default": ".", "help": "campaign directory (default: the current one)"}
+    configfile = {"help": f"campaign config (default: {CONFIG} in the campaign directory)"}
+    init = sub.add_parser(
+        "init", help="start a campaign directory: Snakefile, demo config, Slurm profile"
+    )
+    init.add_argument("directory", help="the campaign directory (created if missing)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(func=_init)
     status = sub.add_parser("status", help="per-iteration progress of a campaign")
-    status.add_argument("-d", "--directory", default=".", help="Snakemake working directory")
+    status.add_argument("-d", "--directory", **directory)
+    status.add_argument("--configfile", **configfile)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(func=_status)
     validate = sub.add_parser("validate", help="check a config file without running anything")
-    validate.add_argument("config", help="config file, e.g. config/config.yaml")
+    validate.add_argument("config", nargs="?", help=configfile["help"])
+    validate.add_argument("-d", "--directory", **directory)
     validate.set_defaults(func=_validate)
     plan = sub.add_parser(
         "budget", help="jobs and GPU/CPU-hours per iteration and partition, without running"
     )
-    plan.add_argument("-d", "--directory", default=".", help="Snakemake working directory")
-    plan.add_argument("--configfile", help="campaign config (default: the Snakefile's)")
-    plan.add_argument("--profile", help="Snakemake profile whose resources are planned")
+    plan.add_argument("-d", "--directory", **directory)
+    plan.add_argument("--configfile", **configfile)
+    plan.add_argument(
+        "--profile", help="Snakemake profile whose resources are planned (default: the rules')"
+    )
+    plan.add_argument(
+        "--cores",
+        type=int,
+        help="plan the wall time on one machine with this many cores "
+        "(default without --profile: this machine's)",
+    )
     plan.add_argument("--json", action="store_true", help="print JSON instead of tables")
     plan.add_argument(
         "--actual", action="store_true", help="compare measured run times with the estimates"
@@ -113,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     md = sub.add_parser(
         "md", help="production MD with a trained ensemble, reporting its uncertainty"
     )
-    md.add_argument("-d", "--directory", default=".", help="Snakemake working directory")
-    md.add_argument("--configfile", default="config/config.yaml", help="campaign config")
+    md.add_argument("-d", "--directory", **directory)
+    md.add_argument("--configfile", **configfile)
     md.add_argument("--structure", help="start structure (default: the campaign's)")
     md.add_argument("--iteration", type=int, help="ensemble (default: last converged, else last)")
     md.add_argument("--temperature", type=float, help="K (default: production.temperature)")
@@ -129,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="torch.compile the ensemble (exploration.torch_compile): worth it for long runs",
     )
-    md.add_argument(
-        "-o", "--output", default="results/production/md_cli.extxyz", help="trajectory file"
-    )
+    md.add_argument("-o", "--output", default=layout.PRODUCTION_CLI, help="trajectory file")
     md.set_defaults(func=_md)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,6 +1,6 @@
 """Load, validate and complete the campaign configuration.
 
-The configuration is checked against ``workflow/schemas/config.schema.yaml``
+The configuration is checked against the workflow's ``schemas/config.schema.yaml``
 (types, bounds, unknown keys) and then for what a schema cannot express (files
 that must exist, a labeler that must be importable, elements that must match).
 Defaults from the schema are filled in. Every error names the offending key and
@@ -18,9 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-DEFAULT_TEMPLATE = REPO_ROOT / "config" / "nequip" / "train.yaml"
+from almomd import resources
 
 
 class ConfigError(ValueError):
@@ -38,7 +36,7 @@ class Walker:
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:
     """Return the JSON schema of the configuration."""
-    with open(path or SCHEMA_PATH) as handle:
+    with open(path or resources.schema_file()) as handle:
         return yaml.safe_load(handle)
 
 
@@ -88,7 +86,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(
-    config: dict[str, Any], base_dir: Path | str = ".", check_files: bool = True
+    config: dict[str, Any],
+    base_dir: Path | str = ".",
+    check_files: bool = True,
+    check_labeler: bool = True,
 ) -> dict[str, Any]:
     """Validate ``config``, fill in defaults and return a completed copy.
 
@@ -101,6 +102,9 @@ def validate_config(
         Snakemake working directory).
     check_files
         Also check that referenced files exist and can be read.
+    check_labeler
+        Also check that the labeler can be built and labels every element
+        (not needed by steps that label nothing, such as production MD).
 
     Raises
     ------
@@ -115,9 +119,9 @@ def validate_config(
     if errors:
         raise ConfigError(_describe(errors[0]))
     if completed["model"]["template"] is None:
-        completed["model"]["template"] = str(DEFAULT_TEMPLATE)
+        completed["model"]["template"] = str(resources.nequip_template())
     if check_files:
-        _check_semantics(completed, Path(base_dir))
+        _check_semantics(completed, Path(base_dir), check_labeler)
     return completed
 
 
@@ -172,18 +176,43 @@ def _read_frames(config: dict, key: str, base_dir: Path, labeled: bool = False) 
     return frames
 
 
-def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
-    from almomd.calculators import check_labeler, check_labeler_name
+def chemical_symbols(config: dict[str, Any], base_dir: Path | str = ".") -> list[str]:
+    """The campaign's elements: those of the structure and of every given data file.
 
-    structure = _read_frames(config, "system.structure", base_dir)[0]
-    symbols = set(structure.get_chemical_symbols())
-    _require_file(config, "model.template", base_dir)
+    The one place they are computed (validation and training both use it); data
+    files may be patterns such as ``calcs/*/aims.out``.
+    """
+    base_dir = Path(base_dir)
+    symbols = set(_read_frames(config, "system.structure", base_dir)[0].get_chemical_symbols())
     for key in ("initial_data.file", "test_set.file", "heldout.file"):
         section, name = key.split(".")
-        if config[section][name] is not None:
-            frames = _read_frames(config, key, base_dir, labeled=True)
-            for atoms in frames:
+        if config.get(section, {}).get(name) is not None:
+            for atoms in _read_frames(config, key, base_dir, labeled=True):
                 symbols |= set(atoms.get_chemical_symbols())
+    return sorted(symbols)
+
+
+def _check_structure(structure: Any) -> None:
+    import numpy as np
+
+    if not np.isfinite(structure.positions).all():
+        raise ConfigError(
+            "config key system.structure: the structure has non-finite (NaN or inf) "
+            "positions; fix the file"
+        )
+    if not np.isfinite(structure.cell.array).all():
+        raise ConfigError(
+            "config key system.structure: the cell has non-finite entries; fix the file"
+        )
+
+
+def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True) -> None:
+    from almomd.labelers import check_labeler, check_labeler_name
+
+    structure = _read_frames(config, "system.structure", base_dir)[0]
+    _check_structure(structure)
+    _require_file(config, "model.template", base_dir)
+    symbols = set(chemical_symbols(config, base_dir))
     references = config["model"]["reference_energies"]
     if references is not None:
         missing = sorted(symbols - set(references))
@@ -203,9 +232,13 @@ def _check_semantics(config: dict[str, Any], base_dir: Path) -> None:
                 f"config key training.{key}: applies to warm-started members only; "
                 "set training.warm_start: true or remove the key"
             )
-    check_labeler(config["labeler"]["name"], config["labeler"]["parameters"], "labeler.name")
+    labeler_settings = config["labeler"]
+    if labeler:
+        check_labeler(
+            labeler_settings["name"], labeler_settings["parameters"], "labeler.name", symbols
+        )
     initial = config["initial_data"]
-    if initial["file"] is None and initial["md_fraction"] > 0:
+    if labeler and initial["file"] is None and initial["md_fraction"] > 0:
         check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
     if config["exploration"]["torch_compile"]:
         if config["training"]["compile"]:
@@ -267,3 +300,93 @@ def members(config: dict[str, Any]) -> list[tuple[int, int]]:
     """Return the ensemble members as (subset, seed) index pairs."""
     ensemble = config["ensemble"]
     return [(k, m) for k in range(ensemble["n_subsets"]) for m in range(ensemble["n_seeds"])]
+
+
+# Settings of a running campaign. A changed setting applies to the steps not yet
+# run (the campaign's profiles/default sets rerun-triggers to mtime and input).
+# Settings that decide which jobs exist are the exception: changing them after an
+# iteration finished would make Snakemake redo finished iterations, so it is refused.
+
+
+def job_layout(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide which jobs and files an iteration has."""
+    exploration = config["exploration"]
+    return {
+        "ensemble.n_subsets": config["ensemble"]["n_subsets"],
+        "ensemble.n_seeds": config["ensemble"]["n_seeds"],
+        "labeler.n_batches": config["labeler"]["n_batches"],
+        "exploration walkers (temperatures x replicas)": len(walkers(config)),
+        "exploration conditions (distinct temperatures)": len(set(exploration["temperatures"])),
+        "heldout.source": config["heldout"]["source"],
+        "training.compile": config["training"]["compile"],
+        "training.warm_start": config["training"]["warm_start"],
+        "initial_data.file (given or generated)": config["initial_data"]["file"] is not None,
+    }
+
+
+def recorded_settings(root: Path | str) -> dict[int, dict[str, Any]]:
+    """The settings each finished iteration of the campaign in ``root`` ran with."""
+    import json
+
+    from almomd import layout
+
+    recorded = {}
+    for iteration in layout.iterations(root):
+        decision = layout.path(layout.DECISION, root, iteration=iteration)
+        if decision.is_file():
+            settings = json.loads(decision.read_text()).get("settings")
+            if settings:
+                recorded[iteration] = settings
+    return recorded
+
+
+def check_unchanged_layout(config: dict[str, Any], root: Path | str) -> None:
+    """Raise :class:`ConfigError` if a setting that decides the jobs changed mid-campaign."""
+    current = job_layout(config)
+    for iteration, settings in sorted(recorded_settings(root).items()):
+        try:
+            before = job_layout(settings)
+        except (KeyError, TypeError):  # settings of an older version: nothing to compare
+            continue
+        for key, value in current.items():
+            if before[key] != value:
+                raise ConfigError(
+                    f"config key {key}: is {value!r} but iteration {iteration} finished with "
+                    f"{before[key]!r}. It decides which jobs an iteration has, so changing it "
+                    "would redo the finished iterations: set it back, or start a new campaign "
+                    "in another directory (almomd init DIR; initial_data.file can take this "
+                    "campaign's training set)"
+                )
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+#: Keys that say how Snakemake was called, not how the campaign runs.
+_NOT_SETTINGS = ("plan_all_iterations",)
+
+
+def changed_settings(root: Path | str, config: dict[str, Any]) -> dict[int, list[str]]:
+    """Per finished iteration, the settings it ran with that differ from ``config`` now.
+
+    Each change reads ``key: <then> (now <now>)``; iterations without changes are left out.
+    """
+    now = _flatten(config)
+    changes = {}
+    for iteration, settings in sorted(recorded_settings(root).items()):
+        then = _flatten(settings)
+        lines = [
+            f"{key}: {then.get(key)!r} (now {now.get(key)!r})"
+            for key in sorted(set(then) | set(now))
+            if key not in _NOT_SETTINGS and then.get(key) != now.get(key)
+        ]
+        if lines:
+            changes[iteration] = lines
+    return changes

@@ -41,12 +41,25 @@ PROVENANCE_DEFAULTS: dict[str, object] = {
 }
 
 
+class DataFileError(ValueError):
+    """A data file of the campaign cannot be read; the message names the file and the fix."""
+
+
 def read_frames(path: Path | str) -> list[Atoms]:
-    """Read every frame of ``path`` (an empty file gives an empty list)."""
+    """Read every frame of ``path`` (an empty file gives an empty list).
+
+    Raises DataFileError naming the file when it is truncated or corrupt.
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         return []
-    return list(ase.io.read(path, index=":"))
+    try:
+        return list(ase.io.read(path, index=":"))
+    except Exception as exc:  # extxyz raises several kinds on a truncated file
+        raise DataFileError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); it was truncated or "
+            "edited: delete it and rerun snakemake to make it again"
+        ) from exc
 
 
 def _check_writable(frames: Sequence[Atoms]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -60,6 +61,14 @@ def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
         "force_max_rel": absolute["force_max"] / max(force_scale, _EPS),
     }
     return absolute | relative
+
+
+def uncertainty_column(settings: dict[str, Any]) -> str:
+    """The column of the configured uncertainty (section ``uncertainty``), e.g. ``u_force_max``.
+
+    The one place the name is made: selection, evaluation, MD and reports use it.
+    """
+    return "u_" + metric_key(settings["metric"], settings["kind"])
 
 
 def metric_key(metric: str, kind: str) -> str:

@@ -40,8 +40,8 @@ import pandas as pd
 from ase import Atoms
 
 from almomd import statistics
-from almomd.calculators import Labeler
 from almomd.data import labeled_copy, min_interatomic_distance, write_frames
+from almomd.labelers import Labeler
 from almomd.labeling import single_point, wants_stress
 from almomd.md import MDSettings, start_dynamics
 

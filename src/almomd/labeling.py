@@ -23,7 +23,9 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from almomd.calculators import (
+from almomd.config import ConfigError
+from almomd.data import append_frame, frame_ids, labeled_copy, read_frames, write_frames
+from almomd.labelers import (
     CODES,
     Labeler,
     LabelerSettings,
@@ -32,8 +34,6 @@ from almomd.calculators import (
     close,
     compress_large_files,
 )
-from almomd.config import ConfigError
-from almomd.data import append_frame, frame_ids, labeled_copy, read_frames, write_frames
 
 log = logging.getLogger(__name__)
 

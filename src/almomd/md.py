@@ -45,7 +45,7 @@ class MDSettings:
     pressure: float = 0.0
     barostat_time: float = 500.0
     max_uncertainty: float | None = None
-    uncertainty_key: str = "force_max"
+    uncertainty_column: str = "u_force_max"
 
 
 def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
@@ -151,7 +151,7 @@ def run_walker(
         frame.info["al_id"] = f"it{iteration}-w{walker}-s{step:06d}"
         frame.info["al_iteration"] = iteration
         frames.append(frame)
-        u = frame.info[f"u_{settings.uncertainty_key}"]
+        u = frame.info[settings.uncertainty_column]
         log.info(
             "walker %d step %d/%d: T=%.0f K, u=%.4g (%.1f s)",
             walker,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
+from almomd import layout
 from almomd.data import append_frame
 from almomd.ensemble import EnsembleCalculator
 from almomd.md import MDSettings, snapshot, start_dynamics, stop_reason
@@ -28,46 +29,65 @@ from almomd.md import MDSettings, snapshot, start_dynamics, stop_reason
 log = logging.getLogger(__name__)
 
 
-def _iterations(results: Path) -> list[int]:
-    numbers = [int(d.name.split("_")[1]) for d in results.glob("iter_*") if d.is_dir()]
-    return sorted(n for n in numbers if list((results / f"iter_{n}" / "models").glob("*.nequip.*")))
+def _iterations(root: Path) -> list[int]:
+    return [
+        n
+        for n in layout.iterations(root)
+        if list(layout.path(layout.MODELS, root, iteration=n).glob("*.nequip.*"))
+    ]
 
 
-def choose_iteration(results: Path | str) -> int:
+def choose_iteration(root: Path | str) -> int:
     """The last converged iteration with models, else the last iteration with models."""
-    results = Path(results)
-    iterations = _iterations(results)
+    iterations = _iterations(Path(root))
     if not iterations:
-        raise FileNotFoundError(f"no trained ensemble under {results}; run the campaign first")
+        raise FileNotFoundError(
+            f"no trained ensemble under {layout.path(layout.RESULTS, root)}; run the campaign first"
+        )
     for n in reversed(iterations):
-        decision = results / f"iter_{n}" / "decision.json"
+        decision = layout.path(layout.DECISION, root, iteration=n)
         if decision.is_file() and json.loads(decision.read_text()).get("converged"):
             return n
     return iterations[-1]
 
 
-def model_files(results: Path | str, iteration: int) -> list[Path]:
-    """The ensemble members of ``iteration`` (compiled models preferred)."""
-    directory = Path(results) / f"iter_{iteration}" / "models"
-    compiled = sorted(directory.glob("*.nequip.pt2"))
-    files = compiled or sorted(directory.glob("*.nequip.zip"))
-    if not files:
-        raise FileNotFoundError(f"no models in {directory}")
+def model_files(root: Path | str, iteration: int, members: list[tuple[int, int]]) -> list[Path]:
+    """The ensemble of ``iteration``: one file per (subset, seed) of ``members``.
+
+    A compiled member is preferred to its package. Raises FileNotFoundError
+    naming every missing member: an ensemble with fewer members than the
+    config's K x M would report a smaller (or zero) uncertainty.
+    """
+    files, missing = [], []
+    for k, m in members:
+        candidates = [
+            layout.path(layout.member_file(iteration, k, m, compiled), root)
+            for compiled in (True, False)
+        ]
+        found = [p for p in candidates if p.is_file()]
+        if found:
+            files.append(found[0])
+        else:
+            missing.append(str(candidates[1]))
+    if missing:
+        raise FileNotFoundError(
+            f"iteration {iteration}'s ensemble lacks {len(missing)} of {len(members)} members "
+            f"({', '.join(missing)}); run snakemake to rebuild them"
+        )
     return files
 
 
-def uncertainty_threshold(results: Path | str, iteration: int, key: str, sigmas: float) -> float:
+def uncertainty_threshold(root: Path | str, iteration: int, key: str, sigmas: float) -> float:
     """Mean + ``sigmas`` std of the uncertainty ``key`` of ``iteration`` on its held-out frames.
 
     Falls back to the test set for campaigns evaluated before held-out frames existed.
     """
-    evaluation = Path(results) / f"iter_{iteration}" / "eval"
-    table = evaluation / "heldout_predictions.csv"
+    table = layout.path(layout.HELDOUT_TABLE, root, iteration=iteration)
     if not table.is_file():
-        table = evaluation / "test_predictions.csv"
+        table = layout.path(layout.TEST_TABLE, root, iteration=iteration)
     if not table.is_file():
         raise FileNotFoundError(f"{table} is missing: the iteration was not evaluated")
-    u = pd.read_csv(table)[f"u_{key}"].to_numpy()
+    u = pd.read_csv(table)[key].to_numpy()
     return float(u.mean() + sigmas * u.std())
 
 
@@ -88,7 +108,7 @@ def run_production(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    key = settings.uncertainty_key
+    key = settings.uncertainty_column
     settings = replace(settings, max_uncertainty=threshold if stop_above else None)
     atoms, dyn, start_volume = start_dynamics(start, calculator, settings, rng)
     started = time.perf_counter()
@@ -99,7 +119,7 @@ def run_production(
             dyn.run(settings.log_interval)
         atoms.get_potential_energy()
         frame = snapshot(atoms, calculator, 0, step, settings)
-        u = float(frame.info[f"u_{key}"])
+        u = float(frame.info[key])
         frame.info["above_threshold"] = u > threshold
         append_frame(out, frame)
         summary["frames"] += 1

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from almomd import layout  # noqa: E402
 from almomd.data import read_frames  # noqa: E402
 from almomd.heldout import error_for  # noqa: E402
 from almomd.status import KEYS, campaign_status, format_interval  # noqa: E402
@@ -46,9 +47,17 @@ FIGURES = (
 )
 
 
-def _iterations(results: Path) -> list[Path]:
-    dirs = [d for d in results.glob("iter_*") if (d / "eval" / "metrics.json").is_file()]
-    return sorted(dirs, key=lambda d: int(d.name.split("_")[1]))
+def _iterations(root: Path) -> list[int]:
+    """The evaluated iterations of the campaign in ``root``."""
+    return [
+        n
+        for n in layout.iterations(root)
+        if layout.path(layout.TEST_METRICS, root, iteration=n).is_file()
+    ]
+
+
+def _name(iteration: int) -> str:
+    return f"iter_{iteration}"
 
 
 def stage_timings(benchmarks: Path) -> pd.DataFrame:
@@ -174,20 +183,20 @@ def _calibration(table: pd.DataFrame, key: str, held: dict, decision: dict, out:
     plt.close(fig)
 
 
-def heldout_tables(iterations: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def heldout_tables(root: Path, iterations: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Spearman per metric (rho, interval, n) and threshold precision/recall per iteration."""
     rho_rows, threshold_rows = [], []
-    for directory in iterations:
-        held = json.loads((directory / "eval" / "heldout.json").read_text())
-        row = {"iteration": directory.name, "source": held["source"]}
+    for n in iterations:
+        held = json.loads(layout.path(layout.HELDOUT_SUMMARY, root, iteration=n).read_text())
+        row = {"iteration": _name(n), "source": held["source"]}
         for metric, value in held["spearman"].items():
             row[metric] = f"{_num(value['rho'])} [{_num(value['low'])}, {_num(value['high'])}]"
         row["n"] = held["n_frames"]
         rho_rows.append(row)
-        decision_file = directory / "decision.json"
+        decision_file = layout.path(layout.DECISION, root, iteration=n)
         decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
         for name, quality in decision.get("thresholds", {}).items():
-            threshold_rows.append({"iteration": directory.name, "rule": name, **quality})
+            threshold_rows.append({"iteration": _name(n), "rule": name, **quality})
     index = ["iteration"]
     return (
         pd.DataFrame(rho_rows).set_index(index) if rho_rows else pd.DataFrame(),
@@ -195,14 +204,15 @@ def heldout_tables(iterations: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
-def _exploration(iterations: list[Path], key: str, out: Path) -> None:
+def _exploration(root: Path, iterations: list[int], key: str, out: Path) -> None:
     fig, axes = plt.subplots(
         len(iterations), 1, figsize=(8, 2.4 * len(iterations)), squeeze=False, sharex=True
     )
-    for ax, directory in zip(axes[:, 0], iterations, strict=True):
-        table = pd.read_csv(directory / "selection" / "candidates.csv")
+    for ax, n in zip(axes[:, 0], iterations, strict=True):
+        table = pd.read_csv(layout.path(layout.CANDIDATES, root, iteration=n))
         chosen = set(table.loc[table["selected"], "al_id"])
-        for path in sorted((directory / "explore").glob("walker_*.extxyz")):
+        walkers = Path(root).glob(layout.WALKER.format(iteration=n, walker="*"))
+        for path in sorted(walkers):
             frames = read_frames(path)
             time = [a.info["md_time_fs"] / 1000 for a in frames]
             u = [a.info[key] for a in frames]
@@ -212,7 +222,7 @@ def _exploration(iterations: list[Path], key: str, out: Path) -> None:
             if picked:
                 ax.plot(*zip(*picked, strict=True), "x", color=line.get_color(), ms=7)
         ax.set_ylabel(f"{key[2:]} (eV/Å)")
-        ax.set_title(f"{directory.name} (x: selected)", fontsize=9)
+        ax.set_title(f"{_name(n)} (x: selected)", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("MD time (ps)")
     fig.tight_layout()
@@ -220,11 +230,13 @@ def _exploration(iterations: list[Path], key: str, out: Path) -> None:
     plt.close(fig)
 
 
-def acceptance_counts(iterations: list[Path]) -> pd.DataFrame:
+def acceptance_counts(root: Path, iterations: list[int]) -> pd.DataFrame:
     """Candidates per decision (rows: iterations)."""
     counts = {
-        d.name: pd.read_csv(d / "selection" / "candidates.csv")["decision"].value_counts()
-        for d in iterations
+        _name(n): pd.read_csv(layout.path(layout.CANDIDATES, root, iteration=n))[
+            "decision"
+        ].value_counts()
+        for n in iterations
     }
     return pd.DataFrame(counts).T.fillna(0).astype(int)
 
@@ -260,27 +272,32 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     """
     workdir, out_dir = Path(workdir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = workdir / "results"
-    iterations = _iterations(results)
+    iterations = _iterations(workdir)
     if not iterations:
-        raise FileNotFoundError(f"no evaluated iteration under {results}")
-    status = campaign_status(results)
+        raise FileNotFoundError(
+            f"no evaluated iteration under {layout.path(layout.RESULTS, workdir)}"
+        )
+    status = campaign_status(workdir)
     latest = iterations[-1]
-    table = pd.read_csv(latest / "eval" / "test_predictions.csv")
-    forces = np.loadtxt(latest / "eval" / "test_forces.txt", ndmin=2)
-    held = json.loads((latest / "eval" / "heldout.json").read_text())
-    held_table = pd.read_csv(latest / "eval" / "heldout_predictions.csv")
-    decision_file = latest / "decision.json"
+
+    def at(pattern: str) -> Path:
+        return layout.path(pattern, workdir, iteration=latest)
+
+    table = pd.read_csv(at(layout.TEST_TABLE))
+    forces = np.loadtxt(at(layout.TEST_FORCES), ndmin=2)
+    held = json.loads(at(layout.HELDOUT_SUMMARY).read_text())
+    held_table = pd.read_csv(at(layout.HELDOUT_TABLE))
+    decision_file = at(layout.DECISION)
     decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
     _learning_curve(status, out_dir / "learning_curve.png")
-    _parity(table, forces, latest.name, out_dir / "parity.png")
+    _parity(table, forces, _name(latest), out_dir / "parity.png")
     _uncertainty_error(held_table, uncertainty_key, held, out_dir / "uncertainty_error.png")
     _calibration(held_table, uncertainty_key, held, decision, out_dir / "calibration.png")
-    rho_table, threshold_table = heldout_tables(iterations)
-    _exploration(iterations, uncertainty_key, out_dir / "exploration.png")
-    acceptance = acceptance_counts(iterations)
+    rho_table, threshold_table = heldout_tables(workdir, iterations)
+    _exploration(workdir, iterations, uncertainty_key, out_dir / "exploration.png")
+    acceptance = acceptance_counts(workdir, iterations)
     _bars(acceptance, "candidates", "Selection decisions", out_dir / "acceptance.png")
-    timings = stage_timings(workdir / "benchmarks")
+    timings = stage_timings(workdir / layout.BENCHMARKS)
     per_stage = timings.pivot_table(
         index="iteration", columns="stage", values="seconds", aggfunc="sum", fill_value=0.0
     )

@@ -1,7 +1,8 @@
 """One function per workflow step: read the step's inputs, call the logic, write outputs.
 
-The Snakemake scripts in ``workflow/scripts`` are one call into this module,
-so every step can be run and tested as a plain function.
+Each function is named as its rule and its script (``workflow/scripts``), and is
+one call from there, so every step can be run and tested as a plain function.
+Its first argument holds the config sections the rule passes as ``params``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,32 +20,17 @@ import ase.io
 import numpy as np
 import pandas as pd
 
-from almomd import convergence, data, heldout, initial, labeling, selection, statistics
-from almomd.calculators import Labeler, LabelerSettings
-from almomd.config import walkers
-from almomd.ensemble import EnsembleCalculator, metric_key
-from almomd.evaluation import evaluate
+from almomd import convergence, data, heldout, initial, labeling, selection, statistics, training
+from almomd.config import members, walkers
+from almomd.ensemble import EnsembleCalculator, uncertainty_column
+from almomd.evaluation import evaluate as evaluate_ensemble
+from almomd.labelers import Labeler, LabelerSettings
 from almomd.md import MDSettings, run_walker
 from almomd.seeds import derive_seed, rng_for
-from almomd.training import compile_model, train_member
 
 log = logging.getLogger(__name__)
 
 COMPILE_CACHE = Path(".cache/torch_compile")  # torch.compile's caches, in the working directory
-
-
-def chemical_symbols(config: dict[str, Any]) -> list[str]:
-    """Elements of the campaign: those of the structure and of any given data file."""
-    symbols = set(initial.starting_structure(config).get_chemical_symbols())
-    for path in (
-        config["initial_data"]["file"],
-        config["test_set"]["file"],
-        config["heldout"]["file"],
-    ):
-        if path is not None:
-            for atoms in ase.io.read(path, index=":"):
-                symbols |= set(atoms.get_chemical_symbols())
-    return sorted(symbols)
 
 
 def _from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
@@ -109,14 +96,21 @@ def _gather_labels(
     n_failed = sum(len(data.read_frames(f)) for f in failed_files)
     if len(labeled) + n_failed != expected:
         raise RuntimeError(
-            f"{what}: {expected} frames sent to labeling but {len(labeled) + n_failed} came back"
+            f"{what}: {expected} frames sent to labeling but {len(labeled) + n_failed} came "
+            f"back in {list(labeled_files) + list(failed_files)}; a file was truncated or "
+            "edited: delete the label files of that batch and rerun to label it again"
         )
     fraction = len(labeled) / expected if expected else 1.0
     if expected and (not labeled or fraction < config["labeler"]["min_success_fraction"]):
+        reasons = Counter(
+            str(a.info.get("fail_reason")) for f in failed_files for a in data.read_frames(f)
+        )
+        common = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
         raise RuntimeError(
             f"{what}: only {len(labeled)} of {expected} frames were labeled "
-            f"(labeler.min_success_fraction = {config['labeler']['min_success_fraction']}); "
-            f"see the failed files {list(failed_files)} and the labeling logs"
+            f"(labeler.min_success_fraction = {config['labeler']['min_success_fraction']}). "
+            f"Failures: {common}. See the failed files {list(failed_files)} and the "
+            "labeling logs"
         )
     return labeled
 
@@ -160,11 +154,12 @@ def subset(config: dict[str, Any], iteration: int, index: int, train_file: str, 
     log.info("subset %d: %d of %d frames", index, len(chosen), len(frames))
 
 
-def train(
+def train_member(
     config: dict[str, Any],
     iteration: int,
     subset_index: int,
     seed_index: int,
+    elements: Sequence[str],
     subset_file: str,
     run_dir: str,
     model_out: str,
@@ -172,10 +167,10 @@ def train(
 ) -> None:
     """Train and package one ensemble member (from ``init_model`` if given)."""
     member = (iteration, subset_index, seed_index)
-    times = train_member(
+    times = training.train_member(
         config,
         subset_file,
-        chemical_symbols(config),
+        list(elements),
         seed=derive_seed(config["seed"], "model", *member),
         data_seed=derive_seed(config["seed"], "data", *member),
         run_dir=run_dir,
@@ -188,7 +183,7 @@ def train(
 
 def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
     """Compile a packaged member for the configured device."""
-    seconds = compile_model(model, out, config["training"]["device"], log_file)
+    seconds = training.compile_model(model, out, config["training"]["device"], log_file)
     log.info("compiled %s in %.1f s", out, seconds)
 
 
@@ -219,7 +214,7 @@ def explore(
         MDSettings,
         settings,
         temperature=spec.temperature,
-        uncertainty_key=metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"]),
+        uncertainty_column=uncertainty_column(config["uncertainty"]),
     )
     frames, reason = run_walker(
         initial.starting_structure(config),
@@ -240,7 +235,7 @@ def explore(
     )
 
 
-def evaluate_test(
+def evaluate(
     config: dict[str, Any],
     model_files: Sequence[str],
     test_file: str,
@@ -250,16 +245,11 @@ def evaluate_test(
 ) -> None:
     """Evaluate the ensemble on the test set."""
     frames = data.read_frames(test_file)
-    table, metrics, forces = evaluate(ensemble(config, model_files), frames)
+    table, metrics, forces = evaluate_ensemble(ensemble(config, model_files), frames)
     table.to_csv(out_table, index=False)
     np.savetxt(out_forces, forces, header="reference predicted (eV/Angstrom)", fmt="%.6g")
     write_json(out_metrics, metrics)
     log.info("test set: %s", metrics)
-
-
-def selection_key(config: dict[str, Any]) -> str:
-    """Column of the selection metric, e.g. ``u_force_max``."""
-    return "u_" + metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
 
 
 def reference_md(config: dict[str, Any], condition: int, out: str, launcher: str = "") -> None:
@@ -318,7 +308,7 @@ def evaluate_heldout(
     if not frames:
         frames, source = data.read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
-    table, metrics, _ = evaluate(ensemble(config, model_files), frames)
+    table, metrics, _ = evaluate_ensemble(ensemble(config, model_files), frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
     table["energy_abs_error"] = table["energy_error_per_atom"].abs()
     table.to_csv(out_table, index=False)
@@ -331,7 +321,7 @@ def evaluate_heldout(
         **heldout.summarize(
             table,
             rng_for(config["seed"], "bootstrap", iteration),
-            selection_key(config),
+            uncertainty_column(config["uncertainty"]),
             targets["force_rmse"],
             targets["energy_rmse"],
             config["selection"]["calibrated_probability"],
@@ -345,7 +335,7 @@ def evaluate_heldout(
     return summary
 
 
-def select(
+def select_frames(
     config: dict[str, Any],
     iteration: int,
     walker_files: Sequence[str],
@@ -357,7 +347,7 @@ def select(
     out_summary: str,
 ) -> None:
     """Select the frames of iteration ``iteration`` to label (and draw its audit frames)."""
-    key = selection_key(config)
+    key = uncertainty_column(config["uncertainty"])
     trajectories = [data.read_frames(f) for f in walker_files]
     frames = [a for trajectory in trajectories for a in trajectory]
     u = [float(a.info[key]) for a in frames]
@@ -421,7 +411,7 @@ def select(
     )  # fmt: skip
 
 
-def merge(
+def merge_labels(
     config: dict[str, Any],
     train_file: str,
     selected_file: str,
@@ -449,10 +439,13 @@ def decide(
     heldout_table: str,
     selection_summaries: Sequence[str],
     out: str,
+    campaign: dict[str, Any] | None = None,
 ) -> None:
     """Write the convergence decision of iteration ``iteration``.
 
     ``selection_summaries`` are those of iterations ``0 .. iteration``, in order.
+    ``campaign``, the whole configuration, is recorded as the iteration's settings
+    (``almomd status`` compares it with the current one).
     """
     metrics = json.loads(Path(metrics_file).read_text())
     held = json.loads(Path(heldout_summary).read_text())
@@ -468,7 +461,7 @@ def decide(
         current["n_selected"],
         config["convergence"],
     )
-    key = selection_key(config)
+    key = uncertainty_column(config["uncertainty"])
     target = held["error_target"]
     payload = decision.to_dict() | {
         "n_selected": current["n_selected"],
@@ -478,35 +471,39 @@ def decide(
         **heldout.status_figures(held),
         "uncertain_fraction": current["uncertain_fraction"],
         "thresholds": heldout.threshold_quality(pd.read_csv(heldout_table), key, current, target),
+        "settings": campaign,
     }
     write_json(out, payload)
     log.info("iteration %d: %s", iteration, decision.reason)
 
 
-def production(config: dict[str, Any], results: str, out: str, out_summary: str) -> dict:
-    """Production MD with the ensemble of ``production.iteration`` (:mod:`almomd.production`)."""
+def production_md(config: dict[str, Any], root: str, out: str, out_summary: str) -> dict:
+    """Production MD with the ensemble of ``production.iteration`` (:mod:`almomd.production`).
+
+    ``root`` is the campaign directory; its ensemble must have every member of the config.
+    """
     from almomd import production as prod
 
     settings = config["production"]
     iteration = settings["iteration"]
     if iteration is None:
-        iteration = prod.choose_iteration(results)
+        iteration = prod.choose_iteration(root)
     if settings["structure"] is None:
         start = initial.starting_structure(config)
     else:
         start = ase.io.read(settings["structure"], index=0)
         start.calc = None
-    key = metric_key(config["uncertainty"]["metric"], config["uncertainty"]["kind"])
-    threshold = prod.uncertainty_threshold(results, iteration, key, settings["threshold_sigmas"])
+    key = uncertainty_column(config["uncertainty"])
+    threshold = prod.uncertainty_threshold(root, iteration, key, settings["threshold_sigmas"])
     md = _from_section(
         MDSettings,
         config["exploration"] | {k: settings[k] for k in ("thermostat", "pressure", "steps")},
         temperature=settings["temperature"],
         log_interval=settings["log_interval"],
         max_uncertainty=None,
-        uncertainty_key=key,
+        uncertainty_column=key,
     )
-    models = prod.model_files(results, iteration)
+    models = prod.model_files(root, iteration, members(config))
     log.info(
         "production MD: iteration %d (%d members), %s at %g K, %d steps, threshold %s = %.4g",
         iteration, len(models), md.thermostat, md.temperature, md.steps, key, threshold,

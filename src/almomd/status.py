@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from almomd import layout
 from almomd.data import read_frames
 from almomd.heldout import status_figures
 
@@ -45,35 +45,38 @@ def _count_all(paths: list[Path]) -> int | None:
     return sum(len(read_frames(p)) for p in paths) if paths else None
 
 
-def iteration_status(results: Path, iteration: int) -> dict[str, Any]:
-    """Status of one iteration; values not yet computed are ``None``."""
-    base = results / f"iter_{iteration}"
+def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
+    """Status of one iteration of the campaign in ``root``; values not yet computed are ``None``."""
+
+    def at(pattern: str) -> Path:
+        return layout.path(pattern, root, iteration=iteration)
+
     row: dict[str, Any] = dict.fromkeys(KEYS)
     row["iteration"] = iteration
-    row["n_train"] = _count(base / "train.extxyz")
-    table = base / "selection" / "candidates.csv"
+    row["n_train"] = _count(at(layout.TRAIN))
+    table = at(layout.CANDIDATES)
     if table.exists() and table.stat().st_size:
         candidates = pd.read_csv(table)
         row["n_candidates"] = len(candidates)
         row["n_selected"] = int(candidates["selected"].sum()) if len(candidates) else 0
-    row["n_labeled"] = _count_all(sorted((base / "labels").glob("labeled_*.extxyz")))
-    row["n_failed"] = _count_all(sorted((base / "labels").glob("failed_*.extxyz")))
-    metrics_file = base / "eval" / "metrics.json"
+    row["n_labeled"] = _count_all(layout.batch_files(layout.LABELED, root, iteration))
+    row["n_failed"] = _count_all(layout.batch_files(layout.FAILED, root, iteration))
+    metrics_file = at(layout.TEST_METRICS)
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
         row["test_energy_rmse"] = metrics["energy_rmse"]
         row["test_force_rmse"] = metrics["force_rmse"]
         row["mean_force_uncertainty"] = metrics["mean_u_force_mean"]
-    heldout_file = base / "eval" / "heldout.json"
+    heldout_file = at(layout.HELDOUT_SUMMARY)
     if heldout_file.exists():
         figures = status_figures(json.loads(heldout_file.read_text()))
         row |= {key: value for key, value in figures.items() if key in KEYS}
-    summary_file = base / "selection" / "summary.json"
+    summary_file = at(layout.SELECTION_SUMMARY)
     if summary_file.exists():
         summary = json.loads(summary_file.read_text())
         row["n_audit"] = summary["n_audit"]
         row["uncertain_fraction"] = summary["uncertain_fraction"]
-    decision_file = base / "decision.json"
+    decision_file = at(layout.DECISION)
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
         row["converged"] = decision["converged"]
@@ -84,20 +87,14 @@ def iteration_status(results: Path, iteration: int) -> dict[str, Any]:
     return row
 
 
-def campaign_status(results: Path | str = "results") -> list[dict[str, Any]]:
-    """Status of every iteration found under ``results``, in order."""
-    results = Path(results)
-    iterations = sorted(
-        int(m.group(1))
-        for p in results.glob("iter_*")
-        if (m := re.fullmatch(r"iter_(\d+)", p.name))
-    )
-    return [iteration_status(results, i) for i in iterations]
+def campaign_status(root: Path | str = ".") -> list[dict[str, Any]]:
+    """Status of every iteration of the campaign in directory ``root``, in order."""
+    return [iteration_status(root, i) for i in layout.iterations(root)]
 
 
-def write_status(results: Path | str, out: Path | str) -> None:
-    """Write the campaign status as JSON to ``out``."""
-    Path(out).write_text(json.dumps(campaign_status(results), indent=2) + "\n")
+def write_status(root: Path | str, out: Path | str) -> None:
+    """Write the status of the campaign in ``root`` as JSON to ``out``."""
+    Path(out).write_text(json.dumps(campaign_status(root), indent=2) + "\n")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -91,7 +91,7 @@ def render_template(
     if missing:
         raise ValueError(
             f"NequIP template {template} lacks the top-level variables {missing}; "
-            "start from config/nequip/train.yaml"
+            "start from the default template (almomd.resources.nequip_template())"
         )
     rendered.update(variables)
     loss = rendered["training_module"]["loss"]

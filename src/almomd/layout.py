@@ -1,0 +1,123 @@
+"""Where a campaign's files live: the one module that knows the layout.
+
+Paths are relative to the campaign directory (Snakemake's working directory).
+The patterns hold Snakemake wildcards (``{iteration}``, ``{subset}``, ...): the
+rules use them as they are; everything else fills them in with :func:`path`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+RESULTS = "results"
+ITERATION = RESULTS + "/iter_{iteration}"
+
+# data of the whole campaign
+INITIAL_CANDIDATES = RESULTS + "/initial/candidates.extxyz"
+INITIAL_LABELED = RESULTS + "/initial/labels/labeled_{batch}.extxyz"
+INITIAL_FAILED = RESULTS + "/initial/labels/failed_{batch}.extxyz"
+TEST_SET = RESULTS + "/data/test.extxyz"
+HELDOUT_SET = RESULTS + "/data/heldout.extxyz"
+REFERENCE_MD = RESULTS + "/heldout/reference_{condition}.extxyz"
+
+# one iteration
+TRAIN = ITERATION + "/train.extxyz"
+SUBSET = ITERATION + "/subsets/subset_{subset}.extxyz"
+MODELS = ITERATION + "/models"
+MEMBER = MODELS + "/member_{subset}_{seed}.nequip.zip"
+MEMBER_COMPILED = MODELS + "/member_{subset}_{seed}.nequip.pt2"
+TRAINING_RUN = ITERATION + "/training/member_{subset}_{seed}"
+WALKER = ITERATION + "/explore/walker_{walker}.extxyz"
+TEST_METRICS = ITERATION + "/eval/metrics.json"
+TEST_TABLE = ITERATION + "/eval/test_predictions.csv"
+TEST_FORCES = ITERATION + "/eval/test_forces.txt"
+HELDOUT_SUMMARY = ITERATION + "/eval/heldout.json"
+HELDOUT_TABLE = ITERATION + "/eval/heldout_predictions.csv"
+SELECTED = ITERATION + "/selection/selected.extxyz"
+CANDIDATES = ITERATION + "/selection/candidates.csv"
+SELECTION_SUMMARY = ITERATION + "/selection/summary.json"
+LABELED = ITERATION + "/labels/labeled_{batch}.extxyz"
+FAILED = ITERATION + "/labels/failed_{batch}.extxyz"
+DECISION = ITERATION + "/decision.json"
+
+# the campaign's summaries and production runs
+STATUS = RESULTS + "/status.json"
+REPORT_DIR = RESULTS + "/report"
+PRODUCTION_TRAJECTORY = RESULTS + "/production/md.extxyz"
+PRODUCTION_SUMMARY = RESULTS + "/production/summary.json"
+PRODUCTION_CLI = RESULTS + "/production/md_cli.extxyz"
+
+# job logs and Snakemake benchmark files (measured run times)
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+
+
+def log(step: str, scope: str = "iter_{iteration}") -> str:
+    """The log file pattern of ``step`` (e.g. ``train_{subset}_{seed}``) in ``scope``.
+
+    ``scope`` is a subdirectory (an iteration, ``initial``, ...); "" for the campaign's.
+    """
+    return "/".join(filter(None, (LOGS, scope, f"{step}.log")))
+
+
+def benchmark(step: str, scope: str = "iter_{iteration}") -> str:
+    """The benchmark file pattern of ``step`` in ``scope`` (see :func:`log`)."""
+    return "/".join(filter(None, (BENCHMARKS, scope, f"{step}.tsv")))
+
+
+def path(pattern: str, root: Path | str = ".", **wildcards: object) -> Path:
+    """``pattern`` with its wildcards filled in, under the campaign directory ``root``."""
+    return Path(root, pattern.format(**wildcards))
+
+
+def member_file(iteration: int, subset: int, seed: int, compiled: bool = False) -> str:
+    """The deployable model of ensemble member (``subset``, ``seed``) of ``iteration``."""
+    pattern = MEMBER_COMPILED if compiled else MEMBER
+    return pattern.format(iteration=iteration, subset=subset, seed=seed)
+
+
+def batch_files(pattern: str, root: Path | str, iteration: int) -> list[Path]:
+    """The existing files of every labeling batch of ``pattern`` (``LABELED``, ``FAILED``)."""
+    return sorted(Path(root).glob(pattern.format(iteration=iteration, batch="*")))
+
+
+def broken_chain(root: Path | str, n_batches: int) -> list[tuple[Path, Path]]:
+    """Files that later results were built from but that are missing now.
+
+    Returns (missing file, existing file made from it) pairs: the training set of
+    iteration i+1 is made from iteration i's training set, selection and labels;
+    a decision from the iteration's training set, evaluations and selection.
+    Snakemake does not remake a missing input of a finished step, so without
+    this check such a campaign would look finished.
+    """
+    broken = []
+    for i in iterations(root):
+
+        def at(pattern: str, iteration: int = i, **wildcards: object) -> Path:
+            return path(pattern, root, iteration=iteration, **wildcards)
+
+        if at(TRAIN, i + 1).is_file():
+            needed = [at(TRAIN), at(SELECTED)]
+            needed += [at(p, batch=b) for p in (LABELED, FAILED) for b in range(n_batches)]
+            broken += [(need, at(TRAIN, i + 1)) for need in needed if not need.is_file()]
+        if at(DECISION).is_file():
+            needed = [at(TRAIN), at(TEST_METRICS), at(HELDOUT_SUMMARY), at(SELECTION_SUMMARY)]
+            broken += [(need, at(DECISION)) for need in needed if not need.is_file()]
+    return broken
+
+
+def missing_members(root: Path | str, members: list[tuple[int, int]], compiled: bool) -> list[str]:
+    """Ensemble member files of explored iterations that are gone (deleted, lost)."""
+    missing = []
+    for i in iterations(root):
+        if list(Path(root).glob(WALKER.format(iteration=i, walker="*"))):
+            files = (member_file(i, k, m, compiled) for k, m in members)
+            missing += [f for f in files if not Path(root, f).is_file()]
+    return missing
+
+
+def iterations(root: Path | str = ".") -> list[int]:
+    """The iterations that have a directory under the campaign's results, in order."""
+    found = (re.fullmatch(r"iter_(\d+)", p.name) for p in Path(root, RESULTS).glob("iter_*"))
+    return sorted(int(m.group(1)) for m in found if m)

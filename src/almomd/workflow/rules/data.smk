@@ -1,0 +1,47 @@
+# Initial data: generated candidates, their labels, the first training set and the test set.
+
+
+rule initial_candidates:
+    output:
+        layout.INITIAL_CANDIDATES,
+    log:
+        layout.log("candidates", "initial"),
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        settings=settings("seed", "system", "initial_data"),
+    script:
+        "../scripts/initial_candidates.py"
+
+
+use rule label_batch as label_initial_batch with:
+    input:
+        frames=layout.INITIAL_CANDIDATES,
+    output:
+        labeled=protected(layout.INITIAL_LABELED),
+        failed=layout.INITIAL_FAILED,
+    log:
+        layout.log("label_{batch}", "initial"),
+    benchmark:
+        layout.benchmark("label_{batch}", "initial")
+
+
+rule initial_datasets:
+    input:
+        unpack(initial_labels),
+    output:
+        train=layout.TRAIN.format(iteration=0),
+        test=layout.TEST_SET,
+    log:
+        layout.log("datasets", "initial"),
+    localrule: True
+    conda:
+        "../envs/almomd.yaml"
+    params:
+        settings=settings("seed", "initial_data", "test_set", "labeler"),
+    script:
+        "../scripts/initial_datasets.py"

@@ -1,0 +1,47 @@
+# Exploration with the ensemble, and its evaluation on the fixed test set.
+
+
+rule explore:
+    input:
+        member_models,
+    output:
+        layout.WALKER,
+    log:
+        layout.log("explore_{walker}"),
+    benchmark:
+        layout.benchmark("explore_{walker}")
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=4000,
+        gpu=GPU,
+    params:
+        settings=settings("seed", "system", "exploration", "uncertainty", "training"),
+    script:
+        "../scripts/explore.py"
+
+
+rule evaluate:
+    input:
+        models=member_models,
+        test=layout.TEST_SET,
+    output:
+        metrics=layout.TEST_METRICS,
+        table=layout.TEST_TABLE,
+        forces=layout.TEST_FORCES,
+    log:
+        layout.log("evaluate"),
+    benchmark:
+        layout.benchmark("evaluate")
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    params:
+        settings=settings("training", "exploration"),
+    script:
+        "../scripts/evaluate.py"

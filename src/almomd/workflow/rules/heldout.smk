@@ -1,0 +1,70 @@
+# Held-out truth at the exploration conditions (heldout.source) and the ensemble's errors on it.
+
+
+rule reference_md:
+    output:
+        protected(layout.REFERENCE_MD),
+    log:
+        layout.log("reference_{condition}", "heldout"),
+    benchmark:
+        layout.benchmark("reference_{condition}", "heldout")
+    priority: -1  # after the jobs the first iteration waits for; needed only at evaluation
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=120,
+        mem_mb=2000,
+        tasks=1,
+    params:
+        settings=settings("seed", "system", "exploration", "heldout", "labeler"),
+    script:
+        "../scripts/reference_md.py"
+
+
+rule heldout_dataset:
+    input:
+        heldout_sources,
+    output:
+        layout.HELDOUT_SET,
+    log:
+        layout.log("dataset", "heldout"),
+    localrule: True
+    conda:
+        "../envs/almomd.yaml"
+    params:
+        settings=settings("heldout"),
+    script:
+        "../scripts/heldout_dataset.py"
+
+
+rule evaluate_heldout:
+    input:
+        models=member_models,
+        test=layout.TEST_SET,
+        frames=heldout_frames,
+    output:
+        summary=layout.HELDOUT_SUMMARY,
+        table=layout.HELDOUT_TABLE,
+    log:
+        layout.log("evaluate_heldout"),
+    benchmark:
+        layout.benchmark("evaluate_heldout")
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    params:
+        settings=settings(
+            "seed",
+            "heldout",
+            "training",
+            "exploration",
+            "uncertainty",
+            "selection",
+            "convergence",
+        ),
+    script:
+        "../scripts/evaluate_heldout.py"

@@ -1,0 +1,24 @@
+# Labeling selected frames with the configured labeler, in a fixed number of batches.
+
+
+rule label_batch:
+    input:
+        frames=layout.SELECTED,
+    output:
+        labeled=protected(layout.LABELED),
+        failed=layout.FAILED,
+    log:
+        layout.log("label_{batch}"),
+    benchmark:
+        layout.benchmark("label_{batch}")
+    conda:
+        "../envs/almomd.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=2000,
+        tasks=1,
+    params:
+        settings=settings("labeler"),
+    script:
+        "../scripts/label_batch.py"

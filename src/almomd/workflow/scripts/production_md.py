@@ -1,0 +1,8 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages
+
+stages.production_md(
+    snakemake.params.settings, ".", snakemake.output.trajectory, snakemake.output.summary
+)

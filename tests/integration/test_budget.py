@@ -1,0 +1,203 @@
+"""The budget planner: job counts and hours from Snakemake's own dry run."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import BIN, REPO, copy_test_config
+
+from almomd import budget, resources
+
+pytestmark = pytest.mark.workflow  # Snakemake's own dry runs
+
+PROFILE = resources.slurm_profile()
+
+
+def almomd_budget(workdir, *args):
+    return subprocess.run(
+        [str(BIN / "almomd"), "budget", "-d", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def expected_by_hand(config, profile):
+    """Jobs and hours per iteration from the config and the profile, without Snakemake."""
+    resources = profile["set-resources"]
+    default_runtime = profile["default-resources"]["runtime"]
+
+    def hours(rule, n):
+        spec = resources.get(rule, {})
+        runtime_h = spec.get("runtime", default_runtime) / 60
+        return n * spec.get("gpu", 0) * runtime_h, n * spec.get("tasks", 1) * runtime_h
+
+    K, M = config["ensemble"]["n_subsets"], config["ensemble"]["n_seeds"]
+    W = len(config["exploration"]["temperatures"]) * config["exploration"].get("replicas", 1)
+    B = config["labeler"]["n_batches"]
+    last = config["max_iterations"] - 1
+    C = len(set(config["exploration"]["temperatures"]))  # reference MD: one job per condition
+    plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1,
+                        "reference_md": C, "heldout_dataset": 1}}  # fmt: skip
+    for i in range(last + 1):
+        jobs = {"subset": K, "train_member": K * M, "explore": W, "evaluate": 1,
+                "evaluate_heldout": 1, "select_frames": 1, "decide": 1}  # fmt: skip
+        if i < last:
+            jobs |= {"label_batch": B, "merge_labels": 1}
+        plan[str(i)] = jobs
+    totals = {}
+    for key, jobs in plan.items():
+        gpu = sum(hours(r, n)[0] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
+        cpu = sum(hours(r, n)[1] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
+        totals[key] = (gpu, cpu)
+    return plan, totals
+
+
+def test_small_plan_equals_hand_count(tmp_path):
+    workdir = copy_test_config(tmp_path / "plan")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["max_iterations"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    result = almomd_budget(workdir, "--profile", str(PROFILE), "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    plan, totals = expected_by_hand(config, profile)
+    for key, jobs in plan.items():
+        row = planned["remaining"]["iterations"][key]
+        assert row["jobs"] == dict(sorted(jobs.items())), key
+        assert row["gpu_hours"] == pytest.approx(totals[key][0]), key
+        assert row["cpu_hours"] == pytest.approx(totals[key][1]), key
+    assert planned["remaining"]["iterations"]["campaign"]["jobs"] == {
+        "all": 1,
+        "write_status": 1,
+        "write_report": 1,
+    }
+    assert planned["done"]["total"]["n_jobs"] == 0
+    C = len(set(config["exploration"]["temperatures"]))
+    assert planned["remaining"]["partitions"]["gpu"]["gpu_hours"] == pytest.approx(
+        sum(t[0] for t in totals.values())
+    )
+    held = config["heldout"]
+    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    n_initial = config["initial_data"]["n_frames"]
+    assert planned["labels"] == {
+        "selected_per_iteration": config["selection"]["max_frames"],
+        "audit_per_iteration": 0,
+        "initial": n_initial,
+        "reference_md": C * steps,
+        "campaign": n_initial + C * steps + 3 * config["selection"]["max_frames"],
+    }
+    mapping = planned["campaign"]["rule_partitions"]
+    assert mapping["train_member"] == ["gpu"] and mapping["label_batch"] == ["cpu"]
+    assert mapping["select_frames"] == ["local"]
+    # the readable table says the same
+    table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
+    assert "no early convergence" in table
+    n_jobs = planned["remaining"]["total"]["n_jobs"]
+    assert re.search(rf"total\s+{n_jobs}\s", table)
+
+
+def test_remaining_budget_drops_by_the_finished_iterations(campaign, tmp_path):
+    # the finished .test campaign, with iteration 1 (all but its training set) undone
+    workdir = tmp_path / "partial"
+    shutil.copytree(campaign, workdir, symlinks=True)
+    iteration = workdir / "results" / "iter_1"
+    for name in ("subsets", "models", "explore", "eval", "selection", "training"):
+        shutil.rmtree(iteration / name)
+    (iteration / "decision.json").unlink()
+    (workdir / "results" / "status.json").unlink()
+    result = almomd_budget(workdir, "--profile", str(PROFILE), "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    whole = planned["campaign"]["iterations"]
+    remaining = planned["remaining"]["iterations"]
+    assert set(remaining) == {"1", "campaign"}
+    assert remaining["1"] == whole["1"]
+    done = planned["done"]["total"]
+    for key in ("n_jobs", "gpu_hours", "cpu_hours"):
+        share = sum(whole[k][key] for k in ("initial", "0"))
+        assert done[key] == pytest.approx(share)
+        assert planned["remaining"]["total"][key] == pytest.approx(
+            planned["campaign"]["total"][key] - share
+        )
+
+
+def test_actual_run_times_against_estimates(campaign):
+    result = subprocess.run(
+        [str(BIN / "almomd"), "budget", "--actual", "--json", "-d", str(campaign),
+         "--configfile", str(campaign / "config.yaml"), "--profile", str(PROFILE)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["train_member"]["n_measured"] == 4  # 2 members x 2 iterations
+    assert report["train_member"]["estimate_min"] == 120
+    assert 0 < report["train_member"]["mean_min"] < 120
+    assert report["label_initial_batch"]["n_measured"] == 2
+
+
+def test_local_plan_without_a_profile(tmp_path):
+    workdir = copy_test_config(tmp_path / "plan")
+    result = almomd_budget(workdir, "--cores", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    assert planned["runtimes"] == "the rules' own estimates (no profile)"
+    local = planned["local"]
+    assert local["cores"] == 2 and local["total_wall_hours"] > 0
+    assert local["total_wall_hours"] == pytest.approx(sum(local["wall_hours"].values()))
+    table = almomd_budget(workdir, "--cores", "2").stdout
+    assert "On one machine with 2 cores" in table
+    missing = almomd_budget(workdir, "--profile", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "not a directory" in missing.stderr
+
+
+def test_local_rules_match_the_workflow():
+    flagged = set()
+    for path in (resources.workflow_dir() / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=(?:rule|checkpoint) )", path.read_text()):
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if name and "localrule: True" in block:
+                flagged.add(name.group(1))
+    assert flagged | {"all", "campaign"} == set(budget.LOCAL_RULES)
+
+
+def test_snakemake_pin_matches_the_parsed_dry_run_format():
+    """The planner parses Snakemake's dry-run text: bumping the pin means re-checking it."""
+    import snakemake
+
+    pin = re.search(r'"snakemake==([\d.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    assert snakemake.__version__ == pin
+    sample = (
+        "rule train_member:\n"
+        "    output: results/iter_2/models/member_1_0.nequip.zip\n"
+        "    wildcards: iteration=2, subset=1, seed=0\n"
+        "    resources: tmpdir=<TBD>, mem_mb=8000, mem=8 GB, runtime=120, "
+        "slurm_partition=gpu, gpu=1\n"
+        "\n"
+        "checkpoint decide:\n"
+        "    wildcards: iteration=2\n"
+        "    threads: 3\n"
+        "    resources: runtime=10\n"
+    )
+    train, decide = budget.parse_dry_run(sample)
+    assert train.rule == "train_member" and train.iteration == "2"
+    assert train.partition == "gpu" and train.gpu_hours == pytest.approx(2.0)
+    assert train.cpu_hours == pytest.approx(2.0)
+    assert decide.local and decide.threads == 3 and decide.cpu_hours == 0.0
+
+
+def test_label_budget_states_the_audit_labels():
+    from almomd.config import validate_config
+
+    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    config["heldout"] = {"source": "audit", "audit_per_walker": 3}
+    config["exploration"]["replicas"] = 2
+    labels = budget.label_budget(validate_config(config, REPO / ".test", check_files=False))
+    walkers = 2 * len(config["exploration"]["temperatures"])
+    assert labels["audit_per_iteration"] == 3 * walkers
+    assert labels["reference_md"] == 0
+    per_iteration = config["selection"]["max_frames"] + 3 * walkers
+    assert labels["campaign"] == config["initial_data"]["n_frames"] + 2 * per_iteration

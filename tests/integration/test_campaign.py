@@ -1,0 +1,267 @@
+"""A campaign in its own directory, and what a finished campaign does with changes and damage.
+
+One test installs almomd from its wheel (not the clone), starts a campaign with
+``almomd init`` outside the clone with a labeler module in the campaign
+directory, and runs it with the plain ``snakemake`` command. The others work on
+copies of the finished .test campaign: settings changed after iterations
+finished, a deleted ensemble member, a missing label file, bad options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, REPO, copy_test_config, snakemake, snakemake_command
+
+from almomd import data, layout
+
+pytestmark = pytest.mark.workflow
+
+LABELER = '''\
+"""A labeler of this campaign: EMT under another name, found without PYTHONPATH."""
+from ase.calculators.emt import EMT
+
+
+class CampaignEMT(EMT):
+    supported_elements = ("Cu", "Ag", "Au")
+'''
+
+
+def run(command, cwd, env=None, timeout=1200):
+    return subprocess.run(
+        [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh virtual environment with almomd installed from its wheel (not editable).
+
+    Its dependencies (torch, NequIP, Snakemake, ...) come from the test
+    environment through a .pth line; almomd itself only from the wheel.
+    """
+    where = tmp_path_factory.mktemp("installed")
+    built = run(
+        [BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", where / "dist", REPO],
+        cwd=where,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (where / "dist").glob("almomd-*.whl")
+    venv = where / "venv"
+    assert run([sys.executable, "-m", "venv", venv], where).returncode == 0
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "dependencies.pth").write_text(
+        next(p for p in sys.path if p.endswith("site-packages")) + "\n"
+    )
+    pip = run([venv / "bin" / "pip", "install", "--no-deps", "--no-index", wheel], where)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    found = run(
+        [venv / "bin" / "python", "-c", "import almomd; print(almomd.__file__)"], where, env
+    )
+    assert found.stdout.strip().startswith(str(site)), found
+    return venv / "bin", env
+
+
+def test_a_campaign_outside_the_clone_from_the_wheel(tmp_path, installed):
+    bin_dir, env = installed
+    almomd = bin_dir / "almomd"
+    snakemake_ = [bin_dir / "python", "-m", "snakemake"]
+    directory = tmp_path / "my campaign"  # a space in the path, too
+    init = run([almomd, "init", directory], tmp_path, env)
+    assert init.returncode == 0, init.stderr
+    for name in ("Snakefile", "config/config.yaml", "slurm/config.yaml"):
+        assert (directory / name).is_file(), name
+    # the user's own system: the .test campaign with its labeler module, 1 iteration
+    shutil.copy(REPO / ".test" / "cu.xyz", directory / "config" / "cu.xyz")
+    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    config["system"]["structure"] = "config/cu.xyz"
+    config["labeler"]["name"] = "campaign_labeler:CampaignEMT"
+    config["max_iterations"] = 1
+    config["training"]["max_epochs"] = 3
+    (directory / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (directory / "campaign_labeler.py").write_text(LABELER)
+
+    assert run([almomd, "validate"], directory, env).returncode == 0
+    plan = run([almomd, "budget", "--cores", "2"], directory, env)
+    assert plan.returncode == 0, plan.stderr
+    assert "On one machine with 2 cores" in plan.stdout
+    # the promised cluster command finds the profile by its name (a dry run here)
+    slurm = run([*snakemake_, "--profile", "slurm", "--dry-run"], directory, env)
+    assert slurm.returncode == 0, slurm.stdout[-2000:] + slurm.stderr[-2000:]
+    assert "train_member" in slurm.stdout
+
+    result = run([*snakemake_, "--cores", "2"], directory, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    labeled = sorted(directory.glob("results/initial/labels/labeled_*.extxyz"))
+    frames = [a for path in labeled for a in data.read_frames(path)]
+    assert frames and {a.info["al_labeler"] for a in frames} == {"campaign_labeler:CampaignEMT"}
+    status = run([almomd, "status", "--json"], directory, env)
+    rows = json.loads(status.stdout)
+    assert rows[0]["heldout_force_rmse"] is not None and rows[0]["converged"] is not None
+    # production MD labels nothing: it runs without the labeler module
+    (directory / "campaign_labeler.py").unlink()
+    md = run([almomd, "md", "--steps", "10", "--interval", "5"], directory, env)
+    assert md.returncode == 0, md.stderr[-3000:]
+    assert json.loads(md.stdout[md.stdout.index("{") :])["frames"] == 3
+
+
+@pytest.fixture
+def finished(campaign, tmp_path):
+    """A private copy of the finished .test campaign (2 iterations)."""
+    copy = tmp_path / "finished"
+    shutil.copytree(campaign, copy, ignore=shutil.ignore_patterns(".snakemake"))
+    return copy
+
+
+def edit_config(workdir: Path, change) -> None:
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    change(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_changed_settings_apply_to_steps_not_run_and_status_says_so(finished):
+    edit_config(finished, lambda c: c["selection"].update(max_frames=5))
+    dry = snakemake(finished, "--cores", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
+    assert "selection.max_frames: 4 (now 5)" in status.stderr
+    rows = json.loads(
+        run([BIN / "almomd", "status", "--json", "--configfile", finished / "config.yaml"],
+            finished).stdout
+    )  # fmt: skip
+    assert rows[0]["settings_changed"] == ["selection.max_frames: 4 (now 5)"]
+
+
+def test_a_setting_that_decides_the_jobs_cannot_change_mid_campaign(finished):
+    edit_config(finished, lambda c: c["ensemble"].update(n_seeds=2))
+    result = snakemake(finished, "--cores", "1", "--dry-run")
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert "config key ensemble.n_seeds: is 2 but iteration 0 finished with 1" in console
+
+
+def test_a_deleted_member_is_trained_again_and_nothing_else(finished):
+    member = finished / layout.member_file(0, 1, 0)
+    walker = finished / layout.WALKER.format(iteration=0, walker=0)
+    walker_mtime = walker.stat().st_mtime
+    member.unlink()
+    md = run([BIN / "almomd", "md", "--configfile", finished / "config.yaml",
+              "--iteration", "0", "--steps", "5"], finished)  # fmt: skip
+    assert md.returncode == 1
+    assert "lacks 1 of 2 members" in md.stderr and str(layout.member_file(0, 1, 0)) in md.stderr
+    # a plain run does not report the campaign finished, and says how to rebuild
+    plain = snakemake(finished, "--cores", "1", "--dry-run")
+    assert plain.returncode != 0
+    command = f"snakemake --cores N {layout.member_file(0, 1, 0)}"
+    assert command in plain.stdout + plain.stderr
+    rebuild = snakemake(finished, "--cores", "1", layout.member_file(0, 1, 0))
+    assert rebuild.returncode == 0, rebuild.stderr[-3000:]
+    jobs = rebuild.stdout + rebuild.stderr
+    jobs = jobs[jobs.index("Job stats") :].split("\n\n")[0]
+    assert "train_member" in jobs and "explore" not in jobs and "evaluate" not in jobs
+    assert member.is_file()
+    after = snakemake(finished, "--cores", "1", "--dry-run")
+    assert after.returncode == 0 and "Nothing to be done" in after.stdout + after.stderr
+    assert walker.stat().st_mtime == walker_mtime
+
+
+def test_a_campaign_with_a_missing_label_file_is_not_reported_finished(finished):
+    missing = finished / layout.LABELED.format(iteration=0, batch=1)
+    os.chmod(missing, 0o644)
+    missing.unlink()
+    result = snakemake(finished, "--cores", "1", "--dry-run")
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert f"{layout.LABELED.format(iteration=0, batch=1)} is missing" in console
+    assert "iter_1/train.extxyz was made from it" in console
+
+
+def test_command_line_options_are_validated_as_config_keys(finished):
+    result = run([BIN / "almomd", "md", "--configfile", finished / "config.yaml",
+                  "--temperature", "-300", "--steps", "20"], finished, timeout=120)  # fmt: skip
+    assert result.returncode == 1
+    assert "production.temperature" in result.stderr
+
+
+FAILING_LABELER = """\
+import os
+
+from ase.calculators.emt import EMT
+
+
+class NeedsEnvironment(EMT):
+    def __init__(self, **kwargs):
+        if "MYCODE_ROOT" not in os.environ:
+            raise RuntimeError("MYCODE_ROOT is not set: export it to the code's directory")
+        super().__init__(**kwargs)
+"""
+
+
+def test_a_failing_step_shows_its_own_error_on_the_console(tmp_path):
+    workdir = copy_test_config(tmp_path / "run")
+    (workdir / "needs_env.py").write_text(FAILING_LABELER)
+    edit_config(workdir, lambda c: c["labeler"].update(name="needs_env:NeedsEnvironment"))
+    env = {k: v for k, v in os.environ.items() if k != "MYCODE_ROOT"}
+    result = subprocess.run(
+        snakemake_command(workdir, "--cores", "1"),
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert "almomd: RuntimeError:" in console and "MYCODE_ROOT is not set" in console
+
+
+def group_processes(pgid: int) -> list[str]:
+    """Command lines of the live processes in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            stat = (entry / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":  # exited, not yet reaped
+                continue
+            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+    return found
+
+
+def test_jobs_of_a_killed_local_controller_are_stopped_as_documented(tmp_path):
+    """README, Resuming: after kill -9 of the controller its jobs run on; kill its group."""
+    workdir = copy_test_config(tmp_path / "run")
+    # started as a shell starts it: the controller leads its own process group
+    controller = subprocess.Popen(
+        snakemake_command(workdir, "--cores", "2"),
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not any(".snakemake/scripts" in p for p in group_processes(controller.pid)):
+        assert time.monotonic() < deadline, "no job started"
+        time.sleep(0.5)
+    os.kill(controller.pid, signal.SIGKILL)
+    controller.wait()
+    assert any(".snakemake/scripts" in p for p in group_processes(controller.pid))
+    os.killpg(controller.pid, signal.SIGTERM)  # kill -- -<pid>
+    deadline = time.monotonic() + 60
+    while group_processes(controller.pid):
+        assert time.monotonic() < deadline, group_processes(controller.pid)
+        time.sleep(0.5)
+    assert snakemake(workdir, "--unlock").returncode == 0
+    dry = snakemake(workdir, "--cores", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]

@@ -1,6 +1,0 @@
-from almomd.runner import setup_job
-
-setup_job(snakemake.log[0])
-from almomd import stages
-
-stages.heldout_dataset(snakemake.config, list(snakemake.input), snakemake.output[0])

@@ -1,8 +1,0 @@
-from almomd.runner import setup_job
-
-setup_job(snakemake.log[0], snakemake.threads)
-from almomd import stages
-
-stages.production(
-    snakemake.config, "results", snakemake.output.trajectory, snakemake.output.summary
-)
