@@ -10,6 +10,7 @@ says how to fix it, and is raised before any job runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,12 @@ def _check_heldout(config: dict[str, Any], base_dir: Path) -> None:
             f"convergence.{target_key} (the error a selected frame likely exceeds); set it or "
             "use acceptance: erf"
         )
+
+
+def from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
+    """Build the settings dataclass ``cls`` from a config section (plus ``given``)."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    return cls(**{name: section[name] for name in names}, **given)
 
 
 def walkers(config: dict[str, Any]) -> list[Walker]:

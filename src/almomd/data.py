@@ -19,10 +19,12 @@ Every labeled frame carries its provenance in ``atoms.info``:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import ase.io
 import numpy as np
@@ -212,3 +214,20 @@ def min_interatomic_distance(atoms: Atoms) -> float:
     distances = atoms.get_all_distances(mic=any(atoms.pbc))
     np.fill_diagonal(distances, np.inf)
     return float(distances.min())
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None (valid JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path | str, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON (NaN as null)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(_finite(payload), indent=2) + "\n")

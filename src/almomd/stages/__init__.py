@@ -1,0 +1,46 @@
+"""One function per workflow step: read the step's inputs, call the logic, write outputs.
+
+Each function is named as its rule and its script (``workflow/scripts``), and is
+one call from there, so every step can be run and tested as a plain function.
+Its first argument holds the config sections the rule passes as ``params``.
+:mod:`almomd.stages.data` makes and labels data; :mod:`almomd.stages.models`
+trains, runs and judges the ensemble.
+"""
+
+from almomd.stages.data import (
+    heldout_dataset,
+    initial_candidates,
+    initial_datasets,
+    label_batch,
+    merge_labels,
+    reference_md,
+)
+from almomd.stages.models import (
+    compile_member,
+    decide,
+    evaluate,
+    evaluate_heldout,
+    explore,
+    production_md,
+    select_frames,
+    subset,
+    train_member,
+)
+
+__all__ = [
+    "compile_member",
+    "decide",
+    "evaluate",
+    "evaluate_heldout",
+    "explore",
+    "heldout_dataset",
+    "initial_candidates",
+    "initial_datasets",
+    "label_batch",
+    "merge_labels",
+    "production_md",
+    "reference_md",
+    "select_frames",
+    "subset",
+    "train_member",
+]
