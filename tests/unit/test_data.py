@@ -146,3 +146,22 @@ def test_a_truncated_frame_file_is_named_with_the_fix(tmp_path):
     path.write_text("".join(lines[:-2]))  # the last frame lost its last two atoms
     with pytest.raises(data.DataFileError, match="labeled_0.extxyz cannot be read .* delete it"):
         data.read_frames(path)
+
+
+def test_labels_that_do_not_add_up_name_their_files(tmp_path):
+    from almomd.stages.data import _gather_labels
+
+    frames = [bulk("Cu", "fcc", a=3.6, cubic=True) for _ in range(3)]
+    for i, atoms in enumerate(frames):
+        atoms.calc = EMT()
+        atoms.get_potential_energy()
+        atoms.info["al_id"] = f"it0-w0-s{i:06d}"
+    labeled, failed = tmp_path / "labeled_0.extxyz", tmp_path / "failed_0.extxyz"
+    copies = [data.labeled_copy(a, a.get_potential_energy(), a.get_forces()) for a in frames]
+    data.write_frames(labeled, copies)
+    failed.write_text("")
+    settings = {"labeler": {"min_success_fraction": 0.5}}
+    assert len(_gather_labels(settings, 3, [str(labeled)], [str(failed)], "labels")) == 3
+    with pytest.raises(RuntimeError, match=r"4 frames sent to labeling but 3 came back in .*"
+                       r"labeled_0.extxyz.*failed_0.extxyz"):  # fmt: skip
+        _gather_labels(settings, 4, [str(labeled)], [str(failed)], "labels")
