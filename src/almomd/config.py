@@ -296,6 +296,14 @@ def from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
     return cls(**{name: section[name] for name in names}, **given)
 
 
+def condition_temperatures(exploration: dict[str, Any]) -> list[float]:
+    """The distinct temperatures explored (K): the walkers' and a ramp's end."""
+    temperatures = {float(t) for t in exploration["temperatures"]}
+    if exploration.get("temperature_end") is not None:
+        temperatures.add(float(exploration["temperature_end"]))
+    return sorted(temperatures)
+
+
 def walkers(config: dict[str, Any]) -> list[Walker]:
     """Return the exploration walkers: every temperature times every replica."""
     exploration = config["exploration"]
@@ -323,7 +331,7 @@ def job_layout(config: dict[str, Any]) -> dict[str, Any]:
         "ensemble.n_seeds": config["ensemble"]["n_seeds"],
         "labeler.n_batches": config["labeler"]["n_batches"],
         "exploration walkers (temperatures x replicas)": len(walkers(config)),
-        "exploration conditions (distinct temperatures)": len(set(exploration["temperatures"])),
+        "exploration conditions (distinct temperatures)": len(condition_temperatures(exploration)),
         "heldout.source": config["heldout"]["source"],
         "training.compile": config["training"]["compile"],
         "training.warm_start": config["training"]["warm_start"],

@@ -40,6 +40,7 @@ import pandas as pd
 from ase import Atoms
 
 from almomd import statistics
+from almomd.config import condition_temperatures
 from almomd.data import labeled_copy, min_interatomic_distance, write_frames
 from almomd.labelers import Labeler
 from almomd.labeling import single_point, wants_stress
@@ -69,10 +70,13 @@ class Condition:
 
 
 def conditions(config: dict[str, Any]) -> list[Condition]:
-    """The distinct exploration conditions (replicas of a temperature share one)."""
+    """The distinct exploration conditions (replicas of a temperature share one).
+
+    A temperature ramp's end (``exploration.temperature_end``) is a condition too.
+    """
     exploration = config["exploration"]
     pressure = exploration["pressure"] if exploration["thermostat"] == "npt" else None
-    temperatures = sorted(set(float(t) for t in exploration["temperatures"]))
+    temperatures = condition_temperatures(exploration)
     return [Condition(i, t, pressure) for i, t in enumerate(temperatures)]
 
 

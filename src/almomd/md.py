@@ -1,12 +1,15 @@
 """Exploration: MLIP molecular dynamics under ensemble uncertainty.
 
 A walker runs NVT Langevin or NPT (Langevin BAOAB, isotropic barostat) with the
-ensemble mean as the potential. Every ``log_interval`` steps it records the frame
-with the ensemble's energy, forces and uncertainties. It stops early, keeping
+ensemble mean as the potential, optionally plus the uncertainty bias of
+:mod:`almomd.bias` and with its thermostat ramped linearly to
+``temperature_end``. Every ``log_interval`` steps it records the frame with the
+ensemble's (unbiased) energy, forces and uncertainties. It stops early, keeping
 what it has, when the structure becomes unphysical (two atoms closer than
 ``min_distance``, non-finite positions, or under NPT a volume outside
 ``[1/MAX_VOLUME_CHANGE, MAX_VOLUME_CHANGE]`` times the start) or the uncertainty
-exceeds the ceiling ``max_uncertainty``.
+exceeds the ceiling ``max_uncertainty``; with ``restarts`` it goes on instead
+from its last frame that passed every check, with new velocities.
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ class MDSettings:
     barostat_time: float = 500.0
     max_uncertainty: float | None = None
     uncertainty_column: str = "u_force_max"
+    temperature_end: float | None = None
+    bias: dict | None = None
+    restarts: int = 0
+
+    def target_temperature(self, step: int) -> float:
+        """The thermostat's temperature at ``step`` (a linear ramp with ``temperature_end``)."""
+        if self.temperature_end is None or self.steps == 0:
+            return self.temperature
+        return self.temperature + (self.temperature_end - self.temperature) * step / self.steps
 
 
 def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
@@ -76,6 +88,7 @@ def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
 def snapshot(
     atoms: Atoms, calc: EnsembleCalculator, walker: int, step: int, settings: MDSettings
 ) -> Atoms:
+    """The logged frame: positions, the ensemble's unbiased predictions, uncertainties."""
     results = calc.results
     frame = Atoms(
         symbols=atoms.get_chemical_symbols(),
@@ -83,13 +96,15 @@ def snapshot(
         cell=atoms.get_cell(),
         pbc=atoms.get_pbc(),
     )
-    frame.arrays["ens_forces"] = results["forces"].copy()
+    frame.arrays["ens_forces"] = np.mean(results["member_forces"], axis=0)
     frame.info.update(
         al_walker=walker,
         al_step=step,
         md_time_fs=step * settings.timestep,
         md_temperature=float(atoms.get_temperature()),
-        ens_energy=float(results["energy"]),
+        md_target_temperature=float(settings.target_temperature(step)),
+        md_bias_energy=float(results.get("bias_energy", 0.0)),
+        ens_energy=float(np.mean(results["member_energies"])),
         **{f"u_{key}": float(value) for key, value in results["uncertainty"].items()},
     )
     return frame
@@ -112,8 +127,16 @@ def stop_reason(atoms: Atoms, settings: MDSettings, start_volume: float, u: floa
 def start_dynamics(
     start: Atoms, calculator: EnsembleCalculator, settings: MDSettings, rng: np.random.Generator
 ) -> tuple[Atoms, object, float]:
-    """Atoms with Maxwell-Boltzmann velocities, their dynamics, and the start volume."""
+    """Atoms with Maxwell-Boltzmann velocities, their dynamics, and the start volume.
+
+    With ``settings.bias`` the dynamics run on the biased ensemble
+    (:class:`almomd.bias.BiasedEnsemble`); ``atoms.calc`` is what they run on.
+    """
     atoms = start.copy()
+    if settings.bias:
+        from almomd.bias import BiasedEnsemble, UncertaintyBias
+
+        calculator = BiasedEnsemble(calculator, UncertaintyBias(**settings.bias))
     atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
     Stationary(atoms)
@@ -142,30 +165,51 @@ def run_walker(
     atoms, dyn, start_volume = start_dynamics(start, calculator, settings, rng)
     frames: list[Atoms] = []
     reason = "completed"
+    restarts = 0
+    trusted = None  # the last frame that passed every check: where a restart begins
     started = time.perf_counter()
     for step in range(0, settings.steps + 1, settings.log_interval):
         if step > 0:
+            if settings.temperature_end is not None:  # the ramp's target for this stretch
+                dyn.set_temperature(temperature_K=settings.target_temperature(step))
             dyn.run(settings.log_interval)
         atoms.get_potential_energy()
-        frame = snapshot(atoms, calculator, walker, step, settings)
-        frame.info["al_id"] = f"it{iteration}-w{walker}-s{step:06d}"
-        frame.info["al_iteration"] = iteration
+        frame = snapshot(atoms, atoms.calc, walker, step, settings)
+        frame.info.update(
+            al_id=f"it{iteration}-w{walker}-s{step:06d}", al_iteration=iteration,
+            md_restarts=restarts,
+        )  # fmt: skip
         frames.append(frame)
         u = frame.info[settings.uncertainty_column]
         log.info(
             "walker %d step %d/%d: T=%.0f K, u=%.4g (%.1f s)",
-            walker,
-            step,
-            settings.steps,
-            frame.info["md_temperature"],
-            u,
+            walker, step, settings.steps, frame.info["md_temperature"], u,
             time.perf_counter() - started,
-        )
+        )  # fmt: skip
         reason = stop_reason(atoms, settings, start_volume, u)
-        if reason != "completed":
-            log.warning("walker %d stopped at step %d: %s", walker, step, reason)
-            break
+        if reason == "completed":
+            trusted = frame
+            continue
+        if restarts < settings.restarts and trusted is not None:
+            restarts += 1
+            log.warning(
+                "walker %d: %s at step %d; restart %d/%d from step %d",
+                walker, reason, step, restarts, settings.restarts, trusted.info["al_step"],
+            )  # fmt: skip
+            _restart_from(atoms, trusted, settings.target_temperature(step), rng)
+            reason = "completed"
+            continue
+        log.warning("walker %d stopped at step %d: %s", walker, step, reason)
+        break
     for frame in frames:
-        frame.info["walker_stop"] = reason
+        frame.info.update(walker_stop=reason, walker_restarts=restarts)
     write_frames(out, frames)
     return frames, reason
+
+
+def _restart_from(atoms: Atoms, frame: Atoms, temperature: float, rng: np.random.Generator):
+    """Put ``atoms`` back at ``frame``'s positions and cell, with fresh velocities."""
+    atoms.set_cell(frame.get_cell(), scale_atoms=False)
+    atoms.positions = frame.positions
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)

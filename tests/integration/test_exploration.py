@@ -104,3 +104,17 @@ def test_npt_higher_pressure_gives_smaller_volume(calculator, tmp_path):
         mean_volume[pressure] = np.mean(volumes[len(volumes) // 2 :])
     assert mean_volume[0.0] != pytest.approx(1.0, rel=1e-3)  # the cell does move
     assert mean_volume[5.0] < mean_volume[0.0]
+
+
+def test_a_biased_walker_on_the_real_ensemble(calculator, tmp_path):
+    """The bias runs on the batched NequIP ensemble; the logged predictions stay unbiased."""
+    frames, reason = run_walker(
+        cell(), calculator, settings(bias={"strength": 0.5, "width": 0.01}, restarts=1), 0,
+        np.random.default_rng(0), tmp_path / "w.extxyz",
+    )  # fmt: skip
+    assert reason == "completed"
+    assert all(-0.5 <= a.info["md_bias_energy"] <= 0 for a in frames)
+    assert min(a.info["md_bias_energy"] for a in frames) < 0
+    start = cell()
+    start.calc = calculator
+    assert frames[0].info["ens_energy"] == pytest.approx(start.get_potential_energy(), abs=1e-6)

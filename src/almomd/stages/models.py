@@ -337,6 +337,9 @@ def production_md(config: dict[str, Any], root: str, out: str, out_summary: str)
         log_interval=settings["log_interval"],
         max_uncertainty=None,
         uncertainty_column=key,
+        temperature_end=None,  # production MD: the unbiased potential at one temperature
+        bias=None,
+        restarts=0,
     )
     models = prod.model_files(root, iteration, members(config))
     log.info(

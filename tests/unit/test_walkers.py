@@ -1,0 +1,75 @@
+"""Exploration walkers: uncertainty bias, temperature ramp and restarts (a stand-in ensemble)."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from toy_ensemble import ARGON, ToyEnsemble
+
+from almomd import data
+from almomd.md import MDSettings, run_walker
+
+
+def settings(**changes):
+    base = dict(thermostat="nvt_langevin", temperature=80.0, timestep=5.0, friction=0.02,
+                steps=40, log_interval=5, min_distance=2.5)  # fmt: skip
+    return MDSettings(**(base | changes))
+
+
+def argon():
+    return bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
+
+
+def walk(tmp_path, name="w", **changes):
+    frames, reason = run_walker(
+        argon(), ToyEnsemble(ARGON), settings(**changes), 0, np.random.default_rng(1),
+        tmp_path / f"{name}.extxyz",
+    )  # fmt: skip
+    return data.read_frames(tmp_path / f"{name}.extxyz"), reason
+
+
+def test_biased_walker_records_its_bias_and_the_unbiased_ensemble(tmp_path):
+    frames, reason = walk(tmp_path, bias={"strength": 1.0, "width": 0.05})
+    assert reason == "completed"
+    bias = [a.info["md_bias_energy"] for a in frames]
+    assert all(-1.0 <= b <= 0 for b in bias) and min(bias) < -0.1
+    # the stored ensemble energy is the members' mean, without the bias
+    plain, _ = walk(tmp_path, "plain")
+    assert all(a.info["md_bias_energy"] == 0.0 for a in plain)
+    start = ToyEnsemble(ARGON)
+    atoms = argon()
+    atoms.calc = start
+    assert frames[0].info["ens_energy"] == pytest.approx(atoms.get_potential_energy())
+
+
+def test_the_bias_drives_the_walker_toward_disagreement(tmp_path):
+    plain, _ = walk(tmp_path, "plain", steps=200, log_interval=10)
+    # the members' energy spread is about 0.16 eV here: a width of 0.05 eV/sqrt(atom)
+    # keeps the bias in its active range (a much smaller width saturates it, flat)
+    biased, _ = walk(tmp_path, "biased", steps=200, log_interval=10,
+                     bias={"strength": 3.0, "width": 0.05})  # fmt: skip
+    for metric in ("u_energy", "u_force_max"):
+        plain_mean, biased_mean = (np.mean([a.info[metric] for a in run[5:]])
+                                   for run in (plain, biased))  # fmt: skip
+        assert biased_mean > 1.1 * plain_mean, metric
+
+
+def test_temperature_ramp_moves_the_thermostat_target_linearly(tmp_path):
+    frames, _ = walk(tmp_path, temperature=50.0, temperature_end=150.0, steps=40)
+    targets = [a.info["md_target_temperature"] for a in frames]
+    assert targets == pytest.approx([50.0 + 100.0 * s / 40 for s in range(0, 41, 5)])
+    constant, _ = walk(tmp_path, "constant")
+    assert {a.info["md_target_temperature"] for a in constant} == {80.0}
+
+
+def test_a_walker_restarts_from_its_last_trusted_frame(tmp_path):
+    ceiling = 1e-9  # every frame after the first is above it
+    stopped, reason = walk(tmp_path, "stopped", max_uncertainty=ceiling)
+    assert reason == "max_uncertainty" and len(stopped) < 9
+    frames, reason = walk(tmp_path, "restarted", max_uncertainty=ceiling, restarts=3)
+    assert reason == "max_uncertainty"
+    assert frames[-1].info["walker_restarts"] == 3
+    restarts = [a.info["md_restarts"] for a in frames]
+    assert restarts == sorted(restarts) and restarts[-1] == 3
+    assert len(frames) > len(stopped)
+    steps = [a.info["al_step"] for a in frames]
+    assert steps == sorted(set(steps))  # MD time goes on across restarts
