@@ -136,11 +136,13 @@ def _same_tensors(dicts: Sequence[dict[str, torch.Tensor]]) -> bool:
 def _split(networks: Sequence[torch.nn.Module]) -> tuple[_Chain, list[_Chain]]:
     """The shared geometry chain and every member's remaining chain."""
     names = _geometry_names(networks[0])
+    if any(_geometry_names(net) != names for net in networks):
+        names = []  # members of different architectures: share nothing
     states = [
         {f"{n}.{k}": v for n in names for k, v in getattr(net, n).state_dict().items()}
         for net in networks
     ]
-    if any(_geometry_names(net) != names for net in networks) or not _same_tensors(states):
+    if not _same_tensors(states):
         names = []  # members compute their geometry differently: share nothing
     geometry = _Chain([(n, getattr(networks[0], n)) for n in names])
     rests = [

@@ -233,6 +233,14 @@ def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = Tru
                 f"config key training.{key}: applies to warm-started members only; "
                 "set training.warm_start: true or remove the key"
             )
+    if "allegro" in config["ensemble"]["architectures"]:
+        try:
+            import allegro  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "config key ensemble.architectures: allegro needs the nequip-allegro package "
+                f"({exc}); pip install nequip-allegro, or use [nequip]"
+            ) from exc
     labeler_settings = config["labeler"]
     if labeler:
         check_labeler(
@@ -309,6 +317,12 @@ def walkers(config: dict[str, Any]) -> list[Walker]:
     exploration = config["exploration"]
     pairs = itertools.product(exploration["temperatures"], range(exploration["replicas"]))
     return [Walker(i, float(t), r) for i, (t, r) in enumerate(pairs)]
+
+
+def member_architecture(config: dict[str, Any], seed_index: int) -> str:
+    """The architecture of the members with seed ``seed_index``: the list taken in turn."""
+    architectures = config["ensemble"]["architectures"]
+    return architectures[seed_index % len(architectures)]
 
 
 def members(config: dict[str, Any]) -> list[tuple[int, int]]:

@@ -68,17 +68,51 @@ def template_variables(
     }
 
 
+#: The settings a NequIP and an Allegro model share in the template's model block.
+_SHARED_MODEL_KEYS = (
+    "seed", "model_dtype", "type_names", "r_max", "l_max", "parity", "avg_num_neighbors",
+    "per_type_energy_shifts", "per_type_energy_scales",
+)  # fmt: skip
+
+
+def allegro_model(nequip_model: dict[str, Any]) -> dict[str, Any]:
+    """An Allegro model block sized like the template's NequIP block.
+
+    The type names, cutoff, l_max, parity, seed and the data statistics are the
+    NequIP block's; ``num_layers`` and ``num_features`` give Allegro's layers and
+    its scalar features (tensor features and MLP widths follow from them).
+    """
+    return {
+        "_target_": "allegro.model.AllegroModel",
+        **{key: nequip_model[key] for key in _SHARED_MODEL_KEYS if key in nequip_model},
+        "radial_chemical_embed": {
+            "_target_": "allegro.nn.TwoBodyBesselScalarEmbed",
+            "num_bessels": 8,
+        },
+        "radial_chemical_embed_dim": "${num_features}",
+        "num_layers": "${num_layers}",
+        "num_scalar_features": "${num_features}",
+        "num_tensor_features": "${num_features}",
+        "allegro_mlp_hidden_layers_depth": 1,
+        "allegro_mlp_hidden_layers_width": "${num_features}",
+        "readout_mlp_hidden_layers_depth": 1,
+        "readout_mlp_hidden_layers_width": "${num_features}",
+    }
+
+
 def render_template(
     template: Path | str,
     variables: dict[str, Any],
     reference_energies: dict[str, float] | None = None,
     init_model: Path | str | None = None,
+    architecture: str = "nequip",
 ) -> dict[str, Any]:
     """Return the template with its top-level variables set.
 
     With ``init_model`` (a packaged ``.nequip.zip``) training starts from that
     model's weights (fine-tuning) instead of a new model; its architecture and
-    energy shifts come with it.
+    energy shifts come with it. ``architecture: allegro`` trains an Allegro
+    model (``nequip-allegro``) in place of the template's NequIP model.
 
     Raises
     ------
@@ -98,6 +132,10 @@ def render_template(
     if variables["stress_weight"] > 0 and loss["_target_"] == "nequip.train.EnergyForceLoss":
         loss["_target_"] = "nequip.train.EnergyForceStressLoss"
         loss["coeffs"]["stress"] = "${stress_weight}"
+    if architecture == "allegro":
+        rendered["training_module"]["model"] = allegro_model(rendered["training_module"]["model"])
+    elif architecture != "nequip":
+        raise ValueError(f"unknown architecture {architecture!r}; use nequip or allegro")
     if init_model is not None:
         rendered["training_module"]["model"] = {
             "_target_": "nequip.model.ModelFromPackage",
@@ -138,10 +176,12 @@ def train_member(
     run_dir: Path | str,
     model_out: Path | str,
     init_model: Path | str | None = None,
+    architecture: str = "nequip",
 ) -> dict[str, float]:
     """Train one member in ``run_dir`` and package it as ``model_out``.
 
     ``init_model``: start from this packaged model (warm start) instead of scratch.
+    ``architecture``: nequip (the template's model) or allegro (:func:`allegro_model`).
 
     Returns the wall times (s) of the steps.
     """
@@ -153,7 +193,11 @@ def train_member(
         config, Path(train_file), chemical_symbols, seed, data_seed, init_model is not None
     )
     rendered = render_template(
-        config["model"]["template"], variables, config["model"]["reference_energies"], init_model
+        config["model"]["template"],
+        variables,
+        config["model"]["reference_energies"],
+        init_model,
+        architecture,
     )
     config_file = run_dir / "nequip.yaml"
     config_file.write_text(yaml.safe_dump(rendered, sort_keys=False))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from almomd import convergence, data, heldout, initial, selection, statistics, training
-from almomd.config import from_section, members, walkers
+from almomd.config import from_section, member_architecture, members, walkers
 from almomd.data import write_json
 from almomd.ensemble import EnsembleCalculator, uncertainty_column
 from almomd.evaluation import evaluate as evaluate_ensemble
@@ -55,6 +55,7 @@ def train_member(
 ) -> None:
     """Train and package one ensemble member (from ``init_model`` if given)."""
     member = (iteration, subset_index, seed_index)
+    architecture = member_architecture(config, seed_index)
     times = training.train_member(
         config,
         subset_file,
@@ -64,9 +65,10 @@ def train_member(
         run_dir=run_dir,
         model_out=model_out,
         init_model=init_model,
+        architecture=architecture,
     )
     start = f"warm start from {init_model}" if init_model else "from scratch"
-    log.info("member %s trained (%s): %s", member, start, times)
+    log.info("member %s (%s) trained (%s): %s", member, architecture, start, times)
 
 
 def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:

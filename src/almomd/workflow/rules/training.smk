@@ -34,7 +34,7 @@ rule train_member:
         mem_mb=4000,
         gpu=GPU,
     params:
-        settings=settings("seed", "model", "training"),
+        settings=settings("seed", "ensemble", "model", "training"),
         elements=ELEMENTS,
         run_dir=layout.TRAINING_RUN,
     script:
