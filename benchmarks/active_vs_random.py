@@ -69,7 +69,7 @@ METHODS = ("active", "random", "reference_md")
 
 def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, out: Path) -> str:
     """GFN1-xTB MD frames at one exploration condition (almomd's reference MD)."""
-    from almomd import heldout, initial
+    from almomd import heldout, systems
     from almomd.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
 
@@ -82,7 +82,7 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
     )
     started = time.perf_counter()
     heldout.reference_md(
-        initial.starting_structure(config),
+        systems.structure(config, spec.system),
         labeler,
         heldout.reference_settings(config, spec),
         spec,
@@ -308,6 +308,16 @@ def reference_point(pool: Path, n_pool: int):
     return prepare
 
 
+def output_directory(out: str) -> Path:
+    """Make the benchmark's output directory; one thread per job; work in the demo's directory."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.chdir(DEMO)  # the demo structure is next to the demo config
+    path = Path(out).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -321,11 +331,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "active_vs_random"))
     parser.add_argument("--analyse-only", action="store_true", help="read finished runs of --seeds")
     args = parser.parse_args()
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
-    os.chdir(DEMO)  # the demo structure is next to the demo config
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(args.out)
     started = time.perf_counter()
     config = demo_config()
     per_iteration = config["selection"]["max_frames"]

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from almomd import layout, resources
+from almomd import layout, resources, systems
 from almomd.config import ConfigError, changed_settings, load_config
 from almomd.status import campaign_status, format_table
 
@@ -71,12 +71,30 @@ def _validate(args: argparse.Namespace) -> int:
     path = (Path(args.config) if args.config else Path(args.directory, CONFIG)).resolve()
     os.chdir(args.directory)  # paths in the config are relative to the campaign directory
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as error:
         print(f"invalid configuration {path}: {error}", file=sys.stderr)
         return 1
     print(f"{path}: valid")
+    print(describe_systems(config, Path.cwd()))
     return 0
+
+
+def describe_systems(config: dict, root: Path) -> str:
+    """One line per system: atoms, composition and walkers (what a campaign will explore)."""
+    from almomd.config import structures, walkers
+
+    built = structures(config, root)
+    lines = []
+    for name, atoms in built.items():
+        own = [w for w in walkers(config) if w.system == name]
+        temperatures = sorted({w.temperature for w in own})
+        biased = " biased" if systems.exploration(config, name)["bias"] else ""
+        lines.append(
+            f"system {name}: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
+            f"{len(own)}{biased} walker(s) at {', '.join(f'{t:g}' for t in temperatures)} K"
+        )
+    return "\n".join(lines)
 
 
 def _budget(args: argparse.Namespace) -> int:

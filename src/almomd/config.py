@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from almomd import resources
+from almomd import resources, systems
 
 
 class ConfigError(ValueError):
@@ -28,11 +28,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Walker:
-    """One exploration walker: a temperature and a replica number."""
+    """One exploration walker: a system, a temperature and a replica number."""
 
     index: int
     temperature: float
     replica: int
+    system: str
 
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:
@@ -119,11 +120,50 @@ def validate_config(
     )
     if errors:
         raise ConfigError(_describe(errors[0]))
+    _check_systems(completed)
     if completed["model"]["template"] is None:
         completed["model"]["template"] = str(resources.nequip_template())
     if check_files:
         _check_semantics(completed, Path(base_dir), check_labeler)
     return completed
+
+
+def _check_systems(config: dict[str, Any]) -> None:
+    """Replace ``system`` by the list ``systems`` and check the systems' names and origins."""
+    if (config.get("system") is None) == (config.get("systems") is None):
+        raise ConfigError(
+            "config keys system and systems: give exactly one of them (system for one "
+            "structure, systems for a list of named structures)"
+        )
+    config["systems"] = systems.normalized(config)
+    config.pop("system", None)
+    seen: list[str] = []
+    for entry in config["systems"]:
+        key = f"systems[{entry['name']}]"
+        if entry["name"] in seen:
+            raise ConfigError(f"config key {key}: the name is used twice; give each its own")
+        derived = entry.get("from") is not None
+        if derived == ("structure" in entry):
+            raise ConfigError(
+                f"config key {key}: give either structure (a file) or from (the name of a "
+                "system listed before it)"
+            )
+        if derived and entry["from"] not in seen:
+            raise ConfigError(
+                f"config key {key}.from: {entry['from']!r} is not a system listed before it "
+                f"(listed before: {', '.join(seen) or 'none'}); fix the name or the order"
+            )
+        changes = [k for k in ("substitute", "remove", "insert", "supercell") if k in entry]
+        if derived and "supercell" in entry:
+            raise ConfigError(
+                f"config key {key}.supercell: a derived system has its parent's cell; remove it"
+            )
+        if not derived and changes and changes != ["supercell"]:
+            raise ConfigError(
+                f"config key {key}.{changes[0]}: changes the structure of the system named in "
+                "from; add from: <system> or remove the key"
+            )
+        seen.append(entry["name"])
 
 
 def load_config(path: Path | str, check_files: bool = True) -> dict[str, Any]:
@@ -153,19 +193,14 @@ def _require_file(config: dict, key: str, base_dir: Path) -> Path:
 
 def _read_frames(config: dict, key: str, base_dir: Path, labeled: bool = False) -> list:
     """Frames of the file named by ``key``; ``labeled`` files may be patterns."""
-    import ase.io
-
     from almomd.importers import read_labeled
 
     section, name = key.split(".")
+    if not labeled:
+        return [_read_file(base_dir, config[section][name], key)]
     path = base_dir / config[section][name]
-    try:
-        if labeled:  # one file, or a pattern such as calcs/*/aims.out
-            frames = read_labeled(path)
-        else:
-            frames = ase.io.read(_require_file(config, key, base_dir), index=":")
-    except ConfigError:
-        raise
+    try:  # one file, or a pattern such as calcs/*/aims.out
+        frames = read_labeled(path)
     except FileNotFoundError as exc:
         raise ConfigError(
             f"config key {key}: {exc} (paths are relative to {base_dir.resolve()}); fix the path"
@@ -177,14 +212,45 @@ def _read_frames(config: dict, key: str, base_dir: Path, labeled: bool = False) 
     return frames
 
 
+def _read_file(base_dir: Path, value: str, key: str) -> Any:
+    """The first structure of the file ``value`` that config key ``key`` names."""
+    import ase.io
+
+    path = base_dir / value
+    if not path.is_file():
+        raise ConfigError(
+            f"config key {key}: file '{value}' does not exist "
+            f"(paths are relative to {base_dir.resolve()}); fix the path"
+        )
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # any reader error means an unusable file
+        raise ConfigError(f"config key {key}: cannot read '{path}': {exc}") from exc
+    if not frames:
+        raise ConfigError(f"config key {key}: '{path}' holds no structure")
+    return frames[0]
+
+
+def structures(config: dict[str, Any], base_dir: Path | str = ".") -> dict[str, Any]:
+    """The starting structure of every system, by name (see :mod:`almomd.systems`)."""
+    base_dir = Path(base_dir)
+    built = {}
+    for name in systems.names(config):
+        key = systems.key(config, name) + ".structure"
+        built[name] = systems.structure(
+            config, name, lambda value, key=key: _read_file(base_dir, value, key)
+        )
+    return built
+
+
 def chemical_symbols(config: dict[str, Any], base_dir: Path | str = ".") -> list[str]:
-    """The campaign's elements: those of the structure and of every given data file.
+    """The campaign's elements: those of the structures and of every given data file.
 
     The one place they are computed (validation and training both use it); data
     files may be patterns such as ``calcs/*/aims.out``.
     """
     base_dir = Path(base_dir)
-    symbols = set(_read_frames(config, "system.structure", base_dir)[0].get_chemical_symbols())
+    symbols = {s for atoms in structures(config, base_dir).values() for s in atoms.symbols}
     for key in ("initial_data.file", "test_set.file", "heldout.file"):
         section, name = key.split(".")
         if config.get(section, {}).get(name) is not None:
@@ -193,25 +259,25 @@ def chemical_symbols(config: dict[str, Any], base_dir: Path | str = ".") -> list
     return sorted(symbols)
 
 
-def _check_structure(structure: Any) -> None:
+def _check_structure(structure: Any, key: str) -> None:
     import numpy as np
 
     if not np.isfinite(structure.positions).all():
         raise ConfigError(
-            "config key system.structure: the structure has non-finite (NaN or inf) "
-            "positions; fix the file"
+            f"config key {key}: the structure has non-finite (NaN or inf) positions; fix the file"
         )
     if not np.isfinite(structure.cell.array).all():
-        raise ConfigError(
-            "config key system.structure: the cell has non-finite entries; fix the file"
-        )
+        raise ConfigError(f"config key {key}: the cell has non-finite entries; fix the file")
+    if len(structure) == 0:
+        raise ConfigError(f"config key {key}: the structure has no atoms; fix it")
 
 
 def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True) -> None:
     from almomd.labelers import check_labeler, check_labeler_name
 
-    structure = _read_frames(config, "system.structure", base_dir)[0]
-    _check_structure(structure)
+    built = structures(config, base_dir)
+    for name, structure in built.items():
+        _check_structure(structure, systems.key(config, name) + ".structure")
     _require_file(config, "model.template", base_dir)
     symbols = set(chemical_symbols(config, base_dir))
     references = config["model"]["reference_energies"]
@@ -256,11 +322,12 @@ def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = Tru
                 "members, but training.compile makes AOTInductor members that run one by one; "
                 "set one of them to false"
             )
-        if not structure.pbc.all() or structure.cell.rank < 3:
-            raise ConfigError(
-                "config key exploration.torch_compile: needs a periodic structure (pbc and a "
-                "full cell in system.structure) to pad its edge list; set it to false"
-            )
+        for name, structure in built.items():
+            if not structure.pbc.all() or structure.cell.rank < 3:
+                raise ConfigError(
+                    "config key exploration.torch_compile: needs periodic structures (pbc and "
+                    f"a full cell; system {name} has not) to pad its edge list; set it to false"
+                )
     _check_heldout(config, base_dir)
     generated_test = config["test_set"]["file"] is None and initial["file"] is None
     if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
@@ -313,10 +380,13 @@ def condition_temperatures(exploration: dict[str, Any]) -> list[float]:
 
 
 def walkers(config: dict[str, Any]) -> list[Walker]:
-    """Return the exploration walkers: every temperature times every replica."""
-    exploration = config["exploration"]
-    pairs = itertools.product(exploration["temperatures"], range(exploration["replicas"]))
-    return [Walker(i, float(t), r) for i, (t, r) in enumerate(pairs)]
+    """Return the exploration walkers: per system, every temperature times every replica."""
+    found = []
+    for name in systems.names(config):
+        exploration = systems.exploration(config, name)
+        pairs = itertools.product(exploration["temperatures"], range(exploration["replicas"]))
+        found += [Walker(len(found) + i, float(t), r, name) for i, (t, r) in enumerate(pairs)]
+    return found
 
 
 def member_architecture(config: dict[str, Any], seed_index: int) -> str:
@@ -339,13 +409,17 @@ def members(config: dict[str, Any]) -> list[tuple[int, int]]:
 
 def job_layout(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide which jobs and files an iteration has."""
-    exploration = config["exploration"]
+    n_conditions = sum(
+        len(condition_temperatures(systems.exploration(config, name)))
+        for name in systems.names(config)
+    )
     return {
+        "systems (names)": systems.names(config),
         "ensemble.n_subsets": config["ensemble"]["n_subsets"],
         "ensemble.n_seeds": config["ensemble"]["n_seeds"],
         "labeler.n_batches": config["labeler"]["n_batches"],
-        "exploration walkers (temperatures x replicas)": len(walkers(config)),
-        "exploration conditions (distinct temperatures)": len(condition_temperatures(exploration)),
+        "exploration walkers (systems x temperatures x replicas)": len(walkers(config)),
+        "exploration conditions (systems x distinct temperatures)": n_conditions,
         "heldout.source": config["heldout"]["source"],
         "training.compile": config["training"]["compile"],
         "training.warm_start": config["training"]["warm_start"],

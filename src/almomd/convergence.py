@@ -4,7 +4,8 @@ Converged means, for the figures that are configured:
 
 - **error**: the held-out errors are below their targets with confidence: the
   upper end of the bootstrap interval of the held-out force RMSE (and energy
-  RMSE) lies below ``force_rmse`` (``energy_rmse``);
+  RMSE) lies below ``force_rmse`` (``energy_rmse``); with several systems,
+  on all frames and on each system's frames alone;
 - **uncertainty**: the fraction of explored frames flagged as uncertain (above
   the calibrated threshold, else the acceptance threshold) stayed at or below
   ``uncertain_fraction`` for ``stable_iterations`` consecutive iterations
@@ -51,10 +52,22 @@ class Decision:
 
 
 def _error_figures(heldout: dict[str, Any], rule: dict[str, Any]) -> list[Figure]:
-    figures = []
+    """The error figures of all held-out frames and, with several systems, of each system."""
     where = heldout["source"] + (
         "" if heldout["covers_conditions"] else ", not the exploration conditions"
     )
+    figures = _figures_of(heldout, rule, where, heldout["level"])
+    per_system = heldout.get("per_system", {})
+    if len(per_system) > 1:
+        for name, summary in per_system.items():
+            figures += _figures_of(summary, rule, where, heldout["level"], name)
+    return figures
+
+
+def _figures_of(
+    summary: dict[str, Any], rule: dict[str, Any], where: str, level: float, system: str = ""
+) -> list[Figure]:
+    figures = []
     for key, label, unit in (
         ("force_rmse", "held-out force RMSE", "eV/A"),
         ("energy_rmse", "held-out energy RMSE", "eV/atom"),
@@ -62,14 +75,16 @@ def _error_figures(heldout: dict[str, Any], rule: dict[str, Any]) -> list[Figure
         target = rule.get(key)
         if target is None:
             continue
-        value = heldout[key]
-        low, high = (math.nan if v is None else v for v in heldout[f"{key}_ci"])
+        value = summary[key]
+        low, high = (math.nan if v is None else v for v in summary[f"{key}_ci"])
         ok = high < target  # False for a missing interval (nan)
+        name = f"{key}[{system}]" if system else key
         text = (
-            f"{label} {value:.4g} {unit} ({heldout['level']:.0%} CI {low:.4g}-{high:.4g}, "
-            f"n={heldout['n_frames']} frames, {where}) vs target {target:g}"
+            f"{system + ' ' if system else ''}{label} {value:.4g} {unit} "
+            f"({level:.0%} CI {low:.4g}-{high:.4g}, n={summary['n_frames']} frames, {where}) "
+            f"vs target {target:g}"
         )
-        figures.append(Figure(key, value, target, ok, text, (low, high), heldout["n_frames"]))
+        figures.append(Figure(name, value, target, ok, text, (low, high), summary["n_frames"]))
     return figures
 
 

@@ -197,6 +197,23 @@ def split_test_set(
     return train, test
 
 
+def split_test_set_by_system(
+    frames: Sequence[Atoms], size: int, rng: np.random.Generator
+) -> tuple[list[Atoms], list[Atoms]]:
+    """:func:`split_test_set` for each system (``al_system``) on its own, ``size`` frames each."""
+    from almomd.systems import system_of
+
+    train: list[Atoms] = []
+    test: list[Atoms] = []
+    for name in dict.fromkeys(system_of(a) for a in frames):
+        group_train, group_test = split_test_set(
+            [a for a in frames if system_of(a) == name], size, rng
+        )
+        train += group_train
+        test += group_test
+    return train, test
+
+
 def subsample(frames: Sequence[Atoms], fraction: float, rng: np.random.Generator) -> list[Atoms]:
     """Return a random subset with ``round(fraction * n)`` frames (at least 2), in order."""
     n = len(frames)

@@ -9,6 +9,7 @@ import pandas as pd
 from ase import Atoms
 
 from almomd.ensemble import EnsembleCalculator, predict
+from almomd.systems import system_of
 
 
 def evaluate(
@@ -38,6 +39,7 @@ def evaluate(
         rows.append(
             {
                 "al_id": atoms.info.get("al_id", ""),
+                "system": system_of(atoms),
                 "n_atoms": n,
                 "energy_ref": reference_e,
                 "energy_pred": energy,

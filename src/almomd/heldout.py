@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from almomd import statistics
+from almomd import statistics, systems
 from almomd.config import condition_temperatures
 from almomd.data import labeled_copy, min_interatomic_distance, write_frames
 from almomd.labelers import Labeler
@@ -61,29 +61,37 @@ class Condition:
     index: int
     temperature: float
     pressure: float | None
+    system: str
+    #: the system's name is part of the label when the campaign has several
+    named: bool = False
 
     @property
     def label(self) -> str:
-        """Short name used in tables (``600 K`` or ``600 K, 1 GPa``)."""
+        """Short name used in tables (``600 K``, ``600 K, 1 GPa``, ``vacancy 600 K``)."""
         text = f"{self.temperature:g} K"
-        return text if self.pressure is None else f"{text}, {self.pressure:g} GPa"
+        text = text if self.pressure is None else f"{text}, {self.pressure:g} GPa"
+        return f"{self.system} {text}" if self.named else text
 
 
 def conditions(config: dict[str, Any]) -> list[Condition]:
-    """The distinct exploration conditions (replicas of a temperature share one).
+    """The distinct exploration conditions per system (replicas of a temperature share one).
 
     A temperature ramp's end (``exploration.temperature_end``) is a condition too.
     """
     exploration = config["exploration"]
     pressure = exploration["pressure"] if exploration["thermostat"] == "npt" else None
-    temperatures = condition_temperatures(exploration)
-    return [Condition(i, t, pressure) for i, t in enumerate(temperatures)]
+    named = len(config["systems"]) > 1
+    found: list[Condition] = []
+    for name in systems.names(config):
+        for temperature in condition_temperatures(systems.exploration(config, name)):
+            found.append(Condition(len(found), temperature, pressure, name, named))
+    return found
 
 
-def condition_label(config: dict[str, Any], temperature: float) -> str:
-    """The label of the condition at ``temperature``."""
+def condition_label(config: dict[str, Any], system: str, temperature: float) -> str:
+    """The label of system ``system``'s condition at ``temperature``."""
     for condition in conditions(config):
-        if math.isclose(condition.temperature, temperature):
+        if condition.system == system and math.isclose(condition.temperature, temperature):
             return condition.label
     return f"{temperature:g} K"
 
@@ -140,6 +148,7 @@ def reference_md(
                 al_step=step,
                 al_labeler=labeler.name,
                 al_condition=label,
+                al_system=condition.system,
             )
         )
         elapsed = time.perf_counter() - started
@@ -255,7 +264,53 @@ def summarize(
                 "force_rmse": statistics.rmse(sq, n),
                 "force_rmse_ci": list(statistics.rmse_interval(sq, n, rng)),
             }
+    if "system" in table:
+        summary["per_system"] = {
+            str(name): system_summary(group, rng, selection_key, target, probability)
+            for name, group in table.groupby("system", sort=False)
+        }
     return summary
+
+
+def system_summary(
+    table: pd.DataFrame,
+    rng: np.random.Generator,
+    selection_key: str,
+    target: float | None,
+    probability: float,
+) -> dict[str, Any]:
+    """Errors, ranking and calibration on one system's held-out frames.
+
+    ``error_to_uncertainty`` is the error (force RMSE, or energy RMSE for the
+    energy metric) over the root mean square of the selection metric: where it
+    is larger than on another system, the ensemble is overconfident there.
+    """
+    force_sq, counts, energy_sq = _per_frame_sums(table)
+    ones = np.ones(len(table))
+    metric = selection_key[2:]
+    u = table[selection_key].to_numpy(dtype=float)
+    error = (
+        statistics.rmse(energy_sq, ones)
+        if metric.startswith("energy")
+        else statistics.rmse(force_sq, counts)
+    )
+    u_rms = float(np.sqrt(np.mean(u**2))) if u.size else math.nan
+    rho = statistics.spearman_interval(table[selection_key], table[error_for(metric)], rng)
+    calibration = statistics.calibrate(table[selection_key], table[error_for(metric)])
+    return {
+        "n_frames": len(table),
+        "force_rmse": statistics.rmse(force_sq, counts),
+        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
+        "energy_rmse": statistics.rmse(energy_sq, ones),
+        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
+        "uncertainty_rms": u_rms,
+        "error_to_uncertainty": error / u_rms if u_rms > 0 else math.nan,
+        "spearman": rho.to_dict(),
+        "calibration": calibration.to_dict() if calibration else None,
+        "calibrated_threshold": (
+            calibration.threshold(target, probability) if calibration and target else None
+        ),
+    }
 
 
 def threshold_quality(

@@ -1,7 +1,7 @@
-"""Initial candidate frames generated from the starting structure.
+"""Initial candidate frames generated from the starting structures.
 
-Without a user-supplied labeled file, the initial data are strained and
-rattled copies of the (super)cell plus snapshots of a short MD with a cheap
+Without a user-supplied labeled file, the initial data of each system are
+strained and rattled copies of its (super)cell plus snapshots of a short MD with a cheap
 calculator. They are labeled afterwards by the configured labeler.
 """
 
@@ -15,19 +15,10 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+from almomd import systems
 from almomd.labeling import make_calculator
 
 log = logging.getLogger(__name__)
-
-
-def starting_structure(config: dict[str, Any]) -> Atoms:
-    """Return the configured structure repeated by ``system.supercell``."""
-    import ase.io
-
-    atoms = ase.io.read(config["system"]["structure"], index=0)
-    atoms = atoms.repeat(tuple(config["system"]["supercell"]))
-    atoms.calc = None
-    return atoms
 
 
 def rattled(atoms: Atoms, stdev: float, strain: float, rng: np.random.Generator) -> Atoms:
@@ -65,9 +56,23 @@ def md_snapshots(
 
 
 def generate(config: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
-    """Generate the unlabeled initial frames, each with an ``al_id``."""
-    settings = config["initial_data"]
-    atoms = starting_structure(config)
+    """Generate the unlabeled initial frames of every system, each with ``al_id`` and ``al_system``.
+
+    ``initial_data.n_frames`` frames per system.
+    """
+    frames = []
+    for name in systems.names(config):
+        for frame in generate_for(systems.structure(config, name), config["initial_data"], rng):
+            frame.info.update(
+                al_id=f"init-{len(frames):04d}", al_source="initial", al_iteration=-1,
+                al_system=name,
+            )  # fmt: skip
+            frames.append(frame)
+    return frames
+
+
+def generate_for(atoms: Atoms, settings: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
+    """Rattled, strained copies of ``atoms`` and cheap MD snapshots (``initial_data`` settings)."""
     n_total = settings["n_frames"]
     n_md = round(settings["md_fraction"] * n_total)
     frames = []
@@ -84,6 +89,4 @@ def generate(config: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
             settings["md_steps_between"],
             rng,
         )
-    for i, frame in enumerate(frames):
-        frame.info.update(al_id=f"init-{i:04d}", al_source="initial", al_iteration=-1)
     return frames

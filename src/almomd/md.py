@@ -152,8 +152,12 @@ def run_walker(
     rng: np.random.Generator,
     out: Path | str,
     iteration: int = 0,
+    system: str | None = None,
 ) -> tuple[list[Atoms], str]:
     """Run one walker and write its logged frames to ``out``.
+
+    Frames carry the walker, step, MD state, ensemble predictions and, given
+    ``system``, the system's name (``al_system``).
 
     Returns
     -------
@@ -179,6 +183,8 @@ def run_walker(
             al_id=f"it{iteration}-w{walker}-s{step:06d}", al_iteration=iteration,
             md_restarts=restarts,
         )  # fmt: skip
+        if system is not None:
+            frame.info["al_system"] = system
         frames.append(frame)
         u = frame.info[settings.uncertainty_column]
         log.info(

@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from almomd import layout  # noqa: E402
 from almomd.data import read_frames  # noqa: E402
@@ -44,6 +45,7 @@ FIGURES = (
     "exploration.png",
     "acceptance.png",
     "timings.png",
+    "systems.png",
 )
 
 
@@ -95,6 +97,43 @@ def _learning_curve(status: list[dict], out: Path) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.suptitle("Learning curve")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def system_table(status: list[dict]) -> pd.DataFrame:
+    """Each system's figures per iteration (rows: iteration, system)."""
+    rows = [
+        {"iteration": r["iteration"], "system": name} | figures
+        for r in status
+        for name, figures in (r["systems"] or {}).items()
+    ]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.set_index(["iteration", "system"])
+    table["heldout_force_rmse_ci"] = [
+        format_interval(v, 4, "n/a") for v in table["heldout_force_rmse_ci"]
+    ]
+    return table
+
+
+def _systems(table: pd.DataFrame, out: Path) -> None:
+    """Held-out force error and error/uncertainty per system over the iterations."""
+    fig, (ax_f, ax_r) = plt.subplots(1, 2, figsize=(9, 3.6))
+    if not table.empty:
+        for name, group in table.groupby(level="system", sort=False):
+            iterations = group.index.get_level_values("iteration")
+            ax_f.plot(iterations, group["heldout_force_rmse"].astype(float), "o-", label=name)
+            ax_r.plot(iterations, group["error_to_uncertainty"].astype(float), "o-", label=name)
+        ax_f.legend(fontsize=7)
+    ax_f.set_ylabel("held-out force RMSE (eV/Å)")
+    ax_r.set_ylabel("error / RMS uncertainty")
+    for ax in (ax_f, ax_r):
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("Per system (a higher error/uncertainty: the ensemble is overconfident there)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -303,8 +342,10 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     )
     _bars(per_stage, "wall time, summed over jobs (s)", "Time per stage", out_dir / "timings.png")
 
+    per_system = system_table(status)
+    _systems(per_system, out_dir / "systems.png")
     overview = pd.DataFrame(status).set_index("iteration")
-    columns = [key for key in KEYS if key not in ("iteration", "reason")]
+    columns = [key for key in KEYS if key not in ("iteration", "reason", "systems")]
     overview = overview[columns]
     for key in ("heldout_force_rmse_ci",):  # an interval reads as "low-high"
         overview[key] = [format_interval(v, 4, "n/a") for v in overview[key]]
@@ -336,6 +377,7 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
         ("Exploration", None, "exploration.png"),
         ("Selection decisions", acceptance, "acceptance.png"),
         ("Wall time per stage (s)", per_stage.round(1), "timings.png"),
+        ("Per system: selection and held-out errors", per_system, "systems.png"),
     ]
     covered = (
         "" if held["covers_conditions"] else " (does NOT represent the exploration conditions)"

@@ -30,8 +30,9 @@ The random baseline keeps step 1, then draws ``max_frames`` frames uniformly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ from ase.geometry import find_mic
 
 from almomd.data import min_interatomic_distance
 from almomd.statistics import Calibration
+from almomd.systems import system_of
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,50 @@ def draw_audit(table: pd.DataFrame, ok: np.ndarray, n: int, rng: np.random.Gener
     return np.array(sorted(chosen), dtype=int)
 
 
+#: Calibration values a system needs for thresholds of its own (else the pooled ones apply).
+MIN_OWN_CALIBRATION = 2
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The acceptance thresholds of one system's frames, and where they come from."""
+
+    mean: float
+    std: float
+    calibrated: Calibration | None
+    scope: str  # "system" (its own frames) or "pooled" (all systems' frames)
+
+
+def thresholds_by_system(
+    names: Sequence[str],
+    calibration: Sequence[float],
+    calibrated: Calibration | None,
+    by_system: Mapping[str, Sequence[float]] | None = None,
+    calibrated_by_system: Mapping[str, Calibration | None] | None = None,
+) -> dict[str, Thresholds]:
+    """Each system's calibration: from its own frames where it has enough, else pooled.
+
+    A threshold calibrated on one system's frames must not decide another's:
+    with ``by_system`` (and ``calibrated_by_system``) every system with at least
+    :data:`MIN_OWN_CALIBRATION` values (a fitted calibration) is judged by its own.
+    """
+    pooled = np.asarray(calibration, dtype=float)
+    found = {}
+    for name in names:
+        own = np.asarray((by_system or {}).get(name, []), dtype=float)
+        values, scope = (own, "system") if own.size >= MIN_OWN_CALIBRATION else (pooled, "pooled")
+        fit = (calibrated_by_system or {}).get(name)
+        if fit is None:
+            fit = calibrated
+        found[name] = Thresholds(
+            float(values.mean()) if values.size else 0.0,
+            float(values.std()) if values.size else 0.0,
+            fit,
+            scope if by_system is not None else "campaign",
+        )
+    return found
+
+
 def select(
     frames: Sequence[Atoms],
     u: Sequence[float],
@@ -159,28 +205,35 @@ def select(
     audit_per_walker: int = 0,
     calibrated: Calibration | None = None,
     target: float | None = None,
+    calibration_by_system: Mapping[str, Sequence[float]] | None = None,
+    calibrated_by_system: Mapping[str, Calibration | None] | None = None,
 ) -> pd.DataFrame:
     """Apply the selection rule and return a table with one row per candidate.
 
-    Columns: ``al_id``, ``walker``, ``step``, ``time_fs``, ``uncertainty``,
-    ``min_distance``, ``energy_per_atom``, ``energy_above_mean`` (of the walker),
-    ``probability``, ``draw``, ``threshold`` (where ``probability`` is 0.5, or
-    the calibrated threshold under ``calibrated`` acceptance),
-    ``threshold_calibrated`` (the calibrated threshold whenever ``calibrated``
-    and ``target`` are given), ``selected`` and ``decision`` (``selected``,
-    ``audit``, ``too_close``, ``energy_outlier``, ``not_accepted``,
-    ``outside_window``, ``too_correlated``, ``too_similar``, ``over_cap`` or
-    ``not_drawn``).
+    ``calibration`` (the uncertainties the erf acceptance is calibrated on) and
+    ``calibrated`` (the held-out fit of the error against the uncertainty)
+    apply to every frame, unless ``calibration_by_system`` and
+    ``calibrated_by_system`` give a frame's system (``al_system``) its own
+    (see :func:`thresholds_by_system`).
+
+    Columns: ``al_id``, ``walker``, ``system``, ``step``, ``time_fs``,
+    ``uncertainty``, ``min_distance``, ``energy_per_atom``,
+    ``energy_above_mean`` (of the walker), ``probability``, ``draw``,
+    ``threshold`` (where ``probability`` is 0.5, or the calibrated threshold
+    under ``calibrated`` acceptance), ``threshold_calibrated`` (the calibrated
+    threshold whenever a calibration and ``target`` are given),
+    ``calibration_mean``, ``calibration_std``, ``calibration_scope``,
+    ``selected`` and ``decision`` (``selected``, ``audit``, ``too_close``,
+    ``energy_outlier``, ``not_accepted``, ``outside_window``,
+    ``too_correlated``, ``too_similar``, ``over_cap`` or ``not_drawn``).
     """
     u_arr = np.asarray(u, dtype=float)
     n = len(frames)
-    calibration = np.asarray(calibration, dtype=float)
-    mean = float(calibration.mean()) if calibration.size else 0.0
-    std = float(calibration.std()) if calibration.size else 0.0
     table = pd.DataFrame(
         {
             "al_id": [str(a.info.get("al_id", i)) for i, a in enumerate(frames)],
             "walker": [int(a.info.get("al_walker", -1)) for a in frames],
+            "system": [system_of(a) for a in frames],
             "step": [int(a.info.get("al_step", -1)) for a in frames],
             "time_fs": [float(a.info.get("md_time_fs", math.nan)) for a in frames],
             "uncertainty": u_arr,
@@ -191,28 +244,40 @@ def select(
     table["energy_above_mean"] = table["energy_per_atom"] - table.groupby("walker")[
         "energy_per_atom"
     ].transform("mean")
-    threshold_calibrated = (
-        calibrated.threshold(target, rule.calibrated_probability)
-        if calibrated is not None and target is not None
-        else math.nan
+    names = list(dict.fromkeys(table["system"])) or [""]
+    by_system = thresholds_by_system(
+        names, calibration, calibrated, calibration_by_system, calibrated_by_system
     )
-    if rule.acceptance == "calibrated":
-        if math.isnan(threshold_calibrated):
-            raise ValueError(
-                "selection.acceptance calibrated needs a calibration of the uncertainty on "
-                "held-out frames and an error target (convergence.force_rmse)"
-            )
-        table["probability"] = calibrated.probability_above(u_arr, target) if n else []
-        table["threshold"] = threshold_calibrated
-    else:
-        table["probability"] = (
-            acceptance_probability(u_arr, mean, std, rule.shift, rule.gradient) if n else []
+    for column in ("probability", "threshold", "threshold_calibrated"):
+        table[column] = math.nan
+    table["calibration_mean"] = 0.0
+    table["calibration_std"] = 0.0
+    table["calibration_scope"] = ""
+    for name, rows in table.groupby("system").groups.items():
+        t = by_system[name]
+        u_rows = u_arr[table.index.get_indexer(rows)]
+        fitted = (
+            t.calibrated.threshold(target, rule.calibrated_probability)
+            if t.calibrated is not None and target is not None
+            else math.nan
         )
-        table["threshold"] = mean + rule.shift * std
-    table["threshold_calibrated"] = threshold_calibrated
+        if rule.acceptance == "calibrated":
+            if math.isnan(fitted):
+                raise ValueError(
+                    "selection.acceptance calibrated needs a calibration of the uncertainty on "
+                    "held-out frames and an error target (convergence.force_rmse)"
+                )
+            table.loc[rows, "probability"] = t.calibrated.probability_above(u_rows, target)
+            table.loc[rows, "threshold"] = fitted
+        else:
+            table.loc[rows, "probability"] = acceptance_probability(
+                u_rows, t.mean, t.std, rule.shift, rule.gradient
+            )
+            table.loc[rows, "threshold"] = t.mean + rule.shift * t.std
+        table.loc[rows, "threshold_calibrated"] = fitted
+        table.loc[rows, ["calibration_mean", "calibration_std"]] = [t.mean, t.std]
+        table.loc[rows, "calibration_scope"] = t.scope
     table["draw"] = rng.uniform(size=n)
-    table["calibration_mean"] = mean
-    table["calibration_std"] = std
     decision = np.full(n, "", dtype=object)
     ok = (table["min_distance"] >= rule.min_distance).to_numpy().copy()
     decision[~ok] = "too_close"
@@ -257,7 +322,35 @@ def uncertain_fraction(table: pd.DataFrame) -> float:
     screened = table[~table["decision"].isin(["too_close", "energy_outlier"])]
     if screened.empty:
         return math.nan
-    threshold = screened["threshold_calibrated"].iloc[0]
-    if math.isnan(threshold):
-        threshold = screened["threshold"].iloc[0]
+    threshold = screened["threshold_calibrated"].fillna(screened["threshold"])
     return float((screened["uncertainty"] >= threshold).mean())
+
+
+def _single(values: pd.Series) -> float | None:
+    """The value all rows share (``None`` if they differ or there is none; nan stays nan)."""
+    unique = values.drop_duplicates()
+    return float(unique.iloc[0]) if len(unique) == 1 else None
+
+
+def summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Counts, thresholds and the uncertain fraction of a :func:`select` table.
+
+    A threshold is reported where every frame had the same (one system, or
+    pooled calibration); else see :func:`summary_by_system`.
+    """
+    return {
+        "n_candidates": len(table),
+        "n_selected": int(table["selected"].sum()),
+        "n_audit": int((table["decision"] == "audit").sum()),
+        "threshold": _single(table["threshold"]),
+        "threshold_calibrated": _single(table["threshold_calibrated"]),
+        "uncertain_fraction": uncertain_fraction(table),
+    }
+
+
+def summary_by_system(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """:func:`summary` of each system's frames, with where its thresholds came from."""
+    return {
+        str(name): summary(group) | {"calibration_scope": str(group["calibration_scope"].iloc[0])}
+        for name, group in table.groupby("system", sort=False)
+    }

@@ -34,7 +34,48 @@ KEYS = (
     "uncertain_fraction",
     "converged",
     "reason",
+    "systems",
 )
+
+#: Per-system figures under ``systems`` (keyed by system name) of each iteration.
+SYSTEM_KEYS = (
+    "n_candidates",
+    "n_selected",
+    "n_audit",
+    "threshold",
+    "calibration_scope",
+    "uncertain_fraction",
+    "heldout_n",
+    "heldout_force_rmse",
+    "heldout_force_rmse_ci",
+    "heldout_energy_rmse",
+    "spearman_heldout",
+    "error_to_uncertainty",
+)
+
+
+def system_figures(
+    selection: dict[str, Any] | None, heldout: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Each system's figures of one iteration, from its selection and held-out summaries."""
+    chosen = (selection or {}).get("per_system", {})
+    held = (heldout or {}).get("per_system", {})
+    figures = {}
+    for name in dict.fromkeys([*chosen, *held]):
+        row = dict.fromkeys(SYSTEM_KEYS)
+        row |= {k: v for k, v in chosen.get(name, {}).items() if k in SYSTEM_KEYS}
+        if name in held:
+            h = held[name]
+            row |= {
+                "heldout_n": h["n_frames"],
+                "heldout_force_rmse": h["force_rmse"],
+                "heldout_force_rmse_ci": h["force_rmse_ci"],
+                "heldout_energy_rmse": h["energy_rmse"],
+                "spearman_heldout": h["spearman"].get("rho"),
+                "error_to_uncertainty": h["error_to_uncertainty"],
+            }
+        figures[name] = row
+    return figures
 
 
 def _count(path: Path) -> int | None:
@@ -68,14 +109,16 @@ def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
         row["test_force_rmse"] = metrics["force_rmse"]
         row["mean_force_uncertainty"] = metrics["mean_u_force_mean"]
     heldout_file = at(layout.HELDOUT_SUMMARY)
-    if heldout_file.exists():
-        figures = status_figures(json.loads(heldout_file.read_text()))
+    held = json.loads(heldout_file.read_text()) if heldout_file.exists() else None
+    if held:
+        figures = status_figures(held)
         row |= {key: value for key, value in figures.items() if key in KEYS}
     summary_file = at(layout.SELECTION_SUMMARY)
-    if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    if summary:
         row["n_audit"] = summary["n_audit"]
         row["uncertain_fraction"] = summary["uncertain_fraction"]
+    row["systems"] = system_figures(summary, held)
     decision_file = at(layout.DECISION)
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
@@ -150,8 +193,22 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         note = "" if covers else ": does NOT represent the exploration conditions"
         lines.append(f"held-out frames: {source}{note}")
     for row in rows:
+        if len(row["systems"] or {}) > 1:
+            lines += [f"iteration {row['iteration']}, {line}" for line in _system_lines(row)]
+    for row in rows:
         if row["reason"]:
             lines.append(f"iteration {row['iteration']}: {row['reason']}")
     if not rows:
         lines.append("no iteration found (has the workflow run in this directory?)")
     return "\n".join(lines)
+
+
+def _system_lines(row: dict[str, Any]) -> list[str]:
+    return [
+        f"system {name}: selected {_fmt(f['n_selected'])} of {_fmt(f['n_candidates'])}, "
+        f"threshold {_fmt(f['threshold'])} ({_fmt(f['calibration_scope'])}), held-out F "
+        f"{_fmt(f['heldout_force_rmse'])} eV/A "
+        f"(95% CI {format_interval(f['heldout_force_rmse_ci'])}, n={_fmt(f['heldout_n'])}), "
+        f"error/uncertainty {_fmt(f['error_to_uncertainty'], 3)}"
+        for name, f in row["systems"].items()
+    ]

@@ -123,10 +123,15 @@ def test_demo_config_is_valid(tmp_path, monkeypatch):
     assert config["labeler"]["name"] == "tblite"
 
 
-def schema_keys(properties, prefix=""):
+def schema_keys(properties, prefix="", in_list=False):
+    """Documented keys: sections' keys, and the keys of a list's entries (name[].key)."""
     for name, sub in properties.items():
-        if sub.get("type") == "object" and "properties" in sub:
+        items = sub.get("items", {}) if sub.get("type") == "array" else {}
+        if sub.get("type") == "object" and "properties" in sub and not in_list:
             yield from schema_keys(sub["properties"], f"{prefix}{name}.")
+        elif "properties" in items and not in_list:
+            yield prefix + name
+            yield from schema_keys(items["properties"], f"{prefix}{name}[].", in_list=True)
         else:
             yield prefix + name
 
@@ -147,7 +152,9 @@ def test_torch_compile_needs_a_periodic_structure(tmp_path):
     config["system"] = {"structure": "water.xyz", "supercell": [1, 1, 1]}
     config["initial_data"].update(md_fraction=0.0)
     config["exploration"]["torch_compile"] = True
-    with pytest.raises(ConfigError, match="exploration.torch_compile: needs a periodic"):
+    with pytest.raises(
+        ConfigError, match="exploration.torch_compile: needs periodic structures.*system water"
+    ):
         validate_config(config, tmp_path)
     config["exploration"]["torch_compile"] = False
     validate_config(config, tmp_path)  # the same molecule without compiling is fine

@@ -126,12 +126,20 @@ def test_users_aimd_becomes_the_heldout_set_and_audit_frames_stay_out_of_trainin
     for atoms in user:
         atoms.info["al_condition"] = "600 K"
     data.write_frames(tmp_path / "aimd.extxyz", user)
-    config = {"heldout": {"source": "file", "file": str(tmp_path / "aimd.extxyz")}}
+    bulk("Cu", "fcc", a=3.6, cubic=True).write(tmp_path / "cu.xyz")
+    config = {
+        "heldout": {"source": "file", "file": str(tmp_path / "aimd.extxyz")},
+        "systems": [
+            {"name": "bulk", "structure": str(tmp_path / "cu.xyz")},
+            {"name": "vacancy", "from": "bulk", "remove": [0]},
+        ],
+    }
     stages.heldout_dataset(config, [], str(tmp_path / "heldout.extxyz"))
     frames = data.read_frames(tmp_path / "heldout.extxyz")
     assert data.frame_ids(frames) == [f"heldout-{i:04d}" for i in range(5)]
     assert {a.info["al_source"] for a in frames} == {"heldout"}
     assert {a.info["al_condition"] for a in frames} == {"600 K"}
+    assert {a.info["al_system"] for a in frames} == {"bulk"}  # told by composition
     for ours, theirs in zip(frames, user, strict=True):
         np.testing.assert_allclose(ours.get_forces(), theirs.get_forces(), atol=1e-7)
     mixed = labeled(3, source="active") + labeled(2, source="audit", prefix="b")

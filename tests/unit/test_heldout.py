@@ -16,7 +16,7 @@ def run(tmp_path, equilibration, between, n=3):
         bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2)),
         Labeler(LabelerSettings(name="emt")),
         settings,
-        heldout.Condition(0, 600.0, None),
+        heldout.Condition(0, 600.0, None, "cu"),
         n, equilibration, between, np.random.default_rng(0),
         str(tmp_path / f"ref_{equilibration}.extxyz"),
     )  # fmt: skip

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from almomd import data, heldout, initial, labeling
+from almomd import data, heldout, initial, labeling, systems
 from almomd.config import from_section
 from almomd.labelers import Labeler, LabelerSettings
 from almomd.seeds import rng_for
@@ -92,11 +92,14 @@ def initial_datasets(
     else:
         expected = len(data.read_frames(candidates_file))
         frames = _gather_labels(config, expected, labeled_files, failed_files, "initial data")
+    structures = {name: systems.structure(config, name) for name in systems.names(config)}
+    systems.tag(frames, structures)
     if config["test_set"]["file"] is not None:
         test = data.read_user_frames(config["test_set"]["file"], "test")
+        systems.tag(test, structures)
         train = frames
     else:
-        train, test = data.split_test_set(
+        train, test = data.split_test_set_by_system(
             frames, config["test_set"]["size"], rng_for(config["seed"], "test_split")
         )
     data.check_unique_ids(train + test, "initial data")
@@ -131,7 +134,7 @@ def reference_md(config: dict[str, Any], condition: int, out: str, launcher: str
     spec = heldout.conditions(config)[condition]
     labeler = Labeler(from_section(LabelerSettings, config["labeler"]), launcher)
     frames = heldout.reference_md(
-        initial.starting_structure(config),
+        systems.structure(config, spec.system),
         labeler,
         heldout.reference_settings(config, spec),
         spec,
@@ -151,6 +154,7 @@ def heldout_dataset(config: dict[str, Any], files: Sequence[str], out: str) -> N
         frames = data.read_user_frames(config["heldout"]["file"], "heldout")
         for atoms in frames:
             atoms.info["al_source"] = "heldout"
+        systems.tag(frames, {n: systems.structure(config, n) for n in systems.names(config)})
     else:
         frames = [a for f in files for a in data.read_frames(f)]
     data.check_unique_ids(frames, "held-out set")

@@ -17,7 +17,7 @@ import ase.io
 import numpy as np
 import pandas as pd
 
-from almomd import convergence, data, heldout, initial, selection, statistics, training
+from almomd import convergence, data, heldout, selection, statistics, systems, training
 from almomd.config import from_section, member_architecture, members, walkers
 from almomd.data import write_json
 from almomd.ensemble import EnsembleCalculator, uncertainty_column
@@ -98,31 +98,27 @@ def explore(
     config: dict[str, Any], iteration: int, walker: int, model_files: Sequence[str], out: str
 ) -> None:
     """Run exploration walker ``walker`` of iteration ``iteration``."""
-    settings = config["exploration"]
     spec = walkers(config)[walker]
     md = from_section(
         MDSettings,
-        settings,
+        systems.exploration(config, spec.system),
         temperature=spec.temperature,
         uncertainty_column=uncertainty_column(config["uncertainty"]),
     )
     frames, reason = run_walker(
-        initial.starting_structure(config),
+        systems.structure(config, spec.system),
         ensemble(config, model_files, md=True),
         md,
         walker,
         rng_for(config["seed"], "md", iteration, walker),
         out,
         iteration,
+        system=spec.system,
     )
     log.info(
-        "walker %d (T=%g K, replica %d): %d frames, %s",
-        walker,
-        spec.temperature,
-        spec.replica,
-        len(frames),
-        reason,
-    )
+        "walker %d (system %s, T=%g K, replica %d): %d frames, %s",
+        walker, spec.system, spec.temperature, spec.replica, len(frames), reason,
+    )  # fmt: skip
 
 
 def evaluate(
@@ -165,6 +161,7 @@ def evaluate_heldout(
     if not frames:
         frames, source = data.read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
+    systems.tag(frames, {n: systems.structure(config, n) for n in systems.names(config)})
     table, metrics, _ = evaluate_ensemble(ensemble(config, model_files), frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
     table["energy_abs_error"] = table["energy_error_per_atom"].abs()
@@ -209,59 +206,60 @@ def select_frames(
     frames = [a for trajectory in trajectories for a in trajectory]
     u = [float(a.info[key]) for a in frames]
     settings = config["selection"]
-    if settings["calibration"] == "test_set":
-        calibration = pd.read_csv(test_table)[key].to_numpy()
-    elif settings["calibration"] == "heldout":
-        calibration = pd.read_csv(heldout_table)[key].to_numpy()
+    if settings["calibration"] == "walker_start":
+        n_start = settings["calibration_frames"]
+        start = [a for trajectory in trajectories for a in trajectory[:n_start]]
+        calibration = pd.DataFrame(
+            {"system": [systems.system_of(a) for a in start], key: [a.info[key] for a in start]}
+        )
     else:
-        calibration = [
-            float(a.info[key])
-            for trajectory in trajectories
-            for a in trajectory[: settings["calibration_frames"]]
-        ]
+        table_file = test_table if settings["calibration"] == "test_set" else heldout_table
+        calibration = pd.read_csv(table_file, dtype={"system": str})
     held = json.loads(Path(heldout_summary).read_text())
     fit = held["calibration"]
+    own_fits = {
+        name: statistics.Calibration(**figures["calibration"])
+        for name, figures in held.get("per_system", {}).items()
+        if figures.get("calibration")
+    }
     rule = from_section(selection.SelectionRule, settings)
     audit = config["heldout"]["audit_per_walker"] if config["heldout"]["source"] == "audit" else 0
     table = selection.select(
         frames,
         u,
-        calibration,
+        calibration[key].to_numpy(dtype=float),
         rule,
         rng_for(config["seed"], "select", iteration),
         audit_per_walker=audit,
         calibrated=statistics.Calibration(**fit) if fit else None,
         target=held["error_target"],
+        calibration_by_system={
+            str(name): group[key].to_numpy(dtype=float)
+            for name, group in calibration.groupby("system")
+        }
+        if "system" in calibration  # tables of older versions have no system column
+        else None,
+        calibrated_by_system=own_fits,
     )
     table["metric"] = key[2:]
     table.to_csv(out_table, index=False)
-    temperatures = {w.index: w.temperature for w in walkers(config)}
     chosen = []
     for i in table.index[table["selected"] | (table["decision"] == "audit")]:
         atoms = frames[i]
         source = "audit" if table.at[i, "decision"] == "audit" else settings["method"]
-        condition = heldout.condition_label(config, temperatures[int(atoms.info["al_walker"])])
+        spec = walkers(config)[int(atoms.info["al_walker"])]
+        condition = heldout.condition_label(config, spec.system, spec.temperature)
         atoms.info.update(al_source=source, al_uncertainty=u[i], al_condition=condition)
         chosen.append(atoms)
     data.write_frames(out_frames, chosen)
     counts = table["decision"].value_counts().to_dict()
-    fraction = selection.uncertain_fraction(table)
     write_json(
         out_summary,
-        {
-            "iteration": iteration,
-            "metric": key[2:],
-            "n_candidates": len(table),
-            "n_selected": int(table["selected"].sum()),
-            "n_audit": int((table["decision"] == "audit").sum()),
-            "decisions": counts,
-            "threshold": float(table["threshold"].iloc[0]) if len(table) else None,
-            "threshold_calibrated": float(table["threshold_calibrated"].iloc[0])
-            if len(table)
-            else None,
-            "uncertain_fraction": fraction,
-        },
+        {"iteration": iteration, "metric": key[2:]}
+        | selection.summary(table)
+        | {"decisions": counts, "per_system": selection.summary_by_system(table)},
     )
+    fraction = selection.uncertain_fraction(table)
     log.info(
         "iteration %d: %d candidates, decisions %s, uncertain fraction %.3g",
         iteration, len(frames), counts, fraction,
@@ -300,6 +298,7 @@ def decide(
     )
     key = uncertainty_column(config["uncertainty"])
     target = held["error_target"]
+    table = pd.read_csv(heldout_table, dtype={"system": str})
     payload = decision.to_dict() | {
         "n_selected": current["n_selected"],
         "n_audit": current["n_audit"],
@@ -307,7 +306,13 @@ def decide(
         "test_energy_rmse": metrics["energy_rmse"],
         **heldout.status_figures(held),
         "uncertain_fraction": current["uncertain_fraction"],
-        "thresholds": heldout.threshold_quality(pd.read_csv(heldout_table), key, current, target),
+        "thresholds": heldout.threshold_quality(table, key, current, target),
+        "thresholds_by_system": {
+            name: heldout.threshold_quality(table[table["system"] == name], key, figures, target)
+            for name, figures in current.get("per_system", {}).items()
+        }
+        if "system" in table
+        else {},
         "settings": campaign,
     }
     write_json(out, payload)
@@ -326,7 +331,7 @@ def production_md(config: dict[str, Any], root: str, out: str, out_summary: str)
     if iteration is None:
         iteration = prod.choose_iteration(root)
     if settings["structure"] is None:
-        start = initial.starting_structure(config)
+        start = systems.structure(config, systems.names(config)[0])
     else:
         start = ase.io.read(settings["structure"], index=0)
         start.calc = None

@@ -17,7 +17,9 @@ from almomd.heldout import conditions
 from almomd.report import FIGURES
 
 try:
-    config.update(validate_config(config, Path.cwd()))
+    completed = validate_config(config, Path.cwd())
+    config.clear()  # the completed config replaces the given one (system becomes systems)
+    config.update(completed)
     check_unchanged_layout(config, Path.cwd())
 except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None

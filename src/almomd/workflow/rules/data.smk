@@ -13,7 +13,7 @@ rule initial_candidates:
         runtime=10,
         mem_mb=2000,
     params:
-        settings=settings("seed", "system", "initial_data"),
+        settings=settings("seed", "systems", "initial_data"),
     script:
         "../scripts/initial_candidates.py"
 
@@ -42,6 +42,6 @@ rule initial_datasets:
     conda:
         "../envs/almomd.yaml"
     params:
-        settings=settings("seed", "initial_data", "test_set", "labeler"),
+        settings=settings("seed", "systems", "initial_data", "test_set", "labeler"),
     script:
         "../scripts/initial_datasets.py"

@@ -18,7 +18,7 @@ rule explore:
         mem_mb=4000,
         gpu=GPU,
     params:
-        settings=settings("seed", "system", "exploration", "uncertainty", "training"),
+        settings=settings("seed", "systems", "exploration", "uncertainty", "training"),
     script:
         "../scripts/explore.py"
 

@@ -17,7 +17,7 @@ rule reference_md:
         mem_mb=2000,
         tasks=1,
     params:
-        settings=settings("seed", "system", "exploration", "heldout", "labeler"),
+        settings=settings("seed", "systems", "exploration", "heldout", "labeler"),
     script:
         "../scripts/reference_md.py"
 
@@ -33,7 +33,7 @@ rule heldout_dataset:
     conda:
         "../envs/almomd.yaml"
     params:
-        settings=settings("heldout"),
+        settings=settings("systems", "heldout"),
     script:
         "../scripts/heldout_dataset.py"
 
@@ -59,6 +59,7 @@ rule evaluate_heldout:
     params:
         settings=settings(
             "seed",
+            "systems",
             "heldout",
             "training",
             "exploration",

@@ -17,7 +17,9 @@ rule select_frames:
     conda:
         "../envs/almomd.yaml"
     params:
-        settings=settings("seed", "exploration", "heldout", "uncertainty", "selection"),
+        settings=settings(
+            "seed", "systems", "exploration", "heldout", "uncertainty", "selection"
+        ),
     script:
         "../scripts/select_frames.py"
 

@@ -21,7 +21,7 @@ rule production_md:
     params:
         settings=settings(
             "seed",
-            "system",
+            "systems",
             "ensemble",
             "exploration",
             "uncertainty",
