@@ -261,7 +261,8 @@ def label_budget(config: dict) -> dict:
 
     Per iteration: at most ``selection.max_frames`` selected frames, plus the
     audit frames (``heldout.audit_per_walker`` per walker) with
-    ``heldout.source: audit``; once: the generated initial frames and, with
+    ``heldout.source: audit``; once: the generated initial frames (of every
+    system) and, with
     ``heldout.source: reference_md``, every MD step of the reference MD.
     """
     from almomd.config import walkers
@@ -271,7 +272,8 @@ def label_budget(config: dict) -> dict:
     audit = held["audit_per_walker"] * len(walkers(config)) if held["source"] == "audit" else 0
     steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
     reference = len(conditions(config)) * steps if held["source"] == "reference_md" else 0
-    initial = config["initial_data"]["n_frames"] if config["initial_data"]["file"] is None else 0
+    generated = config["initial_data"]["n_frames"] * len(config["systems"])  # per system
+    initial = generated if config["initial_data"]["file"] is None else 0
     per_iteration = config["selection"]["max_frames"] + audit
     return {
         "selected_per_iteration": config["selection"]["max_frames"],

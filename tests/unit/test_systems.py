@@ -230,3 +230,14 @@ def test_status_carries_each_systems_figures():
     assert figures["bulk"]["n_selected"] == 3 and figures["bulk"]["heldout_force_rmse"] is None
     assert figures["vacancy"]["heldout_force_rmse"] == 0.2
     assert figures["vacancy"]["error_to_uncertainty"] == 2.0
+
+
+def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
+    from almomd import budget
+
+    config = completed(lambda c: two_systems(c, exploration={"temperatures": [800]}))
+    labels = budget.label_budget(config)
+    held = config["heldout"]
+    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    assert labels["initial"] == 2 * config["initial_data"]["n_frames"]
+    assert labels["reference_md"] == 3 * steps  # bulk at 600 and 900 K, the vacancy at 800 K
