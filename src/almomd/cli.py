@@ -127,6 +127,7 @@ def _md(args: argparse.Namespace) -> int:
     os.chdir(args.directory)
     overrides = {
         "structure": args.structure,
+        "system": args.system,
         "iteration": args.iteration,
         "temperature": args.temperature,
         "steps": args.steps,
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("-d", "--directory", **directory)
     md.add_argument("--configfile", **configfile)
     md.add_argument("--structure", help="start structure (default: the campaign's)")
+    md.add_argument("--system", help="system to start from (default: the first)")
     md.add_argument("--iteration", type=int, help="ensemble (default: last converged, else last)")
     md.add_argument("--temperature", type=float, help="K (default: production.temperature)")
     md.add_argument("--steps", type=int, help="MD steps (default: production.steps)")

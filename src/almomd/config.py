@@ -329,6 +329,12 @@ def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = Tru
                     f"a full cell; system {name} has not) to pad its edge list; set it to false"
                 )
     _check_heldout(config, base_dir)
+    production_system = config["production"]["system"]
+    if production_system is not None and production_system not in built:
+        raise ConfigError(
+            f"config key production.system: {production_system!r} is not a system of the "
+            f"campaign ({', '.join(built)}); give one of them or null"
+        )
     generated_test = config["test_set"]["file"] is None and initial["file"] is None
     if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
         raise ConfigError(

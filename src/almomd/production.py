@@ -77,17 +77,24 @@ def model_files(root: Path | str, iteration: int, members: list[tuple[int, int]]
     return files
 
 
-def uncertainty_threshold(root: Path | str, iteration: int, key: str, sigmas: float) -> float:
+def uncertainty_threshold(
+    root: Path | str, iteration: int, key: str, sigmas: float, system: str | None = None
+) -> float:
     """Mean + ``sigmas`` std of the uncertainty ``key`` of ``iteration`` on its held-out frames.
 
-    Falls back to the test set for campaigns evaluated before held-out frames existed.
+    With ``system``, on that system's held-out frames only (where it has at
+    least 2; a defect's uncertainty must not set the bulk's threshold). Falls
+    back to the test set for campaigns evaluated before held-out frames existed.
     """
     table = layout.path(layout.HELDOUT_TABLE, root, iteration=iteration)
     if not table.is_file():
         table = layout.path(layout.TEST_TABLE, root, iteration=iteration)
     if not table.is_file():
         raise FileNotFoundError(f"{table} is missing: the iteration was not evaluated")
-    u = pd.read_csv(table)[key].to_numpy()
+    frames = pd.read_csv(table, dtype={"system": str})
+    if system is not None and "system" in frames and (frames["system"] == system).sum() >= 2:
+        frames = frames[frames["system"] == system]
+    u = frames[key].to_numpy()
     return float(u.mean() + sigmas * u.std())
 
 

@@ -241,3 +241,22 @@ def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
     steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
     assert labels["initial"] == 2 * config["initial_data"]["n_frames"]
     assert labels["reference_md"] == 3 * steps  # bulk at 600 and 900 K, the vacancy at 800 K
+
+
+def test_production_threshold_comes_from_its_systems_heldout_frames(tmp_path):
+    from almomd import layout, production
+
+    u = {"bulk": [0.10, 0.12, 0.14], "vacancy": [0.5, 0.7]}
+    table = heldout_table({name: (np.full(len(v), 0.05), v) for name, v in u.items()})
+    path = layout.path(layout.HELDOUT_TABLE, tmp_path, iteration=0)
+    path.parent.mkdir(parents=True)
+    table.to_csv(path, index=False)
+    for system, values in (("bulk", u["bulk"]), (None, u["bulk"] + u["vacancy"])):
+        expected = np.mean(values) + 3.0 * np.std(values)
+        found = production.uncertainty_threshold(tmp_path, 0, "u_force_max", 3.0, system)
+        assert found == pytest.approx(expected)
+
+
+def test_production_system_must_be_a_system():
+    with pytest.raises(ConfigError, match="production.system: 'slab' is not a system"):
+        completed(lambda c: (two_systems(c), c.setdefault("production", {}).update(system="slab")))

@@ -330,13 +330,17 @@ def production_md(config: dict[str, Any], root: str, out: str, out_summary: str)
     iteration = settings["iteration"]
     if iteration is None:
         iteration = prod.choose_iteration(root)
+    system = settings["system"]
     if settings["structure"] is None:
-        start = systems.structure(config, systems.names(config)[0])
+        system = system or systems.names(config)[0]
+        start = systems.structure(config, system)
     else:
         start = ase.io.read(settings["structure"], index=0)
         start.calc = None
     key = uncertainty_column(config["uncertainty"])
-    threshold = prod.uncertainty_threshold(root, iteration, key, settings["threshold_sigmas"])
+    threshold = prod.uncertainty_threshold(
+        root, iteration, key, settings["threshold_sigmas"], system
+    )
     md = from_section(
         MDSettings,
         config["exploration"] | {k: settings[k] for k in ("thermostat", "pressure", "steps")},
