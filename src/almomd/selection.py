@@ -14,7 +14,9 @@ trust window):
    where ``mean`` and ``std`` come from a calibration set; ``calibrated``: a frame
    is accepted when the held-out calibration of the uncertainty says its error
    exceeds the target with at least ``calibrated_probability``
-   (:class:`almomd.statistics.Calibration`);
+   (:class:`almomd.statistics.Calibration`); with several systems, each
+   system's frames are judged by the calibration of its own frames
+   (:func:`thresholds_by_system`);
 3. window: optionally only ``window_low <= u < window_high`` is kept;
 4. spreading the budget, in order of decreasing ``u``: with ``fair_share`` the
    walkers take turns (each walker's most uncertain admissible frame, then each
