@@ -321,6 +321,7 @@ def plan(
         "done": summarize(done),
         "campaign": summarize(everything),
         "labels": label_budget(config),
+        "expected": expected(config, directory, remaining, cores),
     }
     if cores:
         per_iteration = local_wall_hours(remaining, cores)
@@ -329,6 +330,50 @@ def plan(
             "wall_hours": per_iteration,
             "total_wall_hours": sum(per_iteration.values()),
         }
+    return result
+
+
+def expected(
+    config: dict, directory: Path | str, jobs: Sequence[PlannedJob], cores: int | None
+) -> dict:
+    """The expected cost of ``jobs`` from the campaign's cost model (:mod:`almomd.costs`).
+
+    Job-hours per iteration and in total (each job's expected seconds times its
+    CPUs or GPUs), the source of each rule's cost (fitted or first guess) and,
+    with ``cores``, the expected wall time on one machine.
+    """
+    from almomd import costs
+
+    facts = costs.campaign(config, directory)
+    fitted = costs.fit_all(costs.measurements(directory, facts))
+    timed = []
+    hours: dict[str, float] = defaultdict(float)
+    gpu_hours = cpu_hours = 0.0
+    for job in jobs:
+        if job.local or job.rule not in fitted:
+            continue
+        seconds = fitted[job.rule].seconds(facts.units(job.rule, job.wildcards))
+        share = seconds / 3600.0 / job.runtime_h if job.runtime_h else 0.0
+        gpu_hours += job.gpu_hours * share
+        cpu_hours += job.cpu_hours * share
+        hours[job.iteration] += seconds / 3600.0
+        timed.append(
+            PlannedJob(
+                job.rule, job.wildcards, {**job.resources, "runtime": seconds / 60.0}, job.threads
+            )
+        )
+    rules = sorted({job.rule for job in timed})
+    result = {
+        "job_hours": dict(hours),
+        "gpu_hours": round(gpu_hours, 6),
+        "cpu_hours": round(cpu_hours, 6),
+        "sources": {rule: fitted[rule].source for rule in rules},
+        "first_guess": [rule for rule in rules if fitted[rule].n_measured == 0],
+    }
+    if cores:
+        per_iteration = local_wall_hours(timed, cores)
+        result["local_wall_hours"] = per_iteration
+        result["total_local_wall_hours"] = sum(per_iteration.values())
     return result
 
 
@@ -364,6 +409,7 @@ def format_plan(result: dict) -> str:
             f"{local['total_wall_hours']:.2f} h wall time at most ({per})"
         )
     lines.insert(1, f"Runtimes: {result['runtimes']}")
+    lines += _expected_lines(result["expected"])
     labels = result["labels"]
     lines.append(
         f"Labels (single points) at most: {labels['campaign']} in all = "
@@ -372,6 +418,25 @@ def format_plan(result: dict) -> str:
         f"{labels['audit_per_iteration']} audit (held-out)"
     )
     return "\n".join(lines)
+
+
+def _expected_lines(expected: dict) -> list[str]:
+    """The expected cost (:func:`expected`) as text, its first guesses marked."""
+    lines = [
+        f"Expected (cost model, remaining): {sum(expected['job_hours'].values()):.2f} job-hours, "
+        f"{expected['gpu_hours']:.2f} GPU-h, {expected['cpu_hours']:.2f} CPU-h; the above are "
+        "the worst case (every job at its runtime limit)"
+    ]
+    if "total_local_wall_hours" in expected:
+        lines.append(
+            f"  expected wall time on one machine: {expected['total_local_wall_hours']:.2f} h"
+        )
+    if expected["first_guess"]:
+        lines.append(
+            "  FIRST GUESS (no job of these rules has run here; costs measured on the demo): "
+            + ", ".join(expected["first_guess"])
+        )
+    return lines
 
 
 def benchmark_rule(path: Path) -> str | None:
