@@ -112,13 +112,25 @@ def reference_frames(config: dict, system: str, n_frames: int, out: Path) -> str
 
 
 def system_curve(workdir: Path, system: str) -> list[dict]:
-    """Per iteration: training frames and the system's held-out figures."""
+    """Per iteration: training frames and the system's held-out figures.
+
+    Computed from each iteration's held-out table, whose frames are told apart by
+    their condition label (``bulk 600 K``, ``vacancy 600 K``): that works for
+    the pristine campaign too, whose one system would claim every frame.
+    """
+    import pandas as pd
+
+    from almomd.heldout import system_summary
+
     status = json.loads((workdir / "results" / "status.json").read_text())
-    return [
-        {"n_train": row["n_train"]}
-        | {k: row["systems"][system][k] for k in ("heldout_force_rmse", "error_to_uncertainty")}
-        for row in status
-    ]
+    points = []
+    for row in status:
+        path = workdir / "results" / f"iter_{row['iteration']}" / "eval/heldout_predictions.csv"
+        table = pd.read_csv(path)
+        own = table[table["condition"].str.startswith(f"{system} ")]
+        figures = system_summary(own, np.random.default_rng(0), "u_force_max", None, 0.5)
+        points.append({"n_train": row["n_train"]} | figures)
+    return points
 
 
 def main() -> int:
@@ -178,7 +190,7 @@ def main() -> int:
             for system in SYSTEMS:
                 points = curves[seed][arm][system]
                 text = "  ".join(
-                    f"{p['n_train']}: {p['heldout_force_rmse']:.4f} "
+                    f"{p['n_train']}: {p['force_rmse']:.4f} "
                     f"[{p['error_to_uncertainty']:.2f}]"
                     for p in points
                 )
@@ -201,13 +213,13 @@ def main() -> int:
         )
         print(f"  {arm:>8}  {text}")
     finals = [
-        curves[s][a]["vacancy"][-1]["heldout_force_rmse"] for s in args.seeds for a in ARMS[1:]
+        curves[s][a]["vacancy"][-1]["force_rmse"] for s in args.seeds for a in ARMS[1:]
     ]
     target = max(finals)
     needed = {
         arm: [
             labels_to_reach(
-                [(p["n_train"], p["heldout_force_rmse"]) for p in curves[s][arm]["vacancy"]], target
+                [(p["n_train"], p["force_rmse"]) for p in curves[s][arm]["vacancy"]], target
             )
             for s in args.seeds
         ]

@@ -40,6 +40,7 @@ PROVENANCE_DEFAULTS: dict[str, object] = {
     "al_uncertainty": math.nan,
     "al_labeler": "unknown",
     "al_condition": "unknown",
+    "al_system": "unassigned",  # almomd.systems.UNASSIGNED
 }
 
 

@@ -125,23 +125,23 @@ def derive(parent: Atoms, entry: Mapping[str, Any], key: str) -> Atoms:
 
 
 def tag(frames: Sequence[Atoms], structures: Mapping[str, Atoms]) -> None:
-    """Give every frame without ``al_system`` its system, told by composition.
+    """Give every frame without a system (``al_system`` missing or unassigned) its own.
 
     With one system every frame is its; otherwise a frame belongs to the one
     system of its composition (element counts), else it is ``unassigned``.
     """
+    untagged = [a for a in frames if a.info.get("al_system", UNASSIGNED) == UNASSIGNED]
     if len(structures) == 1:
         (only,) = structures
-        for atoms in frames:
-            atoms.info.setdefault("al_system", only)
+        for atoms in untagged:
+            atoms.info["al_system"] = only
         return
     compositions: dict[tuple, list[str]] = {}
     for name, atoms in structures.items():
         compositions.setdefault(_composition(atoms), []).append(name)
-    for atoms in frames:
-        if "al_system" not in atoms.info:
-            matches = compositions.get(_composition(atoms), [])
-            atoms.info["al_system"] = matches[0] if len(matches) == 1 else UNASSIGNED
+    for atoms in untagged:
+        matches = compositions.get(_composition(atoms), [])
+        atoms.info["al_system"] = matches[0] if len(matches) == 1 else UNASSIGNED
 
 
 def _composition(atoms: Atoms) -> tuple:

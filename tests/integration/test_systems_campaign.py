@@ -75,6 +75,10 @@ def test_frames_carry_their_system_and_the_vacancy_walker_is_biased(systems_camp
     assert counts == {"bulk": 13, "vacancy": 13}  # 16 generated each, 3 each to the test set
     test = data.read_frames(systems_campaign / "results/data/test.extxyz")
     assert sorted(a.info["al_system"] for a in test) == ["bulk"] * 3 + ["vacancy"] * 3
+    later = data.read_frames(iteration(systems_campaign, 1) / "train.extxyz")
+    assert {a.info["al_system"] for a in later} == {"bulk", "vacancy"}  # labels keep it
+    for atoms in later[len(train) :]:
+        assert atoms.info["al_system"] == ("vacancy" if len(atoms) == 31 else "bulk")
     heldout = data.read_frames(systems_campaign / "results/data/heldout.extxyz")
     assert sorted({(a.info["al_system"], a.info["al_condition"]) for a in heldout}) == [
         ("bulk", "bulk 600 K"),

@@ -260,3 +260,16 @@ def test_production_threshold_comes_from_its_systems_heldout_frames(tmp_path):
 def test_production_system_must_be_a_system():
     with pytest.raises(ConfigError, match="production.system: 'slab' is not a system"):
         completed(lambda c: (two_systems(c), c.setdefault("production", {}).update(system="slab")))
+
+
+def test_labels_keep_their_system_and_a_given_system_is_kept():
+    from almomd.data import labeled_copy
+
+    cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cell.info["al_system"] = "vacancy"
+    label = labeled_copy(cell, -1.0, np.zeros((4, 3)), al_id="x")
+    assert label.info["al_system"] == "vacancy"  # provenance survives labeling
+    bare = labeled_copy(bulk("Cu", "fcc", a=3.6, cubic=True), -1.0, np.zeros((4, 3)))
+    assert bare.info["al_system"] == systems.UNASSIGNED
+    systems.tag([label, bare], {"bulk": cell})  # one system: only untagged frames are its
+    assert (label.info["al_system"], bare.info["al_system"]) == ("vacancy", "bulk")
