@@ -190,8 +190,7 @@ def main() -> int:
             for system in SYSTEMS:
                 points = curves[seed][arm][system]
                 text = "  ".join(
-                    f"{p['n_train']}: {p['force_rmse']:.4f} "
-                    f"[{p['error_to_uncertainty']:.2f}]"
+                    f"{p['n_train']}: {p['force_rmse']:.4f} [{p['error_to_uncertainty']:.2f}]"
                     for p in points
                 )
                 print(f"  {arm:>8} {system:>7}  {text}")
@@ -212,9 +211,7 @@ def main() -> int:
             f"it{i} {m:.2f} [{lo:.2f}, {hi:.2f}]" for i, (m, lo, hi) in enumerate(per_iteration)
         )
         print(f"  {arm:>8}  {text}")
-    finals = [
-        curves[s][a]["vacancy"][-1]["force_rmse"] for s in args.seeds for a in ARMS[1:]
-    ]
+    finals = [curves[s][a]["vacancy"][-1]["force_rmse"] for s in args.seeds for a in ARMS[1:]]
     target = max(finals)
     needed = {
         arm: [
