@@ -140,7 +140,9 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--heldout-frames", type=int, default=10, help="per system")
     parser.add_argument("--strength", type=float, default=2.0, help="bias A (eV)")
-    parser.add_argument("--width", type=float, default=0.02, help="bias B (eV per sqrt(atom))")
+    parser.add_argument("--width", type=float, default=0.08, help="bias B (eV per sqrt(atom))")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
+                        help="campaigns to run (the others must be finished in --out)")  # fmt: skip
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "defect_exploration"))
     parser.add_argument("--analyse-only", action="store_true", help="read finished runs of --seeds")
     args = parser.parse_args()
@@ -171,7 +173,7 @@ def main() -> int:
         runs = [
             Run(f"seed{seed}_{arm}", out / f"seed{seed}_{arm}",
                 campaign_config(seed, arm, args.iterations, vacancy, bias), files)
-            for seed in args.seeds for arm in ARMS
+            for seed in args.seeds for arm in args.arms
         ]  # fmt: skip
         print(f"{len(runs)} campaigns, {args.parallel} at a time ...", flush=True)
         if not schedule(runs, args.parallel, snapshot):
