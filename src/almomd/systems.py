@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 
 #: ``al_system`` of a frame whose system cannot be told from its composition.
 UNASSIGNED = "unassigned"
@@ -102,6 +103,12 @@ def derive(parent: Atoms, entry: Mapping[str, Any], key: str) -> Atoms:
 
     atoms = parent.copy()
     n = len(atoms)
+    for change in [*entry.get("substitute", []), *entry.get("insert", [])]:
+        if change["symbol"] not in atomic_numbers:
+            raise ConfigError(
+                f"config key {key}: {change['symbol']!r} is not a chemical element; "
+                "write its symbol (e.g. Cu, I)"
+            )
     for change in entry.get("substitute", []):
         index = change["index"]
         if not 0 <= index < n:

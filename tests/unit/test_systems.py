@@ -70,6 +70,7 @@ def derived(**changes):
         ([BULK, {"name": "v", "structure": "cu.xyz", "remove": [0]}], "v\\].remove: changes"),
         ([BULK, derived(supercell=[1, 1, 2])], "a derived system has its parent"),
         ([BULK, derived(remove=[32])], "indices \\[32\\] must lie in 0..31"),
+        ([BULK, derived(substitute=[{"index": 0, "symbol": "Xx"}])], "'Xx' is not a chemical"),
         ([BULK, {"name": "v", "structure": "no.xyz"}], "v\\].structure: file 'no.xyz' does not"),
     ],
 )
