@@ -207,6 +207,19 @@ def _per_frame_sums(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nda
     return force_sq, force_counts, energy_sq
 
 
+def errors(table: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
+    """Frames, force and energy RMSE with their bootstrap intervals, of a per-frame table."""
+    force_sq, counts, energy_sq = _per_frame_sums(table)
+    ones = np.ones(len(table))
+    return {
+        "n_frames": len(table),
+        "force_rmse": statistics.rmse(force_sq, counts),
+        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
+        "energy_rmse": statistics.rmse(energy_sq, ones),
+        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
+    }
+
+
 def error_for(metric: str) -> str:
     """The per-frame error column an uncertainty metric should rank."""
     return "energy_abs_error" if metric.startswith("energy") else "force_rmse"
@@ -229,17 +242,7 @@ def summarize(
     exceeds the target (force target for force metrics, energy target for the
     energy metric) with ``probability``.
     """
-    force_sq, counts, energy_sq = _per_frame_sums(table)
-    ones = np.ones(len(table))
-    summary: dict[str, Any] = {
-        "n_frames": len(table),
-        "force_rmse": statistics.rmse(force_sq, counts),
-        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
-        "energy_rmse": statistics.rmse(energy_sq, ones),
-        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
-        "level": statistics.LEVEL,
-        "spearman": {},
-    }
+    summary: dict[str, Any] = errors(table, rng) | {"level": statistics.LEVEL, "spearman": {}}
     for column in [c for c in table.columns if c.startswith("u_")]:
         metric = column[2:]
         summary["spearman"][metric] = statistics.spearman_interval(
@@ -285,24 +288,14 @@ def system_summary(
     energy metric) over the root mean square of the selection metric: where it
     is larger than on another system, the ensemble is overconfident there.
     """
-    force_sq, counts, energy_sq = _per_frame_sums(table)
-    ones = np.ones(len(table))
+    figures = errors(table, rng)
     metric = selection_key[2:]
     u = table[selection_key].to_numpy(dtype=float)
-    error = (
-        statistics.rmse(energy_sq, ones)
-        if metric.startswith("energy")
-        else statistics.rmse(force_sq, counts)
-    )
+    error = figures["energy_rmse" if metric.startswith("energy") else "force_rmse"]
     u_rms = float(np.sqrt(np.mean(u**2))) if u.size else math.nan
     rho = statistics.spearman_interval(table[selection_key], table[error_for(metric)], rng)
     calibration = statistics.calibrate(table[selection_key], table[error_for(metric)])
-    return {
-        "n_frames": len(table),
-        "force_rmse": statistics.rmse(force_sq, counts),
-        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
-        "energy_rmse": statistics.rmse(energy_sq, ones),
-        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
+    return figures | {
         "uncertainty_rms": u_rms,
         "error_to_uncertainty": error / u_rms if u_rms > 0 else math.nan,
         "spearman": rho.to_dict(),

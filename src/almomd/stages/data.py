@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from almomd import data, heldout, initial, labeling, systems
-from almomd.config import from_section
+from almomd.config import from_section, structures
 from almomd.labelers import Labeler, LabelerSettings
 from almomd.seeds import rng_for
 
@@ -92,11 +92,11 @@ def initial_datasets(
     else:
         expected = len(data.read_frames(candidates_file))
         frames = _gather_labels(config, expected, labeled_files, failed_files, "initial data")
-    structures = {name: systems.structure(config, name) for name in systems.names(config)}
-    systems.tag(frames, structures)
+    built = structures(config)
+    systems.tag(frames, built)
     if config["test_set"]["file"] is not None:
         test = data.read_user_frames(config["test_set"]["file"], "test")
-        systems.tag(test, structures)
+        systems.tag(test, built)
         train = frames
     else:
         train, test = data.split_test_set_by_system(
@@ -154,7 +154,7 @@ def heldout_dataset(config: dict[str, Any], files: Sequence[str], out: str) -> N
         frames = data.read_user_frames(config["heldout"]["file"], "heldout")
         for atoms in frames:
             atoms.info["al_source"] = "heldout"
-        systems.tag(frames, {n: systems.structure(config, n) for n in systems.names(config)})
+        systems.tag(frames, structures(config))
     else:
         frames = [a for f in files for a in data.read_frames(f)]
     data.check_unique_ids(frames, "held-out set")

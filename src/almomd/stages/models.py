@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from almomd import convergence, data, heldout, selection, statistics, systems, training
-from almomd.config import from_section, member_architecture, members, walkers
+from almomd.config import from_section, member_architecture, members, structures, walkers
 from almomd.data import write_json
 from almomd.ensemble import EnsembleCalculator, uncertainty_column
 from almomd.evaluation import evaluate as evaluate_ensemble
@@ -161,7 +161,7 @@ def evaluate_heldout(
     if not frames:
         frames, source = data.read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
-    systems.tag(frames, {n: systems.structure(config, n) for n in systems.names(config)})
+    systems.tag(frames, structures(config))
     table, metrics, _ = evaluate_ensemble(ensemble(config, model_files), frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
     table["energy_abs_error"] = table["energy_error_per_atom"].abs()
