@@ -1,12 +1,12 @@
-"""Plan the compute budget of a campaign from Snakemake's own dry run.
+"""Plan the compute budget of a campaign before spending it.
 
-``almomd budget`` runs ``snakemake --dry-run`` (with the same ``--profile`` a
-real run would use, so the resources are exactly those that would be
-submitted) with ``plan_all_iterations: true``, which lays out every iteration
-up to ``max_iterations`` instead of stopping at the first convergence
-checkpoint. Jobs already complete are not in the dry run; a second dry run
-with ``--forceall`` gives the whole campaign, and the difference is what is
-already done.
+``almomd budget`` lays out every iteration up to ``max_iterations`` (no early
+convergence) from the config (:func:`almomd.jobs.campaign_jobs`), with the
+resources the profile would submit each job with (``--profile``, the same a
+real run uses), and tells apart what is already done (outputs present). With
+``--snakemake`` the jobs come from Snakemake's own dry run instead
+(``plan_all_iterations: true``; a second dry run with ``--forceall`` gives the
+whole campaign): the same plan, slower, and the check that the fast one is right.
 """
 
 from __future__ import annotations
@@ -18,96 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from almomd import jobs as campaign
 from almomd import layout
+from almomd.jobs import LOCAL_RULES as LOCAL_RULES
+from almomd.jobs import PlanError as BudgetError
+from almomd.jobs import PlannedJob
 from almomd.runner import console_script
-
-#: Rules that run in the controller process (``localrule: True`` or no run step).
-LOCAL_RULES = frozenset(
-    {
-        "all",
-        "campaign",
-        "initial_datasets",
-        "heldout_dataset",
-        "subset",
-        "select_frames",
-        "merge_labels",
-        "decide",
-        "write_status",
-        "write_report",
-    }  # fmt: skip
-)
 
 _JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
-
-
-class BudgetError(RuntimeError):
-    """The campaign cannot be planned; the message says why and what to fix."""
-
-
-@dataclass
-class PlannedJob:
-    """One job of the plan with the resources Snakemake would give it."""
-
-    rule: str
-    wildcards: dict[str, str] = field(default_factory=dict)
-    resources: dict[str, str] = field(default_factory=dict)
-    threads: int = 1
-
-    @property
-    def key(self) -> tuple:
-        return (self.rule, tuple(sorted(self.wildcards.items())))
-
-    @property
-    def local(self) -> bool:
-        return self.rule in LOCAL_RULES
-
-    @property
-    def iteration(self) -> str:
-        """The iteration the job belongs to (``initial`` for the initial and held-out data)."""
-        if "iteration" in self.wildcards:
-            return self.wildcards["iteration"]
-        if "next_iteration" in self.wildcards:  # merging into i+1 is part of iteration i
-            return str(int(self.wildcards["next_iteration"]) - 1)
-        once = ("initial", "label_initial", "reference_md", "heldout")
-        return "initial" if self.rule.startswith(once) else "campaign"
-
-    @property
-    def partition(self) -> str:
-        if self.local:
-            return "local"
-        return self.resources.get("slurm_partition", "default")
-
-    def _number(self, name: str, default: float) -> float:
-        value = self.resources.get(name)
-        if value is None or value == "<TBD>":
-            return default
-        try:
-            return float(value)
-        except ValueError as exc:
-            raise BudgetError(
-                f"rule {self.rule}: resource {name}={value!r} is not a number"
-            ) from exc
-
-    @property
-    def runtime_h(self) -> float:
-        if self.local:
-            return 0.0
-        if "runtime" not in self.resources:
-            raise BudgetError(
-                f"rule {self.rule} has no runtime resource: set runtime (minutes) for it "
-                "in the profile's set-resources or default-resources"
-            )
-        return self._number("runtime", 0.0) / 60.0
-
-    @property
-    def gpu_hours(self) -> float:
-        return self._number("gpu", 0.0) * self.runtime_h
-
-    @property
-    def cpu_hours(self) -> float:
-        cpus = max(self.threads, self._number("cpus_per_task", 1.0))
-        return self._number("tasks", 1.0) * cpus * self.runtime_h
 
 
 def parse_dry_run(text: str) -> list[PlannedJob]:
@@ -253,7 +172,7 @@ def local_wall_hours(jobs: Iterable[PlannedJob], cores: int) -> dict[str, float]
         at_once = max(1, cores // max(1, step[0].threads))
         rounds = -(-len(step) // at_once)
         hours[iteration] += rounds * max(job.runtime_h for job in step)
-    return dict(hours)
+    return {iteration: round(h, 9) for iteration, h in hours.items()}
 
 
 def label_budget(config: dict) -> dict:
@@ -265,8 +184,7 @@ def label_budget(config: dict) -> dict:
     system) and, with
     ``heldout.source: reference_md``, every MD step of the reference MD.
     """
-    from almomd.config import walkers
-    from almomd.heldout import conditions
+    from almomd.config import conditions, walkers
 
     held = config["heldout"]
     audit = held["audit_per_walker"] * len(walkers(config)) if held["source"] == "audit" else 0
@@ -284,39 +202,94 @@ def label_budget(config: dict) -> dict:
     }
 
 
-def plan(
+def campaign_config(directory: Path | str, configfile: Path | str | None) -> dict:
+    """The campaign's validated config (``config/config.yaml`` in ``directory`` by default)."""
+    from almomd.config import ConfigError, load_config
+
+    try:
+        return load_config(configfile or Path(directory, "config", "config.yaml"), False)
+    except ConfigError as error:
+        raise BudgetError(str(error)) from None
+
+
+def _profile(profile: Path | str | None) -> dict | None:
+    """The profile's settings (its config.yaml), None without one."""
+    import yaml
+
+    if profile is None:
+        return None
+    path = Path(profile, "config.yaml")
+    if not path.is_file():
+        raise BudgetError(f"profile {profile} is not a directory with a config.yaml")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise BudgetError(f"{path} is not valid YAML: {error}") from None
+
+
+def campaign_plan(
+    config: dict, directory: Path | str, profile: Path | str | None
+) -> tuple[list[PlannedJob], list[PlannedJob]]:
+    """(remaining, whole campaign) from the config and the profile, without Snakemake."""
+    for missing, made in layout.broken_chain(directory, config["labeler"]["n_batches"]):
+        raise BudgetError(
+            f"{missing} is missing, but {made} was made from it: the campaign's history is "
+            "incomplete (snakemake refuses to run it; see its message)"
+        )
+    everything = campaign.campaign_jobs(config)
+    try:
+        campaign.resolve_resources(everything, _profile(profile))
+    except ValueError as error:
+        raise BudgetError(f"profile {profile}: {error}") from None
+    for job in everything:
+        job.runtime_h  # noqa: B018 - raises BudgetError for a missing runtime
+    return campaign.remaining(everything, directory), everything
+
+
+def snakemake_plan(
     directory: Path | str,
-    configfile: Path | str | None = None,
-    profile: Path | str | None = None,
+    configfile: Path | str | None,
+    profile: Path | str | None,
     snakefile: Path | str | None = None,
-    cores: int | None = None,
-) -> dict:
-    """The remaining budget, what is already done, and the whole campaign.
+) -> tuple[list[PlannedJob], list[PlannedJob]]:
+    """(remaining, whole campaign) from Snakemake's dry runs, side by side.
 
-    Runtimes are the profile's (its wall-time limits) or, without a profile, the
-    rules' own estimates. With ``cores``, the wall time of a run on one machine
-    with that many cores is planned too (:func:`local_wall_hours`).
-
-    The two dry runs (remaining jobs, and all jobs with ``--forceall``) run side
-    by side; without a ``results`` directory nothing is done and one suffices.
+    Without a ``results`` directory nothing is done and one dry run suffices.
     """
     args = (directory, configfile, profile, snakefile)
     remaining_run = _start(_command(*args, forceall=False))
     started = Path(directory, layout.RESULTS).exists()
     everything_run = _start(_command(*args, forceall=True)) if started else None
     remaining = _parse_result(remaining_run)
-    everything = _parse_result(everything_run) if everything_run else remaining
+    return remaining, _parse_result(everything_run) if everything_run else remaining
+
+
+def plan(
+    directory: Path | str,
+    configfile: Path | str | None = None,
+    profile: Path | str | None = None,
+    snakefile: Path | str | None = None,
+    cores: int | None = None,
+    snakemake: bool = False,
+) -> dict:
+    """The remaining budget, what is already done, and the whole campaign.
+
+    Runtimes are the profile's (its wall-time limits) or, without a profile, the
+    rules' own estimates. With ``cores``, the wall time of a run on one machine
+    with that many cores is planned too (:func:`local_wall_hours`). With
+    ``snakemake``, the jobs come from Snakemake's dry runs (:func:`snakemake_plan`).
+    """
+    config = campaign_config(directory, configfile)
+    if snakemake:
+        remaining, everything = snakemake_plan(directory, configfile, profile, snakefile)
+    else:
+        remaining, everything = campaign_plan(config, directory, profile)
     left = {job.key for job in remaining}
     done = [job for job in everything if job.key not in left]
-    from almomd.config import ConfigError, load_config
-
-    try:
-        config = load_config(configfile or Path(directory, "config", "config.yaml"), False)
-    except ConfigError as error:
-        raise BudgetError(str(error)) from None
     result = {
         "assumption": "every iteration up to max_iterations runs (no early convergence)",
         "runtimes": f"profile {profile}" if profile else "the rules' own estimates (no profile)",
+        "jobs_from": "snakemake --dry-run" if snakemake else "the config (almomd.jobs)",
         "remaining": summarize(remaining),
         "done": summarize(done),
         "campaign": summarize(everything),
@@ -328,7 +301,7 @@ def plan(
         result["local"] = {
             "cores": cores,
             "wall_hours": per_iteration,
-            "total_wall_hours": sum(per_iteration.values()),
+            "total_wall_hours": round(sum(per_iteration.values()), 9),
         }
     return result
 
@@ -364,7 +337,7 @@ def expected(
         )
     rules = sorted({job.rule for job in timed})
     result = {
-        "job_hours": dict(hours),
+        "job_hours": {iteration: round(h, 9) for iteration, h in hours.items()},
         "gpu_hours": round(gpu_hours, 6),
         "cpu_hours": round(cpu_hours, 6),
         "sources": {rule: fitted[rule].source for rule in rules},
@@ -373,7 +346,7 @@ def expected(
     if cores:
         per_iteration = local_wall_hours(timed, cores)
         result["local_wall_hours"] = per_iteration
-        result["total_local_wall_hours"] = sum(per_iteration.values())
+        result["total_local_wall_hours"] = round(sum(per_iteration.values()), 9)
     return result
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from almomd import layout, resources, systems
 from almomd.config import ConfigError, changed_settings, load_config
-from almomd.status import campaign_status, format_table
 
 CONFIG = "config/config.yaml"  # a campaign directory's settings (see almomd init)
 
@@ -42,6 +41,8 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from almomd.status import campaign_status, format_table
+
     rows = campaign_status(args.directory)
     changes = {}
     config_path = _config_path(args)
@@ -102,12 +103,15 @@ def _budget(args: argparse.Namespace) -> int:
 
     try:
         if args.actual:
-            jobs = budget.dry_run(args.directory, args.configfile, args.profile, forceall=True)
+            config = budget.campaign_config(args.directory, args.configfile)
+            _, jobs = budget.campaign_plan(config, args.directory, args.profile)
             report = budget.actual_vs_estimate(args.directory, jobs)
             print(json.dumps(report, indent=2) if args.json else budget.format_actual(report))
             return 0
         cores = args.cores or (None if args.profile else os.cpu_count())
-        result = budget.plan(args.directory, args.configfile, args.profile, cores=cores)
+        result = budget.plan(
+            args.directory, args.configfile, args.profile, cores=cores, snakemake=args.snakemake
+        )
     except budget.BudgetError as error:
         print(f"almomd budget: {error}", file=sys.stderr)
         return 1
@@ -202,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--json", action="store_true", help="print JSON instead of tables")
     plan.add_argument(
         "--actual", action="store_true", help="compare measured run times with the estimates"
+    )
+    plan.add_argument(
+        "--snakemake",
+        action="store_true",
+        help="take the jobs from snakemake's own dry run (slower; the same plan)",
     )
     plan.set_defaults(func=_budget)
     md = sub.add_parser(

@@ -36,6 +36,40 @@ class Walker:
     system: str
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One exploration condition: what a reference MD has to sample."""
+
+    index: int
+    temperature: float
+    pressure: float | None
+    system: str
+    #: the system's name is part of the label when the campaign has several
+    named: bool = False
+
+    @property
+    def label(self) -> str:
+        """Short name used in tables (``600 K``, ``600 K, 1 GPa``, ``vacancy 600 K``)."""
+        text = f"{self.temperature:g} K"
+        text = text if self.pressure is None else f"{text}, {self.pressure:g} GPa"
+        return f"{self.system} {text}" if self.named else text
+
+
+def conditions(config: dict[str, Any]) -> list[Condition]:
+    """The distinct exploration conditions per system (replicas of a temperature share one).
+
+    A temperature ramp's end (``exploration.temperature_end``) is a condition too.
+    """
+    exploration = config["exploration"]
+    pressure = exploration["pressure"] if exploration["thermostat"] == "npt" else None
+    named = len(config["systems"]) > 1
+    found: list[Condition] = []
+    for name in systems.names(config):
+        for temperature in condition_temperatures(systems.exploration(config, name)):
+            found.append(Condition(len(found), temperature, pressure, name, named))
+    return found
+
+
 def load_schema(path: Path | None = None) -> dict[str, Any]:
     """Return the JSON schema of the configuration."""
     with open(path or resources.schema_file()) as handle:

@@ -164,8 +164,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     ``upto``: use the training sets of iterations up to it only (what was known
     when iteration ``upto`` started).
     """
-    from almomd import heldout
-    from almomd.config import members, structures, walkers
+    from almomd.config import conditions, members, structures, walkers
     from almomd.data import read_frames
 
     atoms = {name: len(a) for name, a in structures(config, root).items()}
@@ -182,10 +181,9 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     growth = sum(added) / len(added) if added else float(config["selection"]["max_frames"])
     found = walkers(config)
     audit = held["audit_per_walker"] * len(found) if held["source"] == "audit" else 0
-    conditions = heldout.conditions(config)
     n_systems = len(atoms)
     n_heldout = {
-        "reference_md": held["frames_per_condition"] * len(conditions),
+        "reference_md": held["frames_per_condition"] * len(conditions(config)),
         "audit": audit,
         "file": _count(layout.path(layout.HELDOUT_SET, root)),
     }.get(held["source"]) or config["test_set"]["size"] * n_systems
@@ -208,7 +206,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         n_heldout=n_heldout,
         reference_steps=held["equilibration_steps"]
         + held["steps_between"] * (held["frames_per_condition"] - 1),
-        condition_atoms={c.index: atoms[c.system] for c in conditions},
+        condition_atoms={c.index: atoms[c.system] for c in conditions(config)},
     )
 
 

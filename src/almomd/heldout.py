@@ -31,7 +31,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,9 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from almomd import statistics, systems
-from almomd.config import condition_temperatures
+from almomd import statistics
+from almomd.config import Condition as Condition
+from almomd.config import conditions
 from almomd.data import labeled_copy, min_interatomic_distance, write_frames
 from almomd.labelers import Labeler
 from almomd.labeling import single_point, wants_stress
@@ -52,40 +52,6 @@ log = logging.getLogger(__name__)
 COVERING_SOURCES = ("reference_md", "file", "audit")
 #: ``al_source`` of audit frames (labeled, never trained on).
 AUDIT = "audit"
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One exploration condition: what a reference MD has to sample."""
-
-    index: int
-    temperature: float
-    pressure: float | None
-    system: str
-    #: the system's name is part of the label when the campaign has several
-    named: bool = False
-
-    @property
-    def label(self) -> str:
-        """Short name used in tables (``600 K``, ``600 K, 1 GPa``, ``vacancy 600 K``)."""
-        text = f"{self.temperature:g} K"
-        text = text if self.pressure is None else f"{text}, {self.pressure:g} GPa"
-        return f"{self.system} {text}" if self.named else text
-
-
-def conditions(config: dict[str, Any]) -> list[Condition]:
-    """The distinct exploration conditions per system (replicas of a temperature share one).
-
-    A temperature ramp's end (``exploration.temperature_end``) is a condition too.
-    """
-    exploration = config["exploration"]
-    pressure = exploration["pressure"] if exploration["thermostat"] == "npt" else None
-    named = len(config["systems"]) > 1
-    found: list[Condition] = []
-    for name in systems.names(config):
-        for temperature in condition_temperatures(systems.exploration(config, name)):
-            found.append(Condition(len(found), temperature, pressure, name, named))
-    return found
 
 
 def condition_label(config: dict[str, Any], system: str, temperature: float) -> str:

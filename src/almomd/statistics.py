@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
-from scipy.stats import rankdata
 
 #: Bootstrap resamples of an interval.
 N_BOOTSTRAP = 2000
@@ -81,6 +80,8 @@ def spearman_interval(
     n_resamples: int = N_BOOTSTRAP // 2,
 ) -> Correlation:
     """Spearman's rho of ``x`` and ``y`` with a percentile bootstrap interval over pairs."""
+    from scipy.stats import rankdata  # scipy.stats takes seconds to import: only here
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
     rho = spearman(x, y)

@@ -1,4 +1,4 @@
-"""The budget planner: job counts and hours from Snakemake's own dry run."""
+"""The budget planner: job counts and hours, from the config and from Snakemake's dry run."""
 
 import json
 import re
@@ -100,6 +100,69 @@ def test_small_plan_equals_hand_count(tmp_path):
     assert re.search(rf"total\s+{n_jobs}\s", table)
 
 
+def assert_plans_agree(workdir, *args):
+    """The plan from the config equals the one from Snakemake's dry runs, job for job."""
+    fast = almomd_budget(workdir, "--json", *args)
+    slow = almomd_budget(workdir, "--json", "--snakemake", *args)
+    assert fast.returncode == 0, fast.stderr
+    assert slow.returncode == 0, slow.stderr
+    fast, slow = json.loads(fast.stdout), json.loads(slow.stdout)
+    assert fast["jobs_from"] != slow["jobs_from"]
+    for key in ("remaining", "done", "campaign", "labels", "expected", "local"):
+        assert fast.get(key) == slow.get(key), key
+    return fast
+
+
+def write_labeled_frames(path, n):
+    """``n`` rattled copies of the .test structure with EMT labels (an initial_data.file)."""
+    import ase.io
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for i in range(n):
+        atoms = ase.io.read(REPO / ".test" / "cu.xyz").repeat(2)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    ase.io.write(path, frames, format="extxyz")
+
+
+def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
+    # every kind of job: compiled members, audit frames, replicas, read initial data,
+    # a profile in command-line form; and two systems with reference MD
+    workdir = copy_test_config(tmp_path / "plan")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["max_iterations"] = 3
+    config["training"]["compile"] = True
+    config["heldout"] = {"source": "audit", "audit_per_walker": 1}
+    config["exploration"]["replicas"] = 2
+    config["initial_data"]["file"] = "initial.extxyz"
+    write_labeled_frames(workdir / "initial.extxyz", 12)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    profile["default-resources"] = [f"{k}={v}" for k, v in profile["default-resources"].items()]
+    profile["set-resources"] = [
+        f"{rule}:{k}={v}" for rule, values in profile["set-resources"].items()
+        for k, v in values.items()
+    ]  # fmt: skip
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    plan = assert_plans_agree(workdir, "--profile", str(tmp_path / "profile"), "--cores", "4")
+    jobs = plan["campaign"]["iterations"]["0"]["jobs"]
+    assert jobs["compile_member"] == 2 and jobs["explore"] == 4
+    assert "initial_candidates" not in plan["campaign"]["iterations"]["initial"]["jobs"]
+    label_cpu_h = 2 * 120 / 60  # tasks x runtime, per batch
+    assert plan["campaign"]["partitions"]["cpu"]["cpu_hours"] == pytest.approx(4 * label_cpu_h)
+
+    systems = copy_test_config(tmp_path / "systems")
+    shutil.copy(systems / "config-systems.yaml", systems / "config.yaml")
+    plan = assert_plans_agree(systems, "--cores", "2")
+    assert plan["campaign"]["iterations"]["initial"]["jobs"]["reference_md"] == 2
+
+
 def test_remaining_budget_drops_by_the_finished_iterations(campaign, tmp_path):
     # the finished .test campaign, with iteration 1 (all but its training set) undone
     workdir = tmp_path / "partial"
@@ -109,9 +172,7 @@ def test_remaining_budget_drops_by_the_finished_iterations(campaign, tmp_path):
         shutil.rmtree(iteration / name)
     (iteration / "decision.json").unlink()
     (workdir / "results" / "status.json").unlink()
-    result = almomd_budget(workdir, "--profile", str(PROFILE), "--json")
-    assert result.returncode == 0, result.stderr
-    planned = json.loads(result.stdout)
+    planned = assert_plans_agree(workdir, "--profile", str(PROFILE))
     whole = planned["campaign"]["iterations"]
     remaining = planned["remaining"]["iterations"]
     assert set(remaining) == {"1", "campaign"}

@@ -103,7 +103,7 @@ def finish(process: subprocess.Popen, timeout=PHASE_TIMEOUT) -> int:
 
 
 def sacct_jobs(since: str) -> list[dict[str, str]]:
-    fields = ["JobID", "Partition", "AllocTRES", "Comment", "State", "JobName"]
+    fields = ["JobID", "Partition", "AllocTRES", "Comment", "State", "JobName", "Submit", "End"]
     out = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-S", since, f"--format={','.join(fields)}"],
         capture_output=True,
@@ -227,10 +227,20 @@ def test_rules_ran_on_the_intended_partition_and_tres(interrupted_campaign):
 
 
 def test_no_finished_job_ran_twice(interrupted_campaign):
-    completed = Counter(
-        j["Comment"] for j in interrupted_campaign["jobs"] if j["State"] == "COMPLETED"
-    )
-    twice = {comment: n for comment, n in completed.items() if n > 1}
+    runs: dict[str, set[str]] = {}
+    for job in interrupted_campaign["jobs"]:
+        if job["State"] == "COMPLETED":  # distinct Slurm jobs, not repeated accounting records
+            runs.setdefault(job["Comment"], set()).add(job["JobID"])
+    twice = {comment: ids for comment, ids in runs.items() if len(ids) > 1}
+    if twice:  # the evidence: Slurm's records and what each controller said about the step
+        workdir = interrupted_campaign["workdir"]
+        for job in interrupted_campaign["jobs"]:
+            if job["Comment"] in twice:
+                print(job)
+        for log in sorted(workdir.glob("controller-*.log")):
+            for line in log.read_text().splitlines():
+                if any(f"jobid {i} " in line for ids in twice.values() for i in ids):
+                    print(f"{log.name}: {line}")
     assert not twice, f"finished work was recomputed: {twice}"
     states = Counter(j["State"].split()[0] for j in interrupted_campaign["jobs"])
     print(f"Slurm job states: {dict(states)}")

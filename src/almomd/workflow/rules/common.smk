@@ -8,12 +8,13 @@ from almomd.config import (
     ConfigError,
     chemical_symbols,
     check_unchanged_layout,
+    conditions,
     members,
     validate_config,
     walkers,
 )
 from almomd.ensemble import uncertainty_column
-from almomd.heldout import conditions
+from almomd.jobs import rule_resources
 from almomd.report import FIGURES
 
 try:
@@ -35,7 +36,6 @@ GENERATE_INITIAL = config["initial_data"]["file"] is None
 COMPILED = config["training"]["compile"]
 ELEMENTS = chemical_symbols(config, Path.cwd())
 UNCERTAINTY_KEY = uncertainty_column(config["uncertainty"])
-GPU = 1 if config["training"]["device"] == "cuda" else 0
 # what a finished campaign has, after every iteration: its status and report
 CAMPAIGN_TARGETS = [layout.STATUS, f"{layout.REPORT_DIR}/report.html"]
 

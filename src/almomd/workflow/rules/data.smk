@@ -10,8 +10,7 @@ rule initial_candidates:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=10,
-        mem_mb=2000,
+        **rule_resources("initial_candidates", config),
     params:
         settings=settings("seed", "systems", "initial_data"),
     script:

@@ -14,9 +14,7 @@ rule explore:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=60,
-        mem_mb=4000,
-        gpu=GPU,
+        **rule_resources("explore", config),
     params:
         settings=settings("seed", "systems", "exploration", "uncertainty", "training"),
     script:
@@ -39,8 +37,7 @@ rule evaluate:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=30,
-        mem_mb=4000,
+        **rule_resources("evaluate", config),
     params:
         settings=settings("training", "exploration"),
     script:

@@ -13,9 +13,7 @@ rule reference_md:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=120,
-        mem_mb=2000,
-        tasks=1,
+        **rule_resources("reference_md", config),
     params:
         settings=settings("seed", "systems", "exploration", "heldout", "labeler"),
     script:
@@ -54,8 +52,7 @@ rule evaluate_heldout:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=30,
-        mem_mb=4000,
+        **rule_resources("evaluate_heldout", config),
     params:
         settings=settings(
             "seed",

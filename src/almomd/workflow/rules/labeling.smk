@@ -15,9 +15,7 @@ rule label_batch:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=60,
-        mem_mb=2000,
-        tasks=1,
+        **rule_resources("label_batch", config),
     params:
         settings=settings("labeler"),
     script:

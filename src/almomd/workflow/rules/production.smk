@@ -15,9 +15,7 @@ rule production_md:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=120,
-        mem_mb=4000,
-        gpu=GPU,
+        **rule_resources("production_md", config),
     params:
         settings=settings(
             "seed",

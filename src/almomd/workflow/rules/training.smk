@@ -30,9 +30,7 @@ rule train_member:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=60,
-        mem_mb=4000,
-        gpu=GPU,
+        **rule_resources("train_member", config),
     params:
         settings=settings("seed", "ensemble", "model", "training"),
         elements=ELEMENTS,
@@ -54,9 +52,7 @@ rule compile_member:
         "../envs/almomd.yaml"
     threads: 1
     resources:
-        runtime=30,
-        mem_mb=8000,
-        gpu=GPU,
+        **rule_resources("compile_member", config),
     params:
         settings=settings("training"),
     script:
