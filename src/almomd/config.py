@@ -155,8 +155,6 @@ def validate_config(
     if errors:
         raise ConfigError(_describe(errors[0]))
     _check_systems(completed)
-    if completed["model"]["template"] is None:
-        completed["model"]["template"] = str(resources.nequip_template())
     if check_files:
         _check_semantics(completed, Path(base_dir), check_labeler)
     return completed
@@ -312,7 +310,8 @@ def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = Tru
     built = structures(config, base_dir)
     for name, structure in built.items():
         _check_structure(structure, systems.key(config, name) + ".structure")
-    _require_file(config, "model.template", base_dir)
+    if config["model"]["template"] is not None:  # None: the bundled template
+        _require_file(config, "model.template", base_dir)
     symbols = set(chemical_symbols(config, base_dir))
     references = config["model"]["reference_energies"]
     if references is not None:
@@ -512,6 +511,16 @@ def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _is_bundled_template(value: Any) -> bool:
+    """Whether ``value`` is the path of an installation's bundled NequIP template.
+
+    Campaigns recorded it as an absolute path, which differs between
+    installations of almomd; it is the same setting as ``model.template: null``.
+    """
+    bundled = resources.nequip_template().parts[-4:]  # almomd/workflow/nequip/train.yaml
+    return isinstance(value, str) and Path(value).parts[-4:] == bundled
+
+
 #: Keys that say how Snakemake was called, not how the campaign runs.
 _NOT_SETTINGS = ("plan_all_iterations",)
 
@@ -525,6 +534,8 @@ def changed_settings(root: Path | str, config: dict[str, Any]) -> dict[int, list
     changes = {}
     for iteration, settings in sorted(recorded_settings(root).items()):
         then = _flatten(settings)
+        if _is_bundled_template(then.get("model.template")):  # as recorded before
+            then["model.template"] = None
         lines = [
             f"{key}: {then.get(key)!r} (now {now.get(key)!r})"
             for key in sorted(set(then) | set(now))

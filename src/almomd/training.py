@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from almomd import resources
 from almomd.runner import console_script
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def allegro_model(nequip_model: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_template(
-    template: Path | str,
+    template: Path | str | None,
     variables: dict[str, Any],
     reference_energies: dict[str, float] | None = None,
     init_model: Path | str | None = None,
@@ -114,11 +115,14 @@ def render_template(
     energy shifts come with it. ``architecture: allegro`` trains an Allegro
     model (``nequip-allegro``) in place of the template's NequIP model.
 
+    ``template`` None is the bundled one (``model.template: null``).
+
     Raises
     ------
     ValueError
         If the template lacks one of the variables (it would be silently ignored).
     """
+    template = resources.nequip_template() if template is None else template
     with open(template) as handle:
         rendered = yaml.safe_load(handle)
     missing = sorted(set(variables) - set(rendered))

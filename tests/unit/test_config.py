@@ -111,7 +111,7 @@ def test_defaults_are_filled_and_helpers_enumerate():
     config = validate_config(load_test_config(), REPO / ".test")
     assert config["selection"]["gradient"] == 1.0
     assert config["uncertainty"]["kind"] == "absolute"
-    assert config["model"]["template"] == str(resources.nequip_template())
+    assert config["model"]["template"] is None  # the bundled template, wherever installed
     assert [(w.temperature, w.replica) for w in walkers(config)] == [(600.0, 0), (900.0, 0)]
     assert members(config) == [(0, 0), (1, 0)]
 
@@ -158,3 +158,21 @@ def test_torch_compile_needs_a_periodic_structure(tmp_path):
         validate_config(config, tmp_path)
     config["exploration"]["torch_compile"] = False
     validate_config(config, tmp_path)  # the same molecule without compiling is fine
+
+
+def test_the_bundled_template_is_the_same_setting_in_every_installation(tmp_path):
+    import json
+
+    from almomd import layout
+    from almomd.config import changed_settings
+
+    config = validate_config(load_test_config(), REPO / ".test")
+    other_install = "/opt/venv/lib/python3.12/site-packages/almomd/workflow/nequip/train.yaml"
+    for template, changed in ((other_install, False), ("my-train.yaml", True)):
+        settings = json.loads(json.dumps(config))
+        settings["model"]["template"] = template
+        decision = layout.path(layout.DECISION, tmp_path, iteration=0)
+        decision.parent.mkdir(parents=True, exist_ok=True)
+        decision.write_text(json.dumps({"stop": False, "settings": settings}))
+        lines = changed_settings(tmp_path, config).get(0, [])
+        assert any(line.startswith("model.template") for line in lines) == changed, lines
