@@ -197,9 +197,8 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
             for w in walkers(config)
         ]  # fmt: skip
         evaluated = add("evaluate", layout.TEST_METRICS.format(**at), [*ensemble, data], **at)
-        held = [*heldout, *earlier_labels] if source != "test_set" else []
         judged = add("evaluate_heldout", layout.HELDOUT_SUMMARY.format(**at),
-                     [*ensemble, data, *held], **at)  # fmt: skip
+                     [*ensemble, data, *heldout, *earlier_labels], **at)  # fmt: skip
         selected = add("select_frames", layout.SELECTION_SUMMARY.format(**at),
                        [*walked, evaluated, judged], **at)  # fmt: skip
         selections.append(selected)
