@@ -158,6 +158,29 @@ def compile_cache(directory: Path | str) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory.resolve()))
 
 
+#: What compiling costs and saves, measured by benchmarks/ensemble_step.py on one
+#: CPU thread (demo-size members; 32 and 108 atoms, 4 and 8 members): 18 s
+#: (warm cache) to 29 s (cold) of compiling, then 0.076-0.086 ms less per atom,
+#: member and MD step.
+COMPILE_SECONDS = 30.0
+SAVED_SECONDS_PER_ATOM_MEMBER_STEP = 8.0e-5
+
+
+def compile_pays_off(steps: int, atoms: int, members: int) -> tuple[bool, str]:
+    """Whether compiling the ensemble earns back its time over an MD run, and why.
+
+    The saving is taken as proportional to atoms x members x steps (how the
+    measured savings scale); a GPU gains more per step, so this errs toward
+    not compiling there.
+    """
+    saved = steps * atoms * members * SAVED_SECONDS_PER_ATOM_MEMBER_STEP
+    verdict = "pays off" if saved > COMPILE_SECONDS else "does not pay off"
+    return saved > COMPILE_SECONDS, (
+        f"{steps} steps x {atoms} atoms x {members} members save about {saved:.0f} s "
+        f"against about {COMPILE_SECONDS:.0f} s of compiling: it {verdict}"
+    )
+
+
 _HEADROOM = 1.10  # edge capacity over the edges seen, when compiled
 
 

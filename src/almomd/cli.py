@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the ensemble (exploration.torch_compile): worth it for long runs",
+        help="torch.compile the ensemble even for a short run (default: torch_compile auto)",
     )
     md.add_argument("-o", "--output", default=layout.PRODUCTION_CLI, help="trajectory file")
     md.set_defaults(func=_md)

@@ -348,7 +348,7 @@ def _check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = Tru
     initial = config["initial_data"]
     if labeler and initial["file"] is None and initial["md_fraction"] > 0:
         check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
-    if config["exploration"]["torch_compile"]:
+    if config["exploration"]["torch_compile"] is True:  # auto compiles only where it can
         if config["training"]["compile"]:
             raise ConfigError(
                 "config key exploration.torch_compile: compiles the batched ensemble of packaged "

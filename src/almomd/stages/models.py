@@ -16,6 +16,7 @@ from typing import Any
 import ase.io
 import numpy as np
 import pandas as pd
+from ase import Atoms
 
 from almomd import convergence, data, heldout, selection, statistics, systems, training
 from almomd.config import from_section, member_architecture, members, structures, walkers
@@ -77,15 +78,40 @@ def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) 
     log.info("compiled %s in %.1f s", out, seconds)
 
 
+def compile_choice(config: dict[str, Any], start: Atoms, steps: int, members: int) -> bool:
+    """Whether to compile the ensemble for ``steps`` MD steps from ``start``.
+
+    ``exploration.torch_compile``: true or false as set; ``auto`` compiles where
+    it can (packaged members, a periodic cell) and where the run is long enough
+    to earn back the compile time (:func:`almomd.batched.compile_pays_off`).
+    """
+    from almomd.batched import compile_pays_off
+
+    setting = config["exploration"]["torch_compile"]
+    if setting != "auto":
+        return bool(setting)
+    if config["training"]["compile"]:
+        why, pays = "AOTInductor members (training.compile) run one by one", False
+    elif not start.pbc.all() or start.cell.rank < 3:
+        why, pays = "the structure is not periodic in 3 dimensions", False
+    else:
+        pays, why = compile_pays_off(steps, len(start), members)
+    log.info("exploration.torch_compile auto: %s (%s)", "compiling" if pays else "eager", why)
+    return pays
+
+
 def ensemble(
-    config: dict[str, Any], model_files: Sequence[str], md: bool = False
+    config: dict[str, Any],
+    model_files: Sequence[str],
+    start: Atoms | None = None,
+    steps: int = 0,
 ) -> EnsembleCalculator:
     """Load the ensemble of ``model_files`` on the configured device.
 
-    For ``md`` (many steps of one system) it is compiled if
-    ``exploration.torch_compile`` asks, with the campaign's compile cache.
+    For MD of ``steps`` steps from ``start`` it is compiled if
+    :func:`compile_choice` says so, with the campaign's compile cache.
     """
-    compile = md and config["exploration"]["torch_compile"]
+    compile = start is not None and compile_choice(config, start, steps, len(model_files))
     if compile:
         from almomd.batched import compile_cache
 
@@ -105,9 +131,10 @@ def explore(
         temperature=spec.temperature,
         uncertainty_column=uncertainty_column(config["uncertainty"]),
     )
+    start = systems.structure(config, spec.system)
     frames, reason = run_walker(
-        systems.structure(config, spec.system),
-        ensemble(config, model_files, md=True),
+        start,
+        ensemble(config, model_files, start, md.steps),
         md,
         walker,
         rng_for(config["seed"], "md", iteration, walker),
@@ -360,7 +387,7 @@ def production_md(config: dict[str, Any], root: str, out: str, out_summary: str)
     rng = rng_for(config["seed"], "production", iteration, settings["temperature"])
     summary = prod.run_production(
         start,
-        ensemble(config, [str(m) for m in models], md=True),
+        ensemble(config, [str(m) for m in models], start, md.steps),
         md,
         threshold,
         settings["stop_above_threshold"],
