@@ -8,17 +8,19 @@ the template is plain NequIP configuration. ``nequip-train`` and
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from almomd import resources
+from almomd import nequip_run, resources
 from almomd.runner import console_script
 
 log = logging.getLogger(__name__)
@@ -205,29 +207,13 @@ def train_member(
     )
     config_file = run_dir / "nequip.yaml"
     config_file.write_text(yaml.safe_dump(rendered, sort_keys=False))
-    output_log = run_dir / "nequip-output.log"
-    times = {
-        "train_s": _run(
-            [
-                console_script("nequip-train"),
-                "-cp",
-                str(run_dir),
-                "-cn",
-                config_file.name,
-                f"hydra.run.dir={run_dir / 'hydra'}",
-            ],
-            output_log,
-            run_dir,
-        )
-    }
-    checkpoint = run_dir / "hydra" / "best.ckpt"
     model_out = Path(model_out).resolve()
     partial = run_dir / model_out.name  # packaged here, moved into place when complete
-    times["package_s"] = _run(
-        [console_script("nequip-package"), "build", str(checkpoint), str(partial)],
-        output_log,
-        run_dir,
-    )
+    # nequip-train, then nequip-package, in one process (almomd.nequip_run)
+    command = [sys.executable, "-m", "almomd.nequip_run", str(run_dir), config_file.name,
+               str(partial)]  # fmt: skip
+    wall = _run(command, run_dir / "nequip-output.log", run_dir)
+    times = json.loads((run_dir / nequip_run.TIMES).read_text()) | {"wall_s": wall}
     model_out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(partial, model_out)
     return times

@@ -476,6 +476,56 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
         np.testing.assert_allclose(f1, f0, atol=1e-3)
 
 
+def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
+    """almomd.nequip_run: one process for several members gives the same models."""
+    import zipfile
+
+    import ase.io
+
+    from almomd.config import validate_config
+    from almomd.labeling import single_point
+    from almomd.training import render_template, template_variables, train_member
+
+    workdir = copy_test_config(tmp_path / "campaign")
+    config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
+    config["training"]["max_epochs"] = 2
+    frames = []
+    for i in range(12):
+        atoms = ase.io.read(workdir / "cu.xyz").repeat(2)
+        atoms.rattle(0.05, seed=i)
+        energy, forces, _ = single_point(atoms, EMT(), False)
+        frames.append(data.labeled_copy(atoms, energy, forces, al_id=i))
+    train_file = tmp_path / "train.extxyz"
+    ase.io.write(train_file, frames, format="extxyz")
+    alone = [tmp_path / f"alone_{m}.nequip.zip" for m in range(2)]
+    for m, out in enumerate(alone):  # the train_member way: a process per member
+        times = train_member(config, train_file, ["Cu"], 30 + m, 40 + m, tmp_path / f"a{m}", out)
+        assert times["import_s"] > 0 and times["train_s"] > 0 and times["package_s"] > 0
+    together = []
+    for m in range(2):
+        run_dir = tmp_path / f"t{m}"
+        run_dir.mkdir()
+        variables = template_variables(config, train_file, ["Cu"], 30 + m, 40 + m)
+        rendered = render_template(None, variables)
+        (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
+        together.append((run_dir, run_dir / "member.nequip.zip"))
+    args = [str(a) for run_dir, out in together for a in (run_dir, "nequip.yaml", out)]
+    result = subprocess.run([str(BIN / "python"), "-m", "almomd.nequip_run", *args],
+                            capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = json.loads((together[1][0] / "times.json").read_text())
+    assert second["import_s"] == 0.0  # the imports were paid by the first member
+
+    def weights(path):
+        with zipfile.ZipFile(path) as archive:
+            return {name.split("/", 1)[1]: archive.read(name) for name in archive.namelist()
+                    if name.endswith(".storage")}  # fmt: skip
+
+    for out, (_, packaged) in zip(alone, together, strict=True):
+        assert weights(out) and weights(out) == weights(packaged)
+    assert weights(alone[0]) != weights(alone[1])  # different seeds, different members
+
+
 def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
     """heldout.source audit: frames drawn per walker, labeled with the selected ones, judged on."""
     workdir = copy_test_config(tmp_path / "audit")
