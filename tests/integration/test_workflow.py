@@ -526,6 +526,34 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
     assert weights(alone[0]) != weights(alone[1])  # different seeds, different members
 
 
+def test_early_stopping_stops_when_the_validation_loss_stops_falling(tmp_path):
+    import ase.io
+    import pandas as pd
+
+    from almomd.config import validate_config
+    from almomd.labeling import single_point
+    from almomd.training import train_member
+
+    workdir = copy_test_config(tmp_path / "campaign")
+    config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
+    # a step too small to change a float32 weight: the validation loss never improves
+    config["training"].update(max_epochs=20, patience=2, learning_rate=1e-12)
+    frames = []
+    for i in range(10):
+        atoms = ase.io.read(workdir / "cu.xyz").repeat(2)
+        atoms.rattle(0.05, seed=i)
+        energy, forces, _ = single_point(atoms, EMT(), False)
+        frames.append(data.labeled_copy(atoms, energy, forces, al_id=i))
+    ase.io.write(tmp_path / "train.extxyz", frames, format="extxyz")
+    run_dir = tmp_path / "run"
+    train_member(
+        config, tmp_path / "train.extxyz", ["Cu"], 1, 2, run_dir, tmp_path / "m.nequip.zip"
+    )
+    metrics = pd.concat(pd.read_csv(f) for f in run_dir.glob("hydra/csv/*/metrics.csv"))
+    assert metrics["epoch"].max() + 1 == 3  # the first epoch and `patience` without gain
+    assert "max_epochs=20` reached" not in (run_dir / "hydra" / "train.log").read_text()
+
+
 def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
     """heldout.source audit: frames drawn per walker, labeled with the selected ones, judged on."""
     workdir = copy_test_config(tmp_path / "audit")
