@@ -100,17 +100,6 @@ def _start(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def dry_run(
-    directory: Path | str,
-    configfile: Path | str | None = None,
-    profile: Path | str | None = None,
-    snakefile: Path | str | None = None,
-    forceall: bool = False,
-) -> list[PlannedJob]:
-    """Run ``snakemake --dry-run`` for every iteration and parse its jobs."""
-    return _parse_result(_start(_command(directory, configfile, profile, snakefile, forceall)))
-
-
 @dataclass
 class Summary:
     """Job counts and hours grouped by a key (iteration, partition or total)."""
