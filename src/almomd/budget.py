@@ -370,7 +370,7 @@ def format_plan(result: dict) -> str:
             f"On one machine with {local['cores']} cores (remaining): "
             f"{local['total_wall_hours']:.2f} h wall time at most ({per})"
         )
-    lines.insert(1, f"Runtimes: {result['runtimes']}")
+    lines[1:1] = [f"Runtimes: {result['runtimes']}", f"Jobs: from {result['jobs_from']}"]
     lines += _expected_lines(result["expected"])
     labels = result["labels"]
     lines.append(
