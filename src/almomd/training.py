@@ -3,7 +3,8 @@
 The NequIP (Hydra) template has a block of top-level variables that almomd
 sets per member (seeds, data file, model size, training settings); the rest of
 the template is plain NequIP configuration. ``nequip-train`` and
-``nequip-package`` run as subprocesses, exactly as a user would run them.
+``nequip-package`` run, with their own entry points and arguments, in one
+subprocess per member (:mod:`almomd.nequip_run`), so NequIP is imported once.
 """
 
 from __future__ import annotations
