@@ -84,6 +84,24 @@ def copy_test_config(target: Path) -> Path:
     return target
 
 
+def write_emt_frames(path: Path, n: int) -> Path:
+    """``n`` rattled copies of the .test structure (2x2x2) with EMT labels, as extxyz."""
+    import ase.io
+    from ase.calculators.emt import EMT
+
+    from almomd.data import labeled_copy
+    from almomd.labeling import single_point
+
+    frames = []
+    for i in range(n):
+        atoms = ase.io.read(REPO / ".test" / "cu.xyz").repeat(2)
+        atoms.rattle(0.05, seed=i)
+        energy, forces, _ = single_point(atoms, EMT(), False)
+        frames.append(labeled_copy(atoms, energy, forces, al_id=i))
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
 @pytest.fixture(scope="session")
 def campaign(tmp_path_factory) -> Path:
     """A finished run of the .test campaign (Cu, EMT labels, 2 iterations)."""

@@ -77,8 +77,7 @@ def _command(
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     if profile is not None:
-        if not Path(profile, "config.yaml").is_file():
-            raise BudgetError(f"profile {profile} is not a directory with a config.yaml")
+        _profile(profile)  # refused as the plan from the config refuses it
         command += ["--profile", str(profile)]
     if forceall:
         command.append("--forceall")

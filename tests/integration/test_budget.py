@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import BIN, REPO, copy_test_config
+from conftest import BIN, REPO, copy_test_config, write_emt_frames
 
 from almomd import budget, resources
 
@@ -113,23 +113,6 @@ def assert_plans_agree(workdir, *args):
     return fast
 
 
-def write_labeled_frames(path, n):
-    """``n`` rattled copies of the .test structure with EMT labels (an initial_data.file)."""
-    import ase.io
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    frames = []
-    for i in range(n):
-        atoms = ase.io.read(REPO / ".test" / "cu.xyz").repeat(2)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
-        frames.append(atoms)
-    ase.io.write(path, frames, format="extxyz")
-
-
 def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
     # every kind of job: compiled members, audit frames, replicas, read initial data,
     # a profile in command-line form; and two systems with reference MD
@@ -140,7 +123,7 @@ def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
     config["heldout"] = {"source": "audit", "audit_per_walker": 1}
     config["exploration"]["replicas"] = 2
     config["initial_data"]["file"] = "initial.extxyz"
-    write_labeled_frames(workdir / "initial.extxyz", 12)
+    write_emt_frames(workdir / "initial.extxyz", 12)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     profile["default-resources"] = [f"{k}={v}" for k, v in profile["default-resources"].items()]

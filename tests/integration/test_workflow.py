@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from ase.calculators.emt import EMT
-from conftest import BIN, assert_labels_equal, copy_test_config, snakemake
+from conftest import BIN, assert_labels_equal, copy_test_config, snakemake, write_emt_frames
 
 from almomd import data
 
@@ -480,23 +480,13 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
     """almomd.nequip_run: one process for several members gives the same models."""
     import zipfile
 
-    import ase.io
-
     from almomd.config import validate_config
-    from almomd.labeling import single_point
     from almomd.training import render_template, template_variables, train_member
 
     workdir = copy_test_config(tmp_path / "campaign")
     config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
     config["training"]["max_epochs"] = 2
-    frames = []
-    for i in range(12):
-        atoms = ase.io.read(workdir / "cu.xyz").repeat(2)
-        atoms.rattle(0.05, seed=i)
-        energy, forces, _ = single_point(atoms, EMT(), False)
-        frames.append(data.labeled_copy(atoms, energy, forces, al_id=i))
-    train_file = tmp_path / "train.extxyz"
-    ase.io.write(train_file, frames, format="extxyz")
+    train_file = write_emt_frames(tmp_path / "train.extxyz", 12)
     alone = [tmp_path / f"alone_{m}.nequip.zip" for m in range(2)]
     for m, out in enumerate(alone):  # the train_member way: a process per member
         times = train_member(config, train_file, ["Cu"], 30 + m, 40 + m, tmp_path / f"a{m}", out)
@@ -527,24 +517,14 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
 
 
 def test_early_stopping_stops_when_the_validation_loss_stops_falling(tmp_path):
-    import ase.io
-    import pandas as pd
-
     from almomd.config import validate_config
-    from almomd.labeling import single_point
     from almomd.training import train_member
 
     workdir = copy_test_config(tmp_path / "campaign")
     config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
     # a step too small to change a float32 weight: the validation loss never improves
     config["training"].update(max_epochs=20, patience=2, learning_rate=1e-12)
-    frames = []
-    for i in range(10):
-        atoms = ase.io.read(workdir / "cu.xyz").repeat(2)
-        atoms.rattle(0.05, seed=i)
-        energy, forces, _ = single_point(atoms, EMT(), False)
-        frames.append(data.labeled_copy(atoms, energy, forces, al_id=i))
-    ase.io.write(tmp_path / "train.extxyz", frames, format="extxyz")
+    write_emt_frames(tmp_path / "train.extxyz", 10)
     run_dir = tmp_path / "run"
     train_member(
         config, tmp_path / "train.extxyz", ["Cu"], 1, 2, run_dir, tmp_path / "m.nequip.zip"
