@@ -21,8 +21,8 @@ from pathlib import Path
 from almomd import jobs as campaign
 from almomd import layout
 from almomd.jobs import LOCAL_RULES as LOCAL_RULES
+from almomd.jobs import PACK_RULE, PlannedJob
 from almomd.jobs import PlanError as BudgetError
-from almomd.jobs import PlannedJob
 from almomd.runner import console_script
 
 _JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -108,7 +108,7 @@ class Summary:
     cpu_hours: float = 0.0
 
     def add(self, job: PlannedJob) -> None:
-        self.jobs[job.rule] += 1
+        self.jobs[job.family] += 1
         self.gpu_hours += job.gpu_hours
         self.cpu_hours += job.cpu_hours
 
@@ -131,7 +131,7 @@ def summarize(jobs: Iterable[PlannedJob]) -> dict:
         per_iteration[job.iteration].add(job)
         per_partition[job.partition].add(job)
         total.add(job)
-        partitions[job.rule].add(job.partition)
+        partitions[job.family].add(job.partition)
 
     def order(key: str) -> tuple:
         return (0, -1) if key == "initial" else (1, int(key)) if key.isdigit() else (2, 0)
@@ -154,7 +154,7 @@ def local_wall_hours(jobs: Iterable[PlannedJob], cores: int) -> dict[str, float]
     waves: dict[tuple[str, str], list[PlannedJob]] = defaultdict(list)
     for job in jobs:
         if not job.local:
-            waves[(job.iteration, job.rule)].append(job)
+            waves[(job.iteration, job.family)].append(job)
     hours: dict[str, float] = defaultdict(float)
     for (iteration, _), step in waves.items():
         at_once = max(1, cores // max(1, step[0].threads))
@@ -311,9 +311,9 @@ def expected(
     hours: dict[str, float] = defaultdict(float)
     gpu_hours = cpu_hours = 0.0
     for job in jobs:
-        if job.local or job.rule not in fitted:
+        if job.local or job.family not in fitted:
             continue
-        seconds = fitted[job.rule].seconds(facts.units(job.rule, job.wildcards))
+        seconds = fitted[job.family].seconds(facts.units(job.rule, job.wildcards))
         share = seconds / 3600.0 / job.runtime_h if job.runtime_h else 0.0
         gpu_hours += job.gpu_hours * share
         cpu_hours += job.cpu_hours * share
@@ -323,7 +323,7 @@ def expected(
                 job.rule, job.wildcards, {**job.resources, "runtime": seconds / 60.0}, job.threads
             )
         )
-    rules = sorted({job.rule for job in timed})
+    rules = sorted({job.family for job in timed})
     result = {
         "job_hours": {iteration: round(h, 9) for iteration, h in hours.items()},
         "gpu_hours": round(gpu_hours, 6),
@@ -406,6 +406,8 @@ def benchmark_rule(path: Path) -> str | None:
         "train": "train_member", "compile": "compile_member", "explore": "explore",
         "evaluate": "evaluate", "label": "label_batch",
     }  # fmt: skip
+    if path.stem.startswith(PACK_RULE + "_"):
+        return PACK_RULE
     stem = path.stem.split("_")[0]
     rule = prefixes.get(stem)
     if rule == "label_batch" and path.parent.name == "initial":
@@ -422,7 +424,10 @@ def actual_vs_estimate(directory: Path | str, jobs: Sequence[PlannedJob]) -> dic
         rule = benchmark_rule(path)
         if rule is not None:
             measured[rule].extend(pd.read_csv(path, sep="\t")["s"].tolist())
-    estimates = {job.rule: job.runtime_h * 60.0 for job in jobs if not job.local}
+    estimates: dict[str, float] = {}
+    for job in jobs:  # the longest limit of a rule's jobs (packs differ in size)
+        if not job.local:
+            estimates[job.family] = max(estimates.get(job.family, 0.0), job.runtime_h * 60.0)
     report = {}
     for rule, seconds in sorted(measured.items()):
         estimate_min = estimates.get(rule)

@@ -440,6 +440,15 @@ def members(config: dict[str, Any]) -> list[tuple[int, int]]:
     return [(k, m) for k in range(ensemble["n_subsets"]) for m in range(ensemble["n_seeds"])]
 
 
+def member_packs(config: dict[str, Any]) -> list[list[tuple[int, int]]]:
+    """The ensemble members of each training job: ``training.members_per_job`` at a time.
+
+    In (subset, seed) order; the last job takes what is left.
+    """
+    found, size = members(config), config["training"]["members_per_job"]
+    return [found[start : start + size] for start in range(0, len(found), size)]
+
+
 # Settings of a running campaign. A changed setting applies to the steps not yet
 # run (the campaign's profiles/default sets rerun-triggers to mtime and input).
 # Settings that decide which jobs exist are the exception: changing them after an

@@ -6,6 +6,7 @@ A job's time grows with its work units:
 rule                          units
 ============================  =============================================
 ``train_member``              training frames of the member x epochs
+``train_pack_P``              the sum over the pack's members (one process)
 ``explore``                   MD steps x atoms x members
 ``label_batch``               frames x atoms (single points of the labeler)
 ``label_initial_batch``       frames x atoms
@@ -50,6 +51,7 @@ FIRST_GUESS: dict[str, tuple[float, float]] = {
     "reference_md": (0.0, 0.11),
     "compile_member": (60.0, 0.0),
 }
+FIRST_GUESS["train_pack"] = FIRST_GUESS["train_member"]  # a pack's job: the same model
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,11 @@ def fit(samples: Iterable[tuple[float, float]]) -> Cost:
 
 
 #: Rules that run the same code on different data share one cost model.
-SAME_COST = {"label_initial_batch": "label_batch", "evaluate_heldout": "evaluate"}
+SAME_COST = {
+    "label_initial_batch": "label_batch",
+    "evaluate_heldout": "evaluate",
+    "train_pack": "train_member",  # a member's job is a pack of one: start-up once per job
+}
 
 
 def fit_all(measured: Mapping[str, list[tuple[float, float]]]) -> dict[str, Cost]:
@@ -113,6 +119,7 @@ class Campaign:
     """What the units of a campaign's jobs depend on (from its config and its files)."""
 
     members: int
+    packs: list[list[tuple[int, int]]]  # the members of each train_pack_P job
     epochs: int
     warm_epochs: int
     subset_fraction: float
@@ -138,10 +145,11 @@ class Campaign:
 
     def units(self, rule: str, wildcards: Mapping[str, str]) -> float:
         """The work units of a planned job of ``rule`` (see the module docstring)."""
-        if rule == "train_member":
+        if rule == "train_member" or rule.startswith("train_pack_"):
             iteration = int(wildcards["iteration"])
             epochs = self.warm_epochs if iteration > 0 else self.epochs
-            return max(2.0, self.subset_fraction * self.train_size(iteration)) * epochs
+            members = len(self.packs[int(rule.rsplit("_", 1)[1])]) if rule != "train_member" else 1
+            return members * max(2.0, self.subset_fraction * self.train_size(iteration)) * epochs
         if rule == "explore":
             walker = int(wildcards["walker"])
             return self.steps[walker] * self.walker_atoms[walker] * self.members
@@ -164,7 +172,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     ``upto``: use the training sets of iterations up to it only (what was known
     when iteration ``upto`` started).
     """
-    from almomd.config import conditions, members, structures, walkers
+    from almomd.config import conditions, member_packs, members, structures, walkers
     from almomd.data import read_frames
 
     atoms = {name: len(a) for name, a in structures(config, root).items()}
@@ -189,6 +197,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     }.get(held["source"]) or config["test_set"]["size"] * n_systems
     return Campaign(
         members=len(members(config)),
+        packs=member_packs(config),
         epochs=training["max_epochs"],
         warm_epochs=(training["warm_start_epochs"] or training["max_epochs"])
         if training["warm_start"]
@@ -248,9 +257,13 @@ def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float]
         return layout.path(pattern, root, iteration=iteration, **wildcards)
 
     if kind == "train":
+        epochs = facts.warm_epochs if iteration > 0 else facts.epochs
+        if rest.startswith("pack_"):  # train_pack_P: every member of the pack
+            subsets = [k for k, _ in facts.packs[int(rest[5:])]]
+            frames = sum(len(read_frames(at(layout.SUBSET, subset=k))) for k in subsets)
+            return "train_pack", frames * epochs
         subset, _ = rest.split("_")
-        frames = len(read_frames(at(layout.SUBSET, subset=subset)))
-        return "train_member", frames * (facts.warm_epochs if iteration > 0 else facts.epochs)
+        return "train_member", len(read_frames(at(layout.SUBSET, subset=subset))) * epochs
     if kind == "explore":
         trajectory = read_frames(at(layout.WALKER, walker=rest))
         steps = max(int(a.info.get("al_step", 0)) for a in trajectory)
@@ -291,7 +304,7 @@ def measurements(
             continue
         try:
             found = measured_units(path, root, facts)
-        except (FileNotFoundError, ValueError):  # the job's files are gone (redone since)
+        except (FileNotFoundError, ValueError, IndexError):  # its files are gone, or its pack
             continue
         if found is not None and found[1] > 0:
             seconds = pd.read_csv(path, sep="\t")["s"].tolist()

@@ -68,6 +68,48 @@ class PlanError(RuntimeError):
     """The campaign cannot be planned; the message says why and what to fix."""
 
 
+#: The training jobs of ``training.members_per_job`` > 1 are rules of this name
+#: and the pack's index (``train_pack_0``, ...): their outputs are the pack's
+#: member files, named in full.
+PACK_RULE = "train_pack"
+
+
+def pack_rule(index: int) -> str:
+    """The name of the rule that trains pack ``index`` of the members."""
+    return f"{PACK_RULE}_{index}"
+
+
+def rule_family(rule: str) -> str:
+    """``rule``, or ``train_pack`` for every rule that trains a pack of members."""
+    return PACK_RULE if rule.startswith(PACK_RULE + "_") else rule
+
+
+def pack_resources(
+    config: Mapping[str, Any], size: int, given: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The resources of a job that trains ``size`` members one after the other.
+
+    ``train_member``'s, with ``given`` over them (what a profile's
+    ``set-resources`` gives ``train_member``), and the runtime ``size`` times
+    as long. A profile's ``set-resources`` of the pack's own rule still wins.
+    """
+    return _scaled({**rule_resources("train_member", config), **(given or {})}, size)
+
+
+def _scaled(resources: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """``resources`` of one member's training, the runtime for ``size`` members."""
+    found = dict(resources)
+    if "runtime" in found:
+        try:
+            found["runtime"] = round(float(found["runtime"]) * size)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(
+                f"train_member: runtime {found['runtime']!r} is not a number of minutes; "
+                "a job of training.members_per_job members gets that many times as long"
+            ) from exc
+    return found
+
+
 @dataclass
 class PlannedJob:
     """One job of the plan with the resources Snakemake would give it."""
@@ -78,6 +120,13 @@ class PlannedJob:
     threads: int = 1
     output: str | None = None  # the file that shows the job is done
     needs: tuple[tuple, ...] = ()  # keys of the jobs it is made from
+    also: tuple[str, ...] = ()  # further outputs (the members of a pack)
+    members: int = 1  # the ensemble members a training job trains
+
+    @property
+    def family(self) -> str:
+        """The rule, or ``train_pack`` for every pack's rule (:func:`rule_family`)."""
+        return rule_family(self.rule)
 
     @property
     def key(self) -> tuple:
@@ -149,7 +198,7 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
     next training set, and the campaign's status and report. Resources are the
     rules' own (:func:`rule_resources`).
     """
-    from almomd.config import conditions, walkers
+    from almomd.config import conditions, member_packs, walkers
 
     jobs: list[PlannedJob] = []
 
@@ -157,6 +206,8 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
         values = {k: str(v) for k, v in wildcards.items()}
         jobs.append(PlannedJob(rule, values, rule_resources(rule, config), 1, output, tuple(needs)))
         return jobs[-1].key
+
+    packs = member_packs(config) if config["training"]["members_per_job"] > 1 else []
 
     batches = range(config["labeler"]["n_batches"])
     labels: list[tuple] = []
@@ -181,12 +232,24 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
     last = config["max_iterations"] - 1
     for i in range(last + 1):
         at = {"iteration": i}
+        subsets = [
+            add("subset", layout.SUBSET.format(subset=k, **at), [train], subset=k, **at)
+            for k in range(config["ensemble"]["n_subsets"])
+        ]
+        trained = {}  # (subset, seed) -> the key of the job that trains it
+        for index, pack in enumerate(packs):
+            files = [layout.member_file(i, k, m) for k, m in pack]
+            needs = sorted({subsets[k] for k, _ in pack})
+            key = add(pack_rule(index), files[0], needs, **at)
+            jobs[-1].also, jobs[-1].members = tuple(files[1:]), len(pack)
+            jobs[-1].resources = pack_resources(config, len(pack))
+            trained |= dict.fromkeys(pack, key)
         ensemble = []
-        for k in range(config["ensemble"]["n_subsets"]):
-            subset = add("subset", layout.SUBSET.format(subset=k, **at), [train], subset=k, **at)
+        for k, subset in enumerate(subsets):
             for m in range(config["ensemble"]["n_seeds"]):
-                member = add("train_member", layout.member_file(i, k, m), [subset],
-                             subset=k, seed=m, **at)  # fmt: skip
+                member = trained.get((k, m)) or add(
+                    "train_member", layout.member_file(i, k, m), [subset], subset=k, seed=m, **at
+                )
                 if config["training"]["compile"]:
                     member = add("compile_member", layout.member_file(i, k, m, True), [member],
                                  subset=k, seed=m, **at)  # fmt: skip
@@ -229,7 +292,9 @@ def remaining(jobs: Iterable[PlannedJob], root: Path | str) -> list[PlannedJob]:
     todo: set[tuple] = set()
     left = []
     for job in jobs:
-        missing = not job.output or not Path(root, job.output).exists()
+        missing = not job.output or not all(
+            Path(root, out).exists() for out in (job.output, *job.also)
+        )
         if missing or any(need in todo for need in job.needs):
             if job.rule == "all" and not todo:
                 continue
@@ -275,4 +340,7 @@ def resolve_resources(jobs: Iterable[PlannedJob], profile: Mapping[str, Any] | N
             rule, _, assignment = str(item).partition(":")
             per_rule.setdefault(rule, {}).update(_pairs([assignment], "set-resources"))
     for job in jobs:
-        job.resources = {**defaults, **job.resources, **per_rule.get(job.rule, {})}
+        own = job.resources
+        if job.family == PACK_RULE:  # train_member's set-resources, for the whole pack
+            own = {**own, **_scaled(per_rule.get("train_member", {}), job.members)}
+        job.resources = {**defaults, **own, **per_rule.get(job.rule, {})}

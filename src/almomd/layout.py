@@ -71,6 +71,11 @@ def path(pattern: str, root: Path | str = ".", **wildcards: object) -> Path:
     return Path(root, pattern.format(**wildcards))
 
 
+def member_pattern(subset: int, seed: int) -> str:
+    """The packaged model of member (``subset``, ``seed``), for any ``{iteration}``."""
+    return MEMBER.format(iteration="{iteration}", subset=subset, seed=seed)
+
+
 def member_file(iteration: int, subset: int, seed: int, compiled: bool = False) -> str:
     """The deployable model of ensemble member (``subset``, ``seed``) of ``iteration``."""
     pattern = MEMBER_COMPILED if compiled else MEMBER

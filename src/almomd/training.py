@@ -4,7 +4,8 @@ The NequIP (Hydra) template has a block of top-level variables that almomd
 sets per member (seeds, data file, model size, training settings); the rest of
 the template is plain NequIP configuration. ``nequip-train`` and
 ``nequip-package`` run, with their own entry points and arguments, in one
-subprocess per member (:mod:`almomd.nequip_run`), so NequIP is imported once.
+subprocess (:mod:`almomd.nequip_run`) for one member or several trained one
+after the other (:func:`train_members`), so NequIP is imported once per job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +177,77 @@ def _run(command: list[str], log_file: Path, cwd: Path) -> float:
     return elapsed
 
 
+@dataclass(frozen=True)
+class MemberRun:
+    """One member to train: its data, seeds, run directory and packaged model.
+
+    ``init_model``: start from this packaged model (warm start) instead of scratch.
+    ``architecture``: nequip (the template's model) or allegro (:func:`allegro_model`).
+    """
+
+    train_file: Path | str
+    seed: int
+    data_seed: int
+    run_dir: Path | str
+    model_out: Path | str
+    init_model: Path | str | None = None
+    architecture: str = "nequip"
+
+
+def train_members(
+    config: dict[str, Any],
+    chemical_symbols: list[str],
+    runs: Sequence[MemberRun],
+    log_file: Path | str | None = None,
+) -> list[dict[str, float]]:
+    """Train and package ``runs`` one after the other in one process.
+
+    Each run directory starts clean; a model is moved to its ``model_out`` only
+    once every member is packaged, so an interrupted job leaves no model behind.
+    NequIP's output of all members goes to ``log_file`` (default: the first
+    run directory's ``nequip-output.log``). Returns the seconds of each member's
+    steps (imports, training, packaging; ``wall_s`` is the whole process's).
+    """
+    if not runs:
+        raise ValueError("train_members: no member to train")
+    command = [sys.executable, "-m", "almomd.nequip_run"]
+    staged = []
+    for run in runs:
+        run_dir = Path(run.run_dir).resolve()
+        if run_dir.exists():  # a half-finished earlier attempt: start clean
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        variables = template_variables(
+            config,
+            Path(run.train_file),
+            chemical_symbols,
+            run.seed,
+            run.data_seed,
+            run.init_model is not None,
+        )
+        rendered = render_template(
+            config["model"]["template"],
+            variables,
+            config["model"]["reference_energies"],
+            run.init_model,
+            run.architecture,
+        )
+        (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
+        model_out = Path(run.model_out).resolve()
+        partial = run_dir / model_out.name  # packaged here, moved into place when complete
+        command += [str(run_dir), "nequip.yaml", str(partial)]
+        staged.append((run_dir, partial, model_out))
+    first = staged[0][0]
+    log_file = Path(log_file).resolve() if log_file else first / "nequip-output.log"
+    wall = _run(command, log_file, first)
+    times = []
+    for run_dir, partial, model_out in staged:
+        times.append(json.loads((run_dir / nequip_run.TIMES).read_text()) | {"wall_s": wall})
+        model_out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(partial, model_out)
+    return times
+
+
 def train_member(
     config: dict[str, Any],
     train_file: Path | str,
@@ -185,39 +259,12 @@ def train_member(
     init_model: Path | str | None = None,
     architecture: str = "nequip",
 ) -> dict[str, float]:
-    """Train one member in ``run_dir`` and package it as ``model_out``.
-
-    ``init_model``: start from this packaged model (warm start) instead of scratch.
-    ``architecture``: nequip (the template's model) or allegro (:func:`allegro_model`).
+    """Train one member in ``run_dir`` and package it as ``model_out`` (:class:`MemberRun`).
 
     Returns the wall times (s) of the steps.
     """
-    run_dir = Path(run_dir).resolve()
-    if run_dir.exists():  # a half-finished earlier attempt: start clean
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    variables = template_variables(
-        config, Path(train_file), chemical_symbols, seed, data_seed, init_model is not None
-    )
-    rendered = render_template(
-        config["model"]["template"],
-        variables,
-        config["model"]["reference_energies"],
-        init_model,
-        architecture,
-    )
-    config_file = run_dir / "nequip.yaml"
-    config_file.write_text(yaml.safe_dump(rendered, sort_keys=False))
-    model_out = Path(model_out).resolve()
-    partial = run_dir / model_out.name  # packaged here, moved into place when complete
-    # nequip-train, then nequip-package, in one process (almomd.nequip_run)
-    command = [sys.executable, "-m", "almomd.nequip_run", str(run_dir), config_file.name,
-               str(partial)]  # fmt: skip
-    wall = _run(command, run_dir / "nequip-output.log", run_dir)
-    times = json.loads((run_dir / nequip_run.TIMES).read_text()) | {"wall_s": wall}
-    model_out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(partial, model_out)
-    return times
+    run = MemberRun(train_file, seed, data_seed, run_dir, model_out, init_model, architecture)
+    return train_members(config, chemical_symbols, [run])[0]
 
 
 def compile_model(model: Path | str, out: Path | str, device: str, log_file: Path | str) -> float:

@@ -146,6 +146,25 @@ def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
     assert plan["campaign"]["iterations"]["initial"]["jobs"]["reference_md"] == 2
 
 
+def test_packed_members_plan_equals_snakemakes_dry_run(tmp_path):
+    """training.members_per_job: a rule per pack, with train_member's profile resources."""
+    workdir = copy_test_config(tmp_path / "plan")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["ensemble"] |= {"n_subsets": 2, "n_seeds": 3}
+    config["training"]["members_per_job"] = 4  # packs of 4 and 2 members
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = assert_plans_agree(workdir, "--profile", str(PROFILE), "--cores", "2")
+    iteration = plan["campaign"]["iterations"]["0"]
+    assert iteration["jobs"]["train_pack"] == 2 and "train_member" not in iteration["jobs"]
+    assert plan["campaign"]["rule_partitions"]["train_pack"] == ["gpu"]
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    member = profile["set-resources"]["train_member"]
+    explore = profile["set-resources"]["explore"]
+    walkers = len(config["exploration"]["temperatures"])
+    others = 2 * 15 / 60 + walkers * explore["runtime"] / 60  # evaluations and walkers
+    assert iteration["gpu_hours"] == pytest.approx((4 + 2) * member["runtime"] / 60 + others)
+
+
 def test_remaining_budget_drops_by_the_finished_iterations(campaign, tmp_path):
     # the finished .test campaign, with iteration 1 (all but its training set) undone
     workdir = tmp_path / "partial"

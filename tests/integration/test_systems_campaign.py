@@ -104,3 +104,18 @@ def test_each_systems_threshold_comes_from_its_own_heldout_frames(systems_campai
             assert atoms.info["al_condition"] == {
                 "bulk": "bulk 600 K", "vacancy": "vacancy 800 K"
             }[atoms.info["al_system"]]  # fmt: skip
+
+
+def test_members_per_job_trains_the_ensemble_in_one_job_and_process(systems_campaign):
+    """training.members_per_job: 2: each iteration's two members in one train_pack_0 job."""
+    timed = (systems_campaign / "benchmarks" / "iter_1").glob("train_*")
+    benchmarks = sorted(p.name for p in timed)
+    assert benchmarks == ["train_pack_0.tsv"]
+    for i in (0, 1):
+        models = sorted(p.name for p in (iteration(systems_campaign, i) / "models").iterdir())
+        assert models == ["member_0_0.nequip.zip", "member_1_0.nequip.zip"]
+        log = (systems_campaign / "logs" / f"iter_{i}" / "train_pack_0.log").read_text()
+        assert log.count("running:") == 1 and log.count("trained: {") == 2
+        assert "'import_s': 0.0" in log  # the second member paid no imports: one process
+    warm = (systems_campaign / "logs" / "iter_1" / "train_pack_0.log").read_text()
+    assert warm.count("warm start from results/iter_0/models/member_") == 2

@@ -16,3 +16,55 @@ def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
     jobs += [job("train_member", "1", 90)]
     hours = budget.local_wall_hours(jobs, cores=2)
     assert hours == pytest.approx({"0": 2 * 1.0 + 0.5 + 3 * 20 / 60, "1": 1.5})
+
+
+def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_path):
+    from conftest import REPO, test_config_with
+
+    from almomd import jobs
+    from almomd.config import member_packs, validate_config
+
+    def packed(config):
+        config["ensemble"] |= {"n_subsets": 2, "n_seeds": 3}
+        config["training"]["members_per_job"] = 4
+        config["max_iterations"] = 1
+
+    config = validate_config(test_config_with(packed), REPO / ".test")
+    assert member_packs(config) == [[(0, 0), (0, 1), (0, 2), (1, 0)], [(1, 1), (1, 2)]]
+    planned = jobs.campaign_jobs(config)
+    packs = [job for job in planned if job.family == "train_pack"]
+    assert [job.rule for job in packs] == ["train_pack_0", "train_pack_1"]
+    assert not any(job.rule == "train_member" for job in planned)
+    assert [job.members for job in packs] == [4, 2]
+    assert packs[1].output == "results/iter_0/models/member_1_1.nequip.zip"
+    assert packs[1].also == ("results/iter_0/models/member_1_2.nequip.zip",)
+    subsets = {job.key: job.wildcards["subset"] for job in planned if job.rule == "subset"}
+    assert [subsets[need] for need in packs[0].needs] == ["0", "1"]
+    assert [subsets[need] for need in packs[1].needs] == ["1"]
+    explore = next(job for job in planned if job.rule == "explore")
+    assert set(explore.needs) == {job.key for job in packs}
+    own = jobs.RULE_RESOURCES["train_member"]["runtime"]
+    assert [job.resources["runtime"] for job in packs] == [4 * own, 2 * own]
+    # a profile's train_member resources apply to the packs, runtime times the members;
+    # the pack's own set-resources win
+    profile = {
+        "default-resources": {"runtime": 10, "slurm_partition": "cpu"},
+        "set-resources": {
+            "train_member": {"slurm_partition": "gpu", "runtime": 30},
+            "train_pack_1": {"mem_mb": 9000},
+        },
+    }
+    jobs.resolve_resources(planned, profile)
+    assert [(j.partition, j.resources["runtime"]) for j in packs] == [("gpu", 120), ("gpu", 60)]
+    assert packs[1].resources["mem_mb"] == 9000
+    summary = budget.summarize(planned)
+    assert summary["total"]["jobs"]["train_pack"] == 2
+    assert summary["rule_partitions"]["train_pack"] == ["gpu"]
+    # every output there but one member of pack 1: that pack is still to run, not pack 0
+    for job in planned:
+        for output in (job.output, *job.also):
+            if output and output != packs[1].also[0]:
+                (tmp_path / output).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / output).touch()
+    assert {job.rule for job in jobs.remaining(planned, tmp_path)} >= {"train_pack_1"}
+    assert "train_pack_0" not in {job.rule for job in jobs.remaining(planned, tmp_path)}

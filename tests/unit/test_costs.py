@@ -145,3 +145,25 @@ def test_labeling_and_evaluation_rules_share_their_cost():
         (12.0, 0.125)
     )
     assert fitted["evaluate_heldout"].n_measured == 0
+
+
+def test_a_pack_of_members_costs_one_startup_and_every_member_s_work(measured_campaign):
+    """training.members_per_job: a pack's job is fitted with the members' jobs (a pack of one)."""
+    from almomd.budget import PlannedJob, expected
+
+    config, root = measured_campaign
+    config["training"]["members_per_job"] = 2  # .test: 2 subsets x 1 seed, one pack
+    # the pack of iteration 1 trained both members: (22 + 23) frames x 6 epochs = 270 units
+    write_benchmark(root / layout.BENCHMARKS / "iter_1/train_pack_0.tsv", [14 + 27.0])
+    facts = costs.campaign(config, root)
+    assert facts.packs == [[(0, 0), (1, 0)]]
+    samples = costs.measurements(root, facts)
+    assert samples["train_pack"] == [(270.0, 41.0)]
+    fitted = costs.fit_all(samples)["train_pack"]
+    assert (fitted.startup, fitted.per_unit, fitted.n_measured) == pytest.approx((14.0, 0.1, 4))
+    member_units = 36 * config["ensemble"]["subset_fraction"] * config["training"]["max_epochs"]
+    planned = PlannedJob("train_pack_0", {"iteration": "3"}, {"runtime": "120"}, members=2)
+    assert facts.units(planned.rule, planned.wildcards) == pytest.approx(2 * member_units)
+    result = expected(config, root, [planned], cores=2)
+    assert result["job_hours"] == {"3": pytest.approx((14.0 + 0.1 * 2 * member_units) / 3600)}
+    assert result["sources"] == {"train_pack": "fitted to 4 jobs"}

@@ -25,6 +25,7 @@ from almomd.stages.models import (
     select_frames,
     subset,
     train_member,
+    train_pack,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "select_frames",
     "subset",
     "train_member",
+    "train_pack",
 ]

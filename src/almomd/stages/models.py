@@ -55,21 +55,46 @@ def train_member(
     init_model: str | None = None,
 ) -> None:
     """Train and package one ensemble member (from ``init_model`` if given)."""
-    member = (iteration, subset_index, seed_index)
-    architecture = member_architecture(config, seed_index)
-    times = training.train_member(
-        config,
-        subset_file,
-        list(elements),
-        seed=derive_seed(config["seed"], "model", *member),
-        data_seed=derive_seed(config["seed"], "data", *member),
-        run_dir=run_dir,
-        model_out=model_out,
-        init_model=init_model,
-        architecture=architecture,
-    )
-    start = f"warm start from {init_model}" if init_model else "from scratch"
-    log.info("member %s (%s) trained (%s): %s", member, architecture, start, times)
+    member = (subset_index, seed_index)
+    train_pack(config, iteration, [member], elements, {subset_index: subset_file},
+               [run_dir], [model_out], {member: init_model} if init_model else {})  # fmt: skip
+
+
+def train_pack(
+    config: dict[str, Any],
+    iteration: int,
+    pack: Sequence[tuple[int, int]],
+    elements: Sequence[str],
+    subset_files: dict[int, str],
+    run_dirs: Sequence[str],
+    models_out: Sequence[str],
+    init_models: dict[tuple[int, int], str] | None = None,
+    log_file: str | None = None,
+) -> None:
+    """Train and package the members ``pack`` ((subset, seed) pairs) in one process.
+
+    Each member has the seeds derived for it, so it is the same model however
+    the members are packed into jobs. ``init_models``: warm starts by member.
+    """
+    init_models = init_models or {}
+    runs = [
+        training.MemberRun(
+            train_file=subset_files[k],
+            seed=derive_seed(config["seed"], "model", iteration, k, m),
+            data_seed=derive_seed(config["seed"], "data", iteration, k, m),
+            run_dir=run_dir,
+            model_out=model_out,
+            init_model=init_models.get((k, m)),
+            architecture=member_architecture(config, m),
+        )
+        for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True)
+    ]
+    for (k, m), run in zip(pack, runs, strict=True):
+        start = f"warm start from {run.init_model}" if run.init_model else "from scratch"
+        log.info("member (%d, %d, %d): %s, %s", iteration, k, m, run.architecture, start)
+    times = training.train_members(config, list(elements), runs, log_file)
+    for (k, m), took in zip(pack, times, strict=True):
+        log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
 
 
 def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:

@@ -1,4 +1,5 @@
 # Validation, constants and input functions shared by all rules.
+import ast
 import json
 import sys
 from pathlib import Path
@@ -9,12 +10,13 @@ from almomd.config import (
     chemical_symbols,
     check_unchanged_layout,
     conditions,
+    member_packs,
     members,
     validate_config,
     walkers,
 )
 from almomd.ensemble import uncertainty_column
-from almomd.jobs import rule_resources
+from almomd.jobs import pack_resources, pack_rule, rule_resources
 from almomd.report import FIGURES
 
 try:
@@ -27,6 +29,8 @@ except ConfigError as error:
 
 
 MEMBERS = members(config)
+# training.members_per_job > 1: the members trained together, a rule per pack
+PACKS = member_packs(config) if config["training"]["members_per_job"] > 1 else []
 WALKERS = walkers(config)
 N_BATCHES = config["labeler"]["n_batches"]
 MAX_ITERATIONS = config["max_iterations"]
@@ -62,6 +66,12 @@ def check_campaign_files():
             f"iterations that ran lack ensemble members: {' '.join(lost)}. Train them "
             "again, the same seeded models, without redoing what used them: "
             f"snakemake --cores N {' '.join(lost)}"
+            + (
+                " (training.members_per_job: the other members of their jobs are "
+                "trained again with them, the same models)"
+                if PACKS
+                else ""
+            )
         )
 
 
@@ -109,6 +119,41 @@ def train_inputs(wildcards):
             )
         )
     return inputs
+
+
+def pack_inputs(pack):
+    """The input function of a pack's rule: its members' subsets (and warm starts)."""
+
+    def inputs(wildcards):
+        iteration = int(wildcards.iteration)
+        found = {
+            f"subset_{k}": layout.SUBSET.format(iteration=iteration, subset=k)
+            for k in sorted({k for k, _ in pack})
+        }
+        if config["training"]["warm_start"] and iteration > 0:
+            for k, m in pack:
+                previous = layout.member_file(iteration - 1, k, m)
+                found[f"init_{k}_{m}"] = ancient(previous)
+        return found
+
+    return inputs
+
+
+def profile_resources(rule):
+    """What --set-resources (a profile's set-resources) gives ``rule``, as given.
+
+    Snakemake keeps each as an expression to evaluate per job; a number stays a
+    number, anything else (a partition's name) the string it was.
+    """
+    given = workflow.resource_settings.overwrite_resources.get(rule) or {}
+    found = {}
+    for name, value in given.items():
+        raw = getattr(value, "raw", value)
+        try:
+            found[name] = ast.literal_eval(raw) if isinstance(raw, str) else raw
+        except (ValueError, SyntaxError):
+            found[name] = raw
+    return found
 
 
 def walker_trajectories(wildcards):

@@ -1,4 +1,4 @@
-# Training the ensemble: K subsets x M seeds, one NequIP run per member.
+# Training the ensemble: K subsets x M seeds, a job per member or per pack of members.
 
 
 rule subset:
@@ -17,26 +17,55 @@ rule subset:
         "../scripts/subset.py"
 
 
-rule train_member:
-    input:
-        unpack(train_inputs),
-    output:
-        model=layout.MEMBER,
-    log:
-        layout.log("train_{subset}_{seed}"),
-    benchmark:
-        layout.benchmark("train_{subset}_{seed}")
-    conda:
-        "../envs/almomd.yaml"
-    threads: 1
-    resources:
-        **rule_resources("train_member", config),
-    params:
-        settings=settings("seed", "ensemble", "model", "training"),
-        elements=ELEMENTS,
-        run_dir=layout.TRAINING_RUN,
-    script:
-        "../scripts/train_member.py"
+if not PACKS:
+
+    rule train_member:
+        input:
+            unpack(train_inputs),
+        output:
+            model=layout.MEMBER,
+        log:
+            layout.log("train_{subset}_{seed}"),
+        benchmark:
+            layout.benchmark("train_{subset}_{seed}")
+        conda:
+            "../envs/almomd.yaml"
+        threads: 1
+        resources:
+            **rule_resources("train_member", config),
+        params:
+            settings=settings("seed", "ensemble", "model", "training"),
+            elements=ELEMENTS,
+            run_dir=layout.TRAINING_RUN,
+        script:
+            "../scripts/train_member.py"
+
+
+# training.members_per_job > 1: a rule per pack of members, trained in one process
+for index, pack in enumerate(PACKS):
+
+    rule:
+        name:
+            pack_rule(index)
+        input:
+            unpack(pack_inputs(pack)),
+        output:
+            [layout.member_pattern(k, m) for k, m in pack],
+        log:
+            layout.log(pack_rule(index)),
+        benchmark:
+            layout.benchmark(pack_rule(index))
+        conda:
+            "../envs/almomd.yaml"
+        threads: 1
+        resources:
+            **pack_resources(config, len(pack), profile_resources("train_member")),
+        params:
+            settings=settings("seed", "ensemble", "model", "training"),
+            elements=ELEMENTS,
+            pack=pack,
+        script:
+            "../scripts/train_pack.py"
 
 
 rule compile_member:

@@ -1,0 +1,18 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import layout, stages
+
+iteration = int(snakemake.wildcards.iteration)
+pack = [tuple(member) for member in snakemake.params.pack]
+inputs = dict(snakemake.input.items())
+stages.train_pack(
+    snakemake.params.settings,
+    iteration,
+    pack,
+    snakemake.params.elements,
+    {k: inputs[f"subset_{k}"] for k, _ in pack},
+    [layout.TRAINING_RUN.format(iteration=iteration, subset=k, seed=m) for k, m in pack],
+    list(snakemake.output),
+    {(k, m): inputs[f"init_{k}_{m}"] for k, m in pack if f"init_{k}_{m}" in inputs},
+)
