@@ -38,9 +38,10 @@ def predict_iteration(root: Path, config: dict, iteration: int) -> dict[str, tup
         if found is None:
             continue
         rule = found[0]
+        job = path.stem if rule == "train_pack" else rule  # train_pack_N: its pack's members
         kind, _, rest = path.stem.partition("_")
         wildcards = {"iteration": str(iteration), "walker": rest, "batch": rest}
-        totals[rule][0] += fitted[rule].seconds(facts.units(rule, wildcards))
+        totals[rule][0] += fitted[rule].seconds(facts.units(job, wildcards))
         totals[rule][1] += float(pd.read_csv(path, sep="\t")["s"].sum())
     return {rule: (p, m) for rule, (p, m) in totals.items()}
 

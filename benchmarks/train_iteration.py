@@ -1,4 +1,4 @@
-"""Training one iteration's ensemble: where the time goes, and what one process saves.
+"""Training one iteration's ensemble: where the time goes, and what packing saves.
 
 The demo's settings (CuI, 32 atoms, GFN1-xTB labels, 4 members of the demo's
 size, 12 epochs): a training set of rattled frames and a held-out set of other
@@ -7,20 +7,24 @@ same rendered NequIP config and derived seeds:
 
 ``two processes``
     per member ``nequip-train`` then ``nequip-package``, each a process of its
-    own (almomd before this benchmark);
-``one process per member``
-    per member one process that trains and packages (``almomd.nequip_run``,
-    what each ``train_member`` job does now);
-``one process``
-    every member of the iteration in one process (``almomd.nequip_run`` with
-    all members: what packing the members into one job would give).
+    own (almomd before issue 16);
+``members_per_job 1``
+    per member one process that trains and packages (``almomd.nequip_run``:
+    what a ``train_member`` job does);
+``members_per_job P``
+    the members in packs of P, one process per pack (what the ``train_pack_N``
+    jobs of ``training.members_per_job: P`` do, through
+    :func:`almomd.training.train_members`); P = 2 (the demo's setting) and all.
 
-Each way runs twice, in the order A B C C B A (the load of a shared machine
-drifts); reported: the mean wall time of each way for the whole ensemble, its
-parts (imports, training, packaging, as the processes measured them) and the
-held-out force RMSE of each way's ensemble (equal when the models are: derived
-seeds). Last lines: ``ratio_train_time_one_process`` and
-``ratio_train_time`` (the workflow's way now against two processes).
+The jobs run one after the other, so each way's time is the summed job time of
+training the iteration (what a campaign pays for; side by side on several cores
+the wall time shrinks for every way alike). Each way runs twice, in the order
+A B C D D C B A (the load of a shared machine drifts); reported: the mean time
+of each way, its parts (imports, training, packaging, as the processes measured
+them) and the held-out force RMSE of each way's ensemble (equal when the models
+are: derived seeds). Last lines: ``ratio_train_time_one_process`` (all members
+in one job) and ``ratio_train_time`` (the demo's ``members_per_job``, against
+two processes per member).
 
 Usage: .venv/bin/python benchmarks/train_iteration.py [--members 4] [--frames 40]
 """
@@ -28,7 +32,6 @@ Usage: .venv/bin/python benchmarks/train_iteration.py [--members 4] [--frames 40
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys
@@ -42,6 +45,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "src" / "almomd" / "demo"
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "src"))
+
+from almomd.training import (  # noqa: E402
+    MemberRun,
+    render_template,
+    template_variables,
+    train_members,
+)
 
 
 def labeled_frames(n: int, seed: int, stdev: float) -> list:
@@ -65,25 +76,25 @@ def labeled_frames(n: int, seed: int, stdev: float) -> list:
     return frames
 
 
-def two_processes(run_dir: Path, out: Path) -> dict[str, float]:
-    """nequip-train, then nequip-package: a process each."""
+def two_processes(config: dict, run: MemberRun) -> dict[str, float]:
+    """nequip-train, then nequip-package: a process each, as almomd did before."""
+    run_dir = Path(run.run_dir)
+    run_dir.mkdir(parents=True)
+    variables = template_variables(config, Path(run.train_file), ["Cu", "I"], run.seed,
+                                   run.data_seed)  # fmt: skip
+    rendered = render_template(None, variables)
+    (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
     times = {}
     for step, command in (
         ("train_s", [str(BIN / "nequip-train"), "-cp", str(run_dir), "-cn", "nequip.yaml",
                      f"hydra.run.dir={run_dir / 'hydra'}"]),
         ("package_s", [str(BIN / "nequip-package"), "build",
-                       str(run_dir / "hydra" / "best.ckpt"), str(out)]),
+                       str(run_dir / "hydra" / "best.ckpt"), str(run.model_out)]),
     ):  # fmt: skip
         started = time.perf_counter()
         subprocess.run(command, cwd=run_dir, check=True, capture_output=True)
         times[step] = time.perf_counter() - started
     return times
-
-
-def one_process(members: list[tuple[Path, Path]]) -> None:
-    args = [str(a) for run_dir, out in members for a in (run_dir, "nequip.yaml", out)]
-    command = [sys.executable, "-m", "almomd.nequip_run", *args]
-    subprocess.run(command, cwd=members[0][0], check=True, capture_output=True)
 
 
 def children_cpu() -> float:
@@ -108,7 +119,6 @@ def main() -> int:
     import ase.io
 
     from almomd.config import validate_config
-    from almomd.training import render_template, template_variables
 
     started = time.perf_counter()
     train, held = labeled_frames(args.frames, 1, 0.08), labeled_frames(12, 2, 0.12)
@@ -116,7 +126,9 @@ def main() -> int:
           f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
     config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config = validate_config(config, DEMO, check_files=False)
-    ways = ("two processes", "one process per member", "one process")
+    demo_pack = config["training"]["members_per_job"]
+    sizes = sorted({1, demo_pack, args.members})
+    ways = ("two processes", *(f"members_per_job {size}" for size in sizes))
     order = [*ways, *reversed(ways)]  # mirrored, so that every way sees the same load drift
     seconds = {way: 0.0 for way in ways}
     cpu = {way: 0.0 for way in ways}
@@ -126,31 +138,29 @@ def main() -> int:
         root = Path(tmp)
         ase.io.write(root / "train.extxyz", train, format="extxyz")
         for turn, way in enumerate(order):
-            members = []
-            for m in range(args.members):
-                run_dir = root / f"{turn}_{way.replace(' ', '_')}" / f"member_{m}"
-                run_dir.mkdir(parents=True)
-                variables = template_variables(config, root / "train.extxyz", ["Cu", "I"],
-                                               100 + m, 200 + m)  # fmt: skip
-                rendered = render_template(None, variables)
-                (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
-                members.append((run_dir, run_dir / "member.nequip.zip"))
+            work = root / f"{turn}_{way.replace(' ', '_')}"
+            runs = [
+                MemberRun(root / "train.extxyz", 100 + m, 200 + m, work / f"member_{m}",
+                          work / f"member_{m}.nequip.zip")
+                for m in range(args.members)
+            ]  # fmt: skip
             started, cpu_before = time.perf_counter(), children_cpu()
             if way == "two processes":
-                times = [two_processes(run_dir, out) for run_dir, out in members]
+                times = [two_processes(config, run) for run in runs]
             else:
-                for group in [[m] for m in members] if way.endswith("member") else [members]:
-                    one_process(group)
-                times = [json.loads((d / "times.json").read_text()) for d, _ in members]
+                size = int(way.split()[-1])
+                times = []
+                for first in range(0, len(runs), size):
+                    times += train_members(config, ["Cu", "I"], runs[first : first + size])
             elapsed = time.perf_counter() - started
             seconds[way] += elapsed / 2
             cpu[way] += (children_cpu() - cpu_before) / 2
             for key in parts[way]:
                 parts[way][key] += sum(t.get(key, 0.0) for t in times) / 2
-            rmse[way] = heldout_rmse([out for _, out in members], held)
-            print(f"{way:>24}: {elapsed:6.1f} s wall  held-out force RMSE {rmse[way]:.4f} eV/A",
+            rmse[way] = heldout_rmse([run.model_out for run in runs], held)
+            print(f"{way:>24}: {elapsed:6.1f} s  held-out force RMSE {rmse[way]:.4f} eV/A",
                   flush=True)  # fmt: skip
-    print("mean of the two turns: wall, CPU (in-process parts: imports, training, packaging):")
+    print("mean of the two turns: time, CPU (in-process parts: imports, training, packaging):")
     for way in ways:
         print(f"{way:>24}: {seconds[way]:6.1f} s  {cpu[way]:6.1f} s CPU  ("
               + ", ".join(f"{k} {v:.1f}" for k, v in parts[way].items()) + ")")  # fmt: skip
@@ -159,9 +169,11 @@ def main() -> int:
           f"{args.frames} frames; held-out RMSE equal in every way: "
           f"{len({round(v, 6) for v in rmse.values()}) == 1}")  # fmt: skip
     for way in ways[1:]:
-        print(f"CPU time {way} / two processes: {cpu[way] / cpu['two processes']:.3f}")
-    print(f"ratio_train_time_one_process {seconds['one process'] / base:.3f}")
-    print(f"ratio_train_time {seconds['one process per member'] / base:.3f}")
+        print(f"{way} / two processes: time {seconds[way] / base:.3f}, "
+              f"CPU {cpu[way] / cpu['two processes']:.3f}")  # fmt: skip
+    print(f"the demo trains with members_per_job {demo_pack}")
+    print(f"ratio_train_time_one_process {seconds[f'members_per_job {args.members}'] / base:.3f}")
+    print(f"ratio_train_time {seconds[f'members_per_job {demo_pack}'] / base:.3f}")
     return 0
 
 
