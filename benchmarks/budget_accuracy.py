@@ -11,8 +11,10 @@ Usage: .venv/bin/python benchmarks/budget_accuracy.py CAMPAIGN_DIR [CAMPAIGN_DIR
        [--configfile NAME]  (relative to each campaign directory; default config/config.yaml)
 
 Prints, per campaign and iteration, predicted and measured seconds per rule
-and in total; last line ``ratio_predicted_to_actual <x>``: predicted over
-measured job time summed over every predicted iteration of every campaign.
+and in total (iteration 0 too, from the initial jobs and the first guesses of
+:data:`almomd.costs.FIRST_GUESS`, apart); last line
+``ratio_predicted_to_actual <x>``: predicted over measured job time summed
+over every predicted iteration of every campaign.
 """
 
 from __future__ import annotations
@@ -60,17 +62,20 @@ def main() -> int:
         config = load_config(root / args.configfile, check_files=False)
         from almomd import layout
 
-        for iteration in layout.iterations(root)[1:]:
+        for iteration in layout.iterations(root):
             rules = predict_iteration(root, config, iteration)
             if not rules:
                 continue
             predicted = sum(p for p, _ in rules.values())
             measured = sum(m for _, m in rules.values())
-            predicted_sum += predicted
-            measured_sum += measured
             detail = ", ".join(f"{r} {p:.0f}/{m:.0f}" for r, (p, m) in sorted(rules.items()))
+            note = "" if iteration else " [first guesses; not in the ratio]"
+            ratio = predicted / measured
             print(f"{root.name} iteration {iteration}: predicted {predicted:.0f} s, measured "
-                  f"{measured:.0f} s, ratio {predicted / measured:.2f} ({detail})")  # fmt: skip
+                  f"{measured:.0f} s, ratio {ratio:.2f} ({detail}){note}")  # fmt: skip
+            if iteration:
+                predicted_sum += predicted
+                measured_sum += measured
     if not measured_sum:
         print("no iteration after the first has benchmark files: run a campaign first")
         return 1
