@@ -22,7 +22,7 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 
 def required(part: str) -> bool:
-    """Whether the tests of ``part`` (slurm, dft) must run here: ALMOMD_REQUIRE=slurm,dft.
+    """Whether the tests of ``part`` (slurm, dft, gpu) must run here: ALMOMD_REQUIRE=slurm,dft.
 
     CI sets it, so that a test that cannot run there fails instead of skipping.
     """

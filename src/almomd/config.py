@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,6 +439,30 @@ def members(config: dict[str, Any]) -> list[tuple[int, int]]:
     """Return the ensemble members as (subset, seed) index pairs."""
     ensemble = config["ensemble"]
     return [(k, m) for k in range(ensemble["n_subsets"]) for m in range(ensemble["n_seeds"])]
+
+
+def job_device(config: dict[str, Any]) -> str:
+    """The torch device of this job: ``training.device``, ``auto`` resolved here.
+
+    ``auto`` is ``cuda`` where the job sees a GPU (the profile gave it one) and
+    ``cpu`` elsewhere. Raises :class:`ConfigError` for ``cuda`` without one.
+    """
+    wanted = config["training"]["device"]
+    if wanted == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if wanted == "auto":
+        return "cpu"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "not set")
+    raise ConfigError(
+        "training.device is cuda, but this job sees no GPU (torch.cuda.is_available() is "
+        f"False; CUDA_VISIBLE_DEVICES={visible}): give the rule a GPU in the profile "
+        "(set-resources: gpu: 1 and a GPU partition), or set training.device: auto to run "
+        "where there is none on the CPU"
+    )
 
 
 def member_packs(config: dict[str, Any]) -> list[list[tuple[int, int]]]:

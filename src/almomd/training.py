@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from almomd import nequip_run, resources
+from almomd.config import job_device
 from almomd.runner import console_script
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def template_variables(
         "force_weight": training["force_weight"],
         "stress_weight": training["stress_weight"],
         "patience": training["patience"],
-        "accelerator": "gpu" if training["device"] == "cuda" else "cpu",
+        "accelerator": "gpu" if job_device(config) == "cuda" else "cpu",
     }
 
 

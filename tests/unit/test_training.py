@@ -60,3 +60,29 @@ def test_warm_started_members_take_their_own_epochs_and_rate(config, tmp_path):
     config["training"].update(warm_start_epochs=None, warm_start_learning_rate=None)
     same = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True)
     assert (same["max_epochs"], same["learning_rate"]) == (6, 0.02)
+
+
+def test_the_device_a_job_runs_on(config, tmp_path, monkeypatch):
+    """training.device: cpu, cuda (a clear error without a GPU) or auto (the GPU a job sees)."""
+    import torch
+
+    from almomd.config import ConfigError, job_device
+    from almomd.jobs import rule_resources
+
+    def accelerator():
+        variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+        return render_template(config["model"]["template"], variables)["accelerator"]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU node
+    assert job_device(config) == "cpu" and accelerator() == "cpu"
+    config["training"]["device"] = "auto"
+    assert job_device(config) == "cpu" and accelerator() == "cpu"
+    assert rule_resources("train_member", config)["gpu"] == 0  # the profile decides
+    config["training"]["device"] = "cuda"
+    assert rule_resources("train_member", config)["gpu"] == 1
+    with pytest.raises(ConfigError, match="sees no GPU.*set-resources.*training.device: auto"):
+        job_device(config)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU node
+    for device in ("cuda", "auto"):
+        config["training"]["device"] = device
+        assert job_device(config) == "cuda" and accelerator() == "gpu"

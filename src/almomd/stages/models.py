@@ -19,7 +19,14 @@ import pandas as pd
 from ase import Atoms
 
 from almomd import convergence, data, heldout, selection, statistics, systems, training
-from almomd.config import from_section, member_architecture, members, structures, walkers
+from almomd.config import (
+    from_section,
+    job_device,
+    member_architecture,
+    members,
+    structures,
+    walkers,
+)
 from almomd.data import write_json
 from almomd.ensemble import EnsembleCalculator, uncertainty_column
 from almomd.evaluation import evaluate as evaluate_ensemble
@@ -99,7 +106,7 @@ def train_pack(
 
 def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
     """Compile a packaged member for the configured device."""
-    seconds = training.compile_model(model, out, config["training"]["device"], log_file)
+    seconds = training.compile_model(model, out, job_device(config), log_file)
     log.info("compiled %s in %.1f s", out, seconds)
 
 
@@ -142,7 +149,9 @@ def ensemble(
 
         compile_cache(COMPILE_CACHE)
         log.info("compiling the ensemble (torch.compile): the first step takes a while")
-    return EnsembleCalculator(model_files, device=config["training"]["device"], compile=compile)
+    device = job_device(config)
+    log.info("device: %s (training.device: %s)", device, config["training"]["device"])
+    return EnsembleCalculator(model_files, device=device, compile=compile)
 
 
 def explore(
