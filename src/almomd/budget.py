@@ -144,12 +144,16 @@ def summarize(jobs: Iterable[PlannedJob]) -> dict:
     }
 
 
-def local_wall_hours(jobs: Iterable[PlannedJob], cores: int) -> dict[str, float]:
+def local_wall_hours(
+    jobs: Iterable[PlannedJob], cores: int, cluster: bool = False
+) -> dict[str, float]:
     """Wall time (h) of ``jobs`` run on one machine with ``cores`` cores, per iteration.
 
     The steps of an iteration run one after the other; the jobs of one step
     (members, walkers, batches) run side by side, ``cores // threads`` at a time,
     each for its runtime estimate. Reference MD is counted as its own step.
+    ``cluster``: ``cores`` is the number of jobs in the queue at once (the
+    profile's ``jobs``), each on a node of its own, with no wait in the queue.
     """
     waves: dict[tuple[str, str], list[PlannedJob]] = defaultdict(list)
     for job in jobs:
@@ -157,7 +161,7 @@ def local_wall_hours(jobs: Iterable[PlannedJob], cores: int) -> dict[str, float]
             waves[(job.iteration, job.family)].append(job)
     hours: dict[str, float] = defaultdict(float)
     for (iteration, _), step in waves.items():
-        at_once = max(1, cores // max(1, step[0].threads))
+        at_once = cores if cluster else max(1, cores // max(1, step[0].threads))
         rounds = -(-len(step) // at_once)
         hours[iteration] += rounds * max(job.runtime_h for job in step)
     return {iteration: round(h, 9) for iteration, h in hours.items()}
@@ -259,15 +263,21 @@ def plan(
     snakefile: Path | str | None = None,
     cores: int | None = None,
     snakemake: bool = False,
+    jobs_at_once: int | None = None,
 ) -> dict:
     """The remaining budget, what is already done, and the whole campaign.
 
     Runtimes are the profile's (its wall-time limits) or, without a profile, the
     rules' own estimates. With ``cores``, the wall time of a run on one machine
-    with that many cores is planned too (:func:`local_wall_hours`). With
-    ``snakemake``, the jobs come from Snakemake's dry runs (:func:`snakemake_plan`).
+    with that many cores is planned too (:func:`local_wall_hours`); on a cluster
+    (a profile with an ``executor``), the wall time with ``jobs_at_once`` jobs in
+    the queue at once (default: the profile's ``jobs``), queue waits not counted.
+    With ``snakemake``, the jobs come from Snakemake's dry runs
+    (:func:`snakemake_plan`).
     """
     config = campaign_config(directory, configfile)
+    settings = _profile(profile) or {}
+    queue = jobs_at_once or (settings.get("jobs") if settings.get("executor") else None)
     if snakemake:
         remaining, everything = snakemake_plan(directory, configfile, profile, snakefile)
     else:
@@ -282,8 +292,15 @@ def plan(
         "done": summarize(done),
         "campaign": summarize(everything),
         "labels": label_budget(config),
-        "expected": expected(config, directory, remaining, cores),
+        "expected": expected(config, directory, remaining, cores, queue),
     }
+    if queue:
+        per_iteration = local_wall_hours(remaining, queue, cluster=True)
+        result["cluster"] = {
+            "jobs_at_once": queue,
+            "wall_hours": per_iteration,
+            "total_wall_hours": round(sum(per_iteration.values()), 9),
+        }
     if cores:
         per_iteration = local_wall_hours(remaining, cores)
         result["local"] = {
@@ -295,13 +312,18 @@ def plan(
 
 
 def expected(
-    config: dict, directory: Path | str, jobs: Sequence[PlannedJob], cores: int | None
+    config: dict,
+    directory: Path | str,
+    jobs: Sequence[PlannedJob],
+    cores: int | None,
+    queue: int | None = None,
 ) -> dict:
     """The expected cost of ``jobs`` from the campaign's cost model (:mod:`almomd.costs`).
 
     Job-hours per iteration and in total (each job's expected seconds times its
-    CPUs or GPUs), the source of each rule's cost (fitted or first guess) and,
-    with ``cores``, the expected wall time on one machine.
+    CPUs or GPUs), the source of each rule's cost (fitted or first guess),
+    with ``cores`` the expected wall time on one machine, and with ``queue``
+    on a cluster with that many jobs at once (no queue wait).
     """
     from almomd import costs
 
@@ -335,6 +357,10 @@ def expected(
         per_iteration = local_wall_hours(timed, cores)
         result["local_wall_hours"] = per_iteration
         result["total_local_wall_hours"] = round(sum(per_iteration.values()), 9)
+    if queue:
+        per_iteration = local_wall_hours(timed, queue, cluster=True)
+        result["cluster_wall_hours"] = per_iteration
+        result["total_cluster_wall_hours"] = round(sum(per_iteration.values()), 9)
     return result
 
 
@@ -369,6 +395,13 @@ def format_plan(result: dict) -> str:
             f"On one machine with {local['cores']} cores (remaining): "
             f"{local['total_wall_hours']:.2f} h wall time at most ({per})"
         )
+    if "cluster" in result:
+        cluster = result["cluster"]
+        per = ", ".join(f"{k} {v:.2f}" for k, v in cluster["wall_hours"].items())
+        lines.append(
+            f"On the cluster with {cluster['jobs_at_once']} jobs at once (remaining, no queue "
+            f"wait): {cluster['total_wall_hours']:.2f} h wall time at most ({per})"
+        )
     lines[1:1] = [f"Runtimes: {result['runtimes']}", f"Jobs: from {result['jobs_from']}"]
     lines += _expected_lines(result["expected"])
     labels = result["labels"]
@@ -391,6 +424,11 @@ def _expected_lines(expected: dict) -> list[str]:
     if "total_local_wall_hours" in expected:
         lines.append(
             f"  expected wall time on one machine: {expected['total_local_wall_hours']:.2f} h"
+        )
+    if "total_cluster_wall_hours" in expected:
+        lines.append(
+            "  expected wall time on the cluster (no queue wait): "
+            f"{expected['total_cluster_wall_hours']:.2f} h"
         )
     if expected["first_guess"]:
         lines.append(

@@ -110,7 +110,12 @@ def _budget(args: argparse.Namespace) -> int:
             return 0
         cores = args.cores or (None if args.profile else os.cpu_count())
         result = budget.plan(
-            args.directory, args.configfile, args.profile, cores=cores, snakemake=args.snakemake
+            args.directory,
+            args.configfile,
+            args.profile,
+            cores=cores,
+            snakemake=args.snakemake,
+            jobs_at_once=args.jobs,
         )
     except budget.BudgetError as error:
         print(f"almomd budget: {error}", file=sys.stderr)
@@ -202,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="plan the wall time on one machine with this many cores "
         "(default without --profile: this machine's)",
+    )
+    plan.add_argument(
+        "--jobs",
+        type=int,
+        help="plan the wall time on a cluster with this many jobs at once "
+        "(default with a cluster profile: its jobs setting)",
     )
     plan.add_argument("--json", action="store_true", help="print JSON instead of tables")
     plan.add_argument(

@@ -93,6 +93,15 @@ def test_small_plan_equals_hand_count(tmp_path):
     mapping = planned["campaign"]["rule_partitions"]
     assert mapping["train_member"] == ["gpu"] and mapping["label_batch"] == ["cpu"]
     assert mapping["select_frames"] == ["local"]
+    # on the cluster with one job at a time, the wall time is every job's runtime in turn
+    assert planned["cluster"]["jobs_at_once"] == profile["jobs"]
+    serial = almomd_budget(workdir, "--profile", str(PROFILE), "--jobs", "1", "--json")
+    specs, default = profile["set-resources"], profile["default-resources"]["runtime"]
+    runtime_h = sum(
+        n * specs.get(rule, {}).get("runtime", default) / 60
+        for jobs in plan.values() for rule, n in jobs.items() if rule not in budget.LOCAL_RULES
+    )  # fmt: skip
+    assert json.loads(serial.stdout)["cluster"]["total_wall_hours"] == pytest.approx(runtime_h)
     # the readable table says the same
     table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
     assert "no early convergence" in table

@@ -16,6 +16,12 @@ def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
     jobs += [job("train_member", "1", 90)]
     hours = budget.local_wall_hours(jobs, cores=2)
     assert hours == pytest.approx({"0": 2 * 1.0 + 0.5 + 3 * 20 / 60, "1": 1.5})
+    # on a cluster with 2 jobs in the queue at once, each job on its own node:
+    # a job's threads do not count against the 2
+    hours = budget.local_wall_hours(jobs, 2, cluster=True)
+    assert hours == pytest.approx({"0": 2 * 1.0 + 0.5 + 2 * 20 / 60, "1": 1.5})
+    hours = budget.local_wall_hours(jobs, 100, cluster=True)
+    assert hours == pytest.approx({"0": 1.0 + 0.5 + 20 / 60, "1": 1.5})
 
 
 def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_path):
