@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from train_iteration import DEMO, labeled_frames
+from train_iteration import DEMO, labeled_frames, member_runs
 
-from almomd.training import MemberRun, train_members
+from almomd.training import train_members
 
 
 def heldout_rmse(models: list[Path], frames: list) -> tuple[float, float, float]:
@@ -97,11 +97,7 @@ def main() -> int:
             config = yaml.safe_load(yaml.safe_dump(base))
             config["training"]["max_epochs"], config["training"]["patience"] = ways[way]
             work = root / f"{turn}"
-            runs = [
-                MemberRun(root / "train.extxyz", 100 + m, 200 + m, work / f"member_{m}",
-                          work / f"member_{m}.nequip.zip")
-                for m in range(args.members)
-            ]  # fmt: skip
+            runs = member_runs(root / "train.extxyz", work, args.members)
             started = time.perf_counter()
             train_members(config, ["Cu", "I"], runs)
             elapsed = time.perf_counter() - started

@@ -76,6 +76,15 @@ def labeled_frames(n: int, seed: int, stdev: float) -> list:
     return frames
 
 
+def member_runs(train_file: Path, work: Path, n: int) -> list[MemberRun]:
+    """``n`` members on ``train_file`` with fixed seeds, run and packaged under ``work``."""
+    return [
+        MemberRun(train_file, 100 + m, 200 + m, work / f"member_{m}",
+                  work / f"member_{m}.nequip.zip")
+        for m in range(n)
+    ]  # fmt: skip
+
+
 def two_processes(config: dict, run: MemberRun) -> dict[str, float]:
     """nequip-train, then nequip-package: a process each, as almomd did before."""
     run_dir = Path(run.run_dir)
@@ -139,11 +148,7 @@ def main() -> int:
         ase.io.write(root / "train.extxyz", train, format="extxyz")
         for turn, way in enumerate(order):
             work = root / f"{turn}_{way.replace(' ', '_')}"
-            runs = [
-                MemberRun(root / "train.extxyz", 100 + m, 200 + m, work / f"member_{m}",
-                          work / f"member_{m}.nequip.zip")
-                for m in range(args.members)
-            ]  # fmt: skip
+            runs = member_runs(root / "train.extxyz", work, args.members)
             started, cpu_before = time.perf_counter(), children_cpu()
             if way == "two processes":
                 times = [two_processes(config, run) for run in runs]

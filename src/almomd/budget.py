@@ -388,20 +388,16 @@ def format_plan(result: dict) -> str:
         f"({done['gpu_hours']:.2f} of {campaign['gpu_hours']:.2f} GPU-h, "
         f"{done['cpu_hours']:.2f} of {campaign['cpu_hours']:.2f} CPU-h)"
     )
-    if "local" in result:
-        local = result["local"]
-        per = ", ".join(f"{k} {v:.2f}" for k, v in local["wall_hours"].items())
-        lines.append(
-            f"On one machine with {local['cores']} cores (remaining): "
-            f"{local['total_wall_hours']:.2f} h wall time at most ({per})"
-        )
-    if "cluster" in result:
-        cluster = result["cluster"]
-        per = ", ".join(f"{k} {v:.2f}" for k, v in cluster["wall_hours"].items())
-        lines.append(
-            f"On the cluster with {cluster['jobs_at_once']} jobs at once (remaining, no queue "
-            f"wait): {cluster['total_wall_hours']:.2f} h wall time at most ({per})"
-        )
+    for key, where in (("local", "On one machine with {cores} cores (remaining)"),
+                       ("cluster", "On the cluster with {jobs_at_once} jobs at once "
+                                   "(remaining, no queue wait)")):  # fmt: skip
+        if key in result:
+            wall = result[key]
+            per = ", ".join(f"{k} {v:.2f}" for k, v in wall["wall_hours"].items())
+            lines.append(
+                f"{where.format(**wall)}: {wall['total_wall_hours']:.2f} h wall time at most "
+                f"({per})"
+            )
     lines[1:1] = [f"Runtimes: {result['runtimes']}", f"Jobs: from {result['jobs_from']}"]
     lines += _expected_lines(result["expected"])
     labels = result["labels"]
