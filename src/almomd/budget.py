@@ -145,7 +145,7 @@ def summarize(jobs: Iterable[PlannedJob]) -> dict:
 
 
 def local_wall_hours(
-    jobs: Iterable[PlannedJob], cores: int, cluster: bool = False
+    jobs: Iterable[PlannedJob], cores: int, cluster: bool = False, queue_wait_h: float = 0.0
 ) -> dict[str, float]:
     """Wall time (h) of ``jobs`` run on one machine with ``cores`` cores, per iteration.
 
@@ -153,7 +153,8 @@ def local_wall_hours(
     (members, walkers, batches) run side by side, ``cores // threads`` at a time,
     each for its runtime estimate. Reference MD is counted as its own step.
     ``cluster``: ``cores`` is the number of jobs in the queue at once (the
-    profile's ``jobs``), each on a node of its own, with no wait in the queue.
+    profile's ``jobs``), each on a node of its own, every round of jobs first
+    waiting ``queue_wait_h`` in the queue.
     """
     waves: dict[tuple[str, str], list[PlannedJob]] = defaultdict(list)
     for job in jobs:
@@ -163,7 +164,8 @@ def local_wall_hours(
     for (iteration, _), step in waves.items():
         at_once = cores if cluster else max(1, cores // max(1, step[0].threads))
         rounds = -(-len(step) // at_once)
-        hours[iteration] += rounds * max(job.runtime_h for job in step)
+        wait = queue_wait_h if cluster else 0.0
+        hours[iteration] += rounds * (wait + max(job.runtime_h for job in step))
     return {iteration: round(h, 9) for iteration, h in hours.items()}
 
 
@@ -264,6 +266,7 @@ def plan(
     cores: int | None = None,
     snakemake: bool = False,
     jobs_at_once: int | None = None,
+    queue_wait_minutes: float = 0.0,
 ) -> dict:
     """The remaining budget, what is already done, and the whole campaign.
 
@@ -271,13 +274,17 @@ def plan(
     rules' own estimates. With ``cores``, the wall time of a run on one machine
     with that many cores is planned too (:func:`local_wall_hours`); on a cluster
     (a profile with an ``executor``), the wall time with ``jobs_at_once`` jobs in
-    the queue at once (default: the profile's ``jobs``), queue waits not counted.
+    the queue at once (default: the profile's ``jobs``), each round of jobs
+    waiting ``queue_wait_minutes`` in the queue first (the user's estimate).
     With ``snakemake``, the jobs come from Snakemake's dry runs
     (:func:`snakemake_plan`).
     """
+    if queue_wait_minutes < 0:
+        raise BudgetError(f"queue wait {queue_wait_minutes} min: give 0 or more minutes")
     config = campaign_config(directory, configfile)
     settings = _profile(profile) or {}
     queue = jobs_at_once or (settings.get("jobs") if settings.get("executor") else None)
+    wait_h = queue_wait_minutes / 60.0
     if snakemake:
         remaining, everything = snakemake_plan(directory, configfile, profile, snakefile)
     else:
@@ -292,12 +299,13 @@ def plan(
         "done": summarize(done),
         "campaign": summarize(everything),
         "labels": label_budget(config),
-        "expected": expected(config, directory, remaining, cores, queue),
+        "expected": expected(config, directory, remaining, cores, queue, wait_h),
     }
     if queue:
-        per_iteration = local_wall_hours(remaining, queue, cluster=True)
+        per_iteration = local_wall_hours(remaining, queue, cluster=True, queue_wait_h=wait_h)
         result["cluster"] = {
             "jobs_at_once": queue,
+            "queue_wait_minutes": queue_wait_minutes,
             "wall_hours": per_iteration,
             "total_wall_hours": round(sum(per_iteration.values()), 9),
         }
@@ -317,13 +325,14 @@ def expected(
     jobs: Sequence[PlannedJob],
     cores: int | None,
     queue: int | None = None,
+    queue_wait_h: float = 0.0,
 ) -> dict:
     """The expected cost of ``jobs`` from the campaign's cost model (:mod:`almomd.costs`).
 
     Job-hours per iteration and in total (each job's expected seconds times its
     CPUs or GPUs), the source of each rule's cost (fitted or first guess),
     with ``cores`` the expected wall time on one machine, and with ``queue``
-    on a cluster with that many jobs at once (no queue wait).
+    on a cluster with that many jobs at once, each round waiting ``queue_wait_h``.
     """
     from almomd import costs
 
@@ -358,10 +367,15 @@ def expected(
         result["local_wall_hours"] = per_iteration
         result["total_local_wall_hours"] = round(sum(per_iteration.values()), 9)
     if queue:
-        per_iteration = local_wall_hours(timed, queue, cluster=True)
+        per_iteration = local_wall_hours(timed, queue, cluster=True, queue_wait_h=queue_wait_h)
         result["cluster_wall_hours"] = per_iteration
         result["total_cluster_wall_hours"] = round(sum(per_iteration.values()), 9)
+        result["queue_wait_minutes"] = round(queue_wait_h * 60.0, 9)
     return result
+
+
+def _queue_wait_text(minutes: float) -> str:
+    return f"{minutes:g} min queue wait per round of jobs" if minutes else "no queue wait"
 
 
 def format_plan(result: dict) -> str:
@@ -390,13 +404,14 @@ def format_plan(result: dict) -> str:
     )
     for key, where in (("local", "On one machine with {cores} cores (remaining)"),
                        ("cluster", "On the cluster with {jobs_at_once} jobs at once "
-                                   "(remaining, no queue wait)")):  # fmt: skip
+                                   "(remaining, {wait})")):  # fmt: skip
         if key in result:
             wall = result[key]
+            wait = _queue_wait_text(wall.get("queue_wait_minutes", 0.0))
             per = ", ".join(f"{k} {v:.2f}" for k, v in wall["wall_hours"].items())
             lines.append(
-                f"{where.format(**wall)}: {wall['total_wall_hours']:.2f} h wall time at most "
-                f"({per})"
+                f"{where.format(**wall, wait=wait)}: {wall['total_wall_hours']:.2f} h wall time "
+                f"at most ({per})"
             )
     lines[1:1] = [f"Runtimes: {result['runtimes']}", f"Jobs: from {result['jobs_from']}"]
     lines += _expected_lines(result["expected"])
@@ -422,8 +437,9 @@ def _expected_lines(expected: dict) -> list[str]:
             f"  expected wall time on one machine: {expected['total_local_wall_hours']:.2f} h"
         )
     if "total_cluster_wall_hours" in expected:
+        wait = _queue_wait_text(expected["queue_wait_minutes"])
         lines.append(
-            "  expected wall time on the cluster (no queue wait): "
+            f"  expected wall time on the cluster ({wait}): "
             f"{expected['total_cluster_wall_hours']:.2f} h"
         )
     if expected["first_guess"]:

@@ -116,6 +116,7 @@ def _budget(args: argparse.Namespace) -> int:
             cores=cores,
             snakemake=args.snakemake,
             jobs_at_once=args.jobs,
+            queue_wait_minutes=args.queue_wait,
         )
     except budget.BudgetError as error:
         print(f"almomd budget: {error}", file=sys.stderr)
@@ -213,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="plan the wall time on a cluster with this many jobs at once "
         "(default with a cluster profile: its jobs setting)",
+    )
+    plan.add_argument(
+        "--queue-wait",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="on the cluster, minutes each round of jobs waits in the queue before it "
+        "starts (your estimate, e.g. the median Start - Submit of `sacct -X -o Submit,Start`; "
+        "default 0)",
     )
     plan.add_argument("--json", action="store_true", help="print JSON instead of tables")
     plan.add_argument(

@@ -102,6 +102,19 @@ def test_small_plan_equals_hand_count(tmp_path):
         for jobs in plan.values() for rule, n in jobs.items() if rule not in budget.LOCAL_RULES
     )  # fmt: skip
     assert json.loads(serial.stdout)["cluster"]["total_wall_hours"] == pytest.approx(runtime_h)
+    # a queue wait of 30 min before each job, one job at a time
+    waiting = almomd_budget(workdir, "--profile", str(PROFILE), "--jobs", "1", "--queue-wait",
+                            "30", "--json")  # fmt: skip
+    n_cluster = sum(n for jobs in plan.values() for rule, n in jobs.items()
+                    if rule not in budget.LOCAL_RULES)  # fmt: skip
+    assert json.loads(waiting.stdout)["cluster"]["total_wall_hours"] == pytest.approx(
+        runtime_h + 0.5 * n_cluster
+    )
+    assert "30 min queue wait" in almomd_budget(
+        workdir, "--profile", str(PROFILE), "--queue-wait", "30"
+    ).stdout
+    refused = almomd_budget(workdir, "--profile", str(PROFILE), "--queue-wait", "-5")
+    assert refused.returncode == 1 and "queue wait -5" in refused.stderr
     # the readable table says the same
     table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
     assert "no early convergence" in table

@@ -22,6 +22,11 @@ def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
     assert hours == pytest.approx({"0": 2 * 1.0 + 0.5 + 2 * 20 / 60, "1": 1.5})
     hours = budget.local_wall_hours(jobs, 100, cluster=True)
     assert hours == pytest.approx({"0": 1.0 + 0.5 + 20 / 60, "1": 1.5})
+    # every round of jobs waits in the queue first: 2 + 1 + 2 rounds in iteration 0
+    hours = budget.local_wall_hours(jobs, 2, cluster=True, queue_wait_h=0.25)
+    assert hours == pytest.approx({"0": 2 * 1.25 + 0.75 + 2 * (0.25 + 20 / 60), "1": 1.75})
+    # on one machine nothing waits in a queue
+    assert budget.local_wall_hours(jobs, 2, queue_wait_h=0.25) == budget.local_wall_hours(jobs, 2)
 
 
 def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_path):
