@@ -110,14 +110,13 @@ def test_small_plan_equals_hand_count(tmp_path):
     assert json.loads(waiting.stdout)["cluster"]["total_wall_hours"] == pytest.approx(
         runtime_h + 0.5 * n_cluster
     )
-    assert "30 min queue wait" in almomd_budget(
-        workdir, "--profile", str(PROFILE), "--queue-wait", "30"
-    ).stdout
+    table = almomd_budget(workdir, "--profile", str(PROFILE), "--queue-wait", "30").stdout
+    assert "30 min queue wait" in table
     refused = almomd_budget(workdir, "--profile", str(PROFILE), "--queue-wait", "-5")
     assert refused.returncode == 1 and "queue wait -5" in refused.stderr
     # the readable table says the same
     table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
-    assert "no early convergence" in table
+    assert "no early convergence" in table and "no queue wait" in table
     n_jobs = planned["remaining"]["total"]["n_jobs"]
     assert re.search(rf"total\s+{n_jobs}\s", table)
 
