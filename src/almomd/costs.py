@@ -18,7 +18,9 @@ rule                          units
 
 Per rule, ``seconds = startup + per_unit * units`` is fitted by least squares
 to the campaign's finished jobs (their Snakemake benchmark files and the files
-they made); with a single unit count measured, the startup is taken as 0.
+they made); with a single unit count measured (the first iteration's members
+all train on as many frames), the first guess's split between startup and
+cost per unit is kept and scaled to the measured time.
 Before a rule has run, :data:`FIRST_GUESS` applies: costs measured with the
 demo's settings (CuI, 32 atoms, GFN1-xTB, tiny NequIP members, one CPU core per
 job), marked as a guess wherever it is used. Linear in atoms is a first-order model: a DFT
@@ -73,11 +75,13 @@ class Cost:
         return f"fitted to {self.n_measured} jobs" if self.n_measured else "first guess"
 
 
-def fit(samples: Iterable[tuple[float, float]]) -> Cost:
+def fit(samples: Iterable[tuple[float, float]], shape: tuple[float, float] | None = None) -> Cost:
     """Least-squares ``startup + per_unit * units`` through (units, seconds) samples.
 
-    Both coefficients are kept non-negative; with one distinct unit count the
-    startup is 0 (the line goes through the origin and the mean).
+    Both coefficients are kept non-negative. One distinct unit count cannot
+    separate the two: then the ``shape`` (a first guess's startup and cost per
+    unit) is scaled to pass through the mean, or without one the line goes
+    through the origin and the mean.
     """
     samples = list(samples)
     n = len(samples)
@@ -92,6 +96,9 @@ def fit(samples: Iterable[tuple[float, float]]) -> Cost:
             return Cost(startup, slope, n)
         if slope < 0:  # time does not grow with the units here: a constant
             return Cost(mean_s, 0.0, n)
+    if shape and shape[0] + shape[1] * mean_u > 0:
+        scale = mean_s / (shape[0] + shape[1] * mean_u)
+        return Cost(shape[0] * scale, shape[1] * scale, n)
     return Cost(0.0, mean_s / mean_u if mean_u else 0.0, n) if mean_u else Cost(mean_s, 0.0, n)
 
 
@@ -113,7 +120,7 @@ def fit_all(measured: Mapping[str, list[tuple[float, float]]]) -> dict[str, Cost
     for rule in costs:
         samples = pooled.get(SAME_COST.get(rule, rule))
         if samples:
-            costs[rule] = fit(samples)
+            costs[rule] = fit(samples, FIRST_GUESS[rule])
     return costs
 
 

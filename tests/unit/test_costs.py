@@ -16,6 +16,19 @@ def test_fit_recovers_startup_and_cost_per_unit():
     # one unit count: through the origin and the mean
     same = costs.fit([(50.0, 10.0), (50.0, 12.0)])
     assert (same.startup, same.per_unit) == pytest.approx((0.0, 11.0 / 50.0))
+    # ... or, given a first guess's shape, that shape scaled through the mean:
+    # the guess (10 + 0.2 u) says 20 s at 50 units, measured 11 s: x 0.55
+    shaped = costs.fit([(50.0, 10.0), (50.0, 12.0)], shape=(10.0, 0.2))
+    assert (shaped.startup, shaped.per_unit) == pytest.approx((5.5, 0.11))
+    assert costs.fit([(50.0, 10.0), (60.0, 12.0)], shape=(10.0, 0.2)).per_unit == pytest.approx(
+        0.2
+    )  # two unit counts: the fit alone
+    # the first iteration's training jobs (one unit count) keep the guess's start-up share
+    startup, per_unit = costs.FIRST_GUESS["train_member"]
+    first = costs.fit_all({"train_member": [(480.0, 40.0), (480.0, 44.0)]})["train_member"]
+    scale = 42.0 / (startup + per_unit * 480.0)
+    assert (first.startup, first.per_unit) == pytest.approx((startup * scale, per_unit * scale))
+    assert first.seconds(480.0) == pytest.approx(42.0)
     # time that shrinks with the units: a constant, the mean
     flat = costs.fit([(10.0, 9.0), (20.0, 7.0)])
     assert (flat.startup, flat.per_unit) == pytest.approx((8.0, 0.0))
