@@ -467,13 +467,13 @@ def benchmark_rule(path: Path) -> str | None:
 
 def actual_vs_estimate(directory: Path | str, jobs: Sequence[PlannedJob]) -> dict[str, dict]:
     """Measured wall times (benchmark files) against the runtime estimates, per rule."""
-    import pandas as pd
+    from almomd.costs import benchmark_seconds
 
     measured: dict[str, list[float]] = defaultdict(list)
     for path in sorted(Path(directory, layout.BENCHMARKS).glob("*/*.tsv")):
         rule = benchmark_rule(path)
         if rule is not None:
-            measured[rule].extend(pd.read_csv(path, sep="\t")["s"].tolist())
+            measured[rule].extend(benchmark_seconds(path))
     estimates: dict[str, float] = {}
     for job in jobs:  # the longest limit of a rule's jobs (packs differ in size)
         if not job.local:

@@ -30,6 +30,7 @@ fit from smaller cells underestimates larger ones.
 
 from __future__ import annotations
 
+import csv
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -297,6 +298,12 @@ def _frame_atoms(files: Iterable[Path]) -> float:
     return float(sum(len(a) for f in files if f.is_file() for a in read_frames(f)))
 
 
+def benchmark_seconds(path: Path | str) -> list[float]:
+    """The wall times (column ``s``) of a Snakemake benchmark file, one per repeat."""
+    with open(path, newline="") as handle:
+        return [float(row["s"]) for row in csv.DictReader(handle, delimiter="\t")]
+
+
 def measurements(
     root: Path | str, facts: Campaign, before: int | None = None
 ) -> dict[str, list[tuple[float, float]]]:
@@ -304,8 +311,6 @@ def measurements(
 
     ``before``: only the initial and held-out jobs and iterations below it.
     """
-    import pandas as pd
-
     root = Path(root)
     samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for path in sorted(Path(root, layout.BENCHMARKS).glob("*/*.tsv")):
@@ -317,6 +322,5 @@ def measurements(
         except (FileNotFoundError, ValueError, IndexError):  # its files are gone, or its pack
             continue
         if found is not None and found[1] > 0:
-            seconds = pd.read_csv(path, sep="\t")["s"].tolist()
-            samples[found[0]] += [(found[1], float(s)) for s in seconds]
+            samples[found[0]] += [(found[1], s) for s in benchmark_seconds(path)]
     return dict(samples)

@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from almomd import layout  # noqa: E402
+from almomd.costs import benchmark_seconds  # noqa: E402
 from almomd.data import read_frames  # noqa: E402
 from almomd.heldout import error_for  # noqa: E402
 from almomd.status import KEYS, campaign_status, format_interval  # noqa: E402
@@ -67,7 +68,7 @@ def stage_timings(benchmarks: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(benchmarks.glob("*/*.tsv")):
         stage = re.sub(r"(_\d+)+$", "", path.stem)
-        seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[-1])
+        seconds = benchmark_seconds(path)[-1]
         rows.append({"iteration": path.parent.name, "stage": stage, "seconds": seconds})
     return pd.DataFrame(rows, columns=["iteration", "stage", "seconds"])
 

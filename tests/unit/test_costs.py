@@ -180,3 +180,9 @@ def test_a_pack_of_members_costs_one_startup_and_every_member_s_work(measured_ca
     result = expected(config, root, [planned], cores=2)
     assert result["job_hours"] == {"3": pytest.approx((14.0 + 0.1 * 2 * member_units) / 3600)}
     assert result["sources"] == {"train_pack": "fitted to 4 jobs"}
+
+
+def test_benchmark_seconds_reads_every_repeat(tmp_path):
+    path = tmp_path / "benchmarks" / "iter_0" / "explore_0.tsv"
+    write_benchmark(path, [12.5, 13.25])
+    assert costs.benchmark_seconds(path) == [12.5, 13.25]
