@@ -79,10 +79,11 @@ class Cost:
 def fit(samples: Iterable[tuple[float, float]], shape: tuple[float, float] | None = None) -> Cost:
     """Least-squares ``startup + per_unit * units`` through (units, seconds) samples.
 
-    Both coefficients are kept non-negative. One distinct unit count cannot
-    separate the two: then the ``shape`` (a first guess's startup and cost per
-    unit) is scaled to pass through the mean, or without one the line goes
-    through the origin and the mean.
+    Both coefficients are kept non-negative. Where the samples cannot separate
+    the two (one distinct unit count, or a fit with a negative startup), the
+    ``shape`` (a first guess's startup and cost per unit) is scaled to pass
+    through the mean, or without one the line goes through the origin and the
+    mean.
     """
     samples = list(samples)
     n = len(samples)
