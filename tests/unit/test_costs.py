@@ -23,6 +23,9 @@ def test_fit_recovers_startup_and_cost_per_unit():
     assert costs.fit([(50.0, 10.0), (60.0, 12.0)], shape=(10.0, 0.2)).per_unit == pytest.approx(
         0.2
     )  # two unit counts: the fit alone
+    # a line that would start below zero (1 s at 10 units, 12 s at 20) takes the shape too
+    steep = costs.fit([(10.0, 1.0), (20.0, 12.0)], shape=(2.0, 0.1))
+    assert (steep.startup, steep.per_unit) == pytest.approx((2.0 * 6.5 / 3.5, 0.1 * 6.5 / 3.5))
     # the first iteration's training jobs (one unit count) keep the guess's start-up share
     startup, per_unit = costs.FIRST_GUESS["train_member"]
     first = costs.fit_all({"train_member": [(480.0, 40.0), (480.0, 44.0)]})["train_member"]
