@@ -161,10 +161,10 @@ def local_wall_hours(
         if not job.local:
             waves[(job.iteration, job.family)].append(job)
     hours: dict[str, float] = defaultdict(float)
+    wait = queue_wait_h if cluster else 0.0  # one machine has no queue
     for (iteration, _), step in waves.items():
         at_once = cores if cluster else max(1, cores // max(1, step[0].threads))
         rounds = -(-len(step) // at_once)
-        wait = queue_wait_h if cluster else 0.0
         hours[iteration] += rounds * (wait + max(job.runtime_h for job in step))
     return {iteration: round(h, 9) for iteration, h in hours.items()}
 

@@ -18,9 +18,10 @@ rule                          units
 
 Per rule, ``seconds = startup + per_unit * units`` is fitted by least squares
 to the campaign's finished jobs (their Snakemake benchmark files and the files
-they made); with a single unit count measured (the first iteration's members
-all train on as many frames), the first guess's split between startup and
-cost per unit is kept and scaled to the measured time.
+they made); where the samples cannot separate startup and cost per unit (a
+single unit count measured, as when the first iteration's members all train
+on as many frames), the first guess's split is kept and scaled to the
+measured time.
 Before a rule has run, :data:`FIRST_GUESS` applies: costs measured with the
 demo's settings (CuI, 32 atoms, GFN1-xTB, tiny NequIP members, one CPU core per
 job), marked as a guess wherever it is used. Linear in atoms is a first-order model: a DFT
