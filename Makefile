@@ -24,29 +24,29 @@ $(BIN)/.dft: $(BIN)/.installed tests/dft/install.sh tests/dft/gpaw-siteconfig.py
 	bash tests/dft/install.sh $(BIN)/pip
 	touch $@
 
-# the demo campaign runs in its own directory, made by `almomd init` like any campaign
-DEMO ?= demo
-
+# the clone is a campaign: the demo (config/config.yaml) runs here, results in results/
 demo: $(BIN)/.installed
-	test -f $(DEMO)/Snakefile || $(BIN)/almomd init $(DEMO)
-	cd $(DEMO) && $(CURDIR)/$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/almomd status -d $(DEMO)
-	@echo "results: $(CURDIR)/$(DEMO)/results   status: $(BIN)/almomd status -d $(DEMO) [--json]"
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/almomd status
+	@echo "results: $(CURDIR)/results   status: $(BIN)/almomd status [--json]"
 
 test: $(BIN)/.installed $(BIN)/.dft
 	$(BIN)/pytest -ra
 
-# snakemake --lint checks the installed workflow through a fresh campaign directory
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/snakefmt --check src/almomd/workflow
-	rm -rf build/lint-campaign && $(BIN)/almomd init build/lint-campaign > /dev/null
-	$(BIN)/snakefmt --check build/lint-campaign/Snakefile
-	cd build/lint-campaign && $(CURDIR)/$(BIN)/snakemake --lint --cores 1
+	$(BIN)/ruff check src tests benchmarks workflow/scripts
+	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/snakemake --lint --cores 1
+	# the Snakefiles almomd init writes
+	rm -rf build/lint-campaign build/lint-module
+	$(BIN)/almomd init build/lint-campaign > /dev/null
+	$(BIN)/almomd init --module build/lint-module > /dev/null
+	$(BIN)/snakefmt --check build/lint-campaign/Snakefile build/lint-module/Snakefile
 
 status: $(BIN)/.installed
-	$(BIN)/almomd status -d $(DEMO)
+	$(BIN)/almomd status
 
+# the demo's results, logs and job benchmarks (the benchmark scripts stay)
 clean-demo:
-	rm -rf $(DEMO)
+	rm -rf results logs .snakemake .cache benchmarks/iter_* benchmarks/initial benchmarks/heldout benchmarks/production

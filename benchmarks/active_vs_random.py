@@ -63,15 +63,16 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "src" / "almomd" / "demo"  # the demo campaign's config and structure
+DEMO = REPO / "config"  # the demo campaign's config and structure
 METHODS = ("active", "random", "reference_md")
 
 
 def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, out: Path) -> str:
     """GFN1-xTB MD frames at one exploration condition (almomd's reference MD)."""
-    from almomd import heldout, systems
-    from almomd.labelers import Labeler, LabelerSettings
+    from almomd.evaluation import heldout
+    from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
+    from almomd.settings import systems
 
     if out.exists():
         return f"{out.name}: cached"
@@ -96,7 +97,7 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
 
 
 def demo_config() -> dict:
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     raw = yaml.safe_load((DEMO / "config.yaml").read_text())
     raw["system"]["structure"] = "CuI.xyz"
@@ -154,7 +155,7 @@ def start(run: Run, snapshot: Path) -> None:
     (run.workdir / "config.yaml").write_text(yaml.safe_dump(run.config))
     env = os.environ | {"PYTHONPATH": str(snapshot / "src")}
     command = [str(Path(sys.executable).parent / "snakemake"),
-               "--snakefile", str(snapshot / "src" / "almomd" / "workflow" / "Snakefile"),
+               "--snakefile", str(snapshot / "workflow" / "Snakefile"),
                "--directory", str(run.workdir), "--configfile", str(run.workdir / "config.yaml"),
                "--cores", "1", "--quiet", "--rerun-triggers", "mtime"]  # fmt: skip
     log = (run.workdir / "snakemake.out").open("a")

@@ -1,7 +1,7 @@
 """How well does the cost model predict an iteration from the iterations before it?
 
 For every finished iteration ``i >= 1`` of a campaign, the cost model
-(:mod:`almomd.costs`) is fitted to the benchmark files of the initial jobs and
+(:mod:`almomd.planning.costs`) is fitted to the benchmark files of the initial jobs and
 of iterations ``< i`` only, and predicts every job iteration ``i`` ran from its
 work units (the training set of iteration ``i`` is known when it starts; the
 rest comes from the config). The prediction is compared with the measured job
@@ -12,7 +12,7 @@ Usage: .venv/bin/python benchmarks/budget_accuracy.py CAMPAIGN_DIR [CAMPAIGN_DIR
 
 Prints, per campaign and iteration, predicted and measured seconds per rule
 and in total (iteration 0 too, from the initial jobs and the first guesses of
-:data:`almomd.costs.FIRST_GUESS`, apart); last line
+:data:`almomd.planning.costs.FIRST_GUESS`, apart); last line
 ``ratio_predicted_to_actual <x>``: predicted over measured job time summed
 over every predicted iteration of every campaign.
 """
@@ -30,7 +30,8 @@ import pandas as pd
 
 def predict_iteration(root: Path, config: dict, iteration: int) -> dict[str, tuple[float, float]]:
     """Per rule: (predicted, measured) seconds summed over the jobs iteration ``iteration`` ran."""
-    from almomd import costs, layout
+    from almomd import layout
+    from almomd.planning import costs
 
     facts = costs.campaign(config, root, upto=iteration)
     fitted = costs.fit_all(costs.measurements(root, facts, before=iteration))
@@ -53,7 +54,7 @@ def main() -> int:
     parser.add_argument("campaigns", nargs="+", type=Path)
     parser.add_argument("--configfile", default="config/config.yaml")
     args = parser.parse_args()
-    from almomd.config import load_config
+    from almomd.settings.schema import load_config
 
     predicted_sum = measured_sum = 0.0
     for root in args.campaigns:

@@ -43,7 +43,7 @@ def main() -> None:
         command = [
             str(BIN / "almomd"), "budget", "-d", str(workdir), "--json",
             "--configfile", str(workdir / "config.yaml"),
-            "--profile", str(REPO / "src" / "almomd" / "workflow" / "profiles" / "slurm"),
+            "--profile", str(REPO / "profiles" / "slurm"),
         ]  # fmt: skip
         for case in ("fresh", "started"):
             if case == "started":

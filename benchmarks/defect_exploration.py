@@ -97,9 +97,10 @@ def campaign_config(seed: int, arm: str, iterations: int, vacancy: int, bias: di
 
 def reference_frames(config: dict, system: str, n_frames: int, out: Path) -> str:
     """GFN1-xTB MD frames of one system at 600 K (almomd's reference MD), tagged al_system."""
-    from almomd import heldout, systems
-    from almomd.labelers import Labeler, LabelerSettings
+    from almomd.evaluation import heldout
+    from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
+    from almomd.settings import systems
 
     if out.exists():
         return f"{out.name}: cached"
@@ -124,7 +125,7 @@ def system_curve(workdir: Path, system: str) -> list[dict]:
     """
     import pandas as pd
 
-    from almomd.heldout import system_summary
+    from almomd.evaluation.heldout import system_summary
 
     status = json.loads((workdir / "results" / "status.json").read_text())
     points = []
@@ -154,7 +155,7 @@ def main() -> int:
     started = time.perf_counter()
     import ase.io
 
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     bulk = ase.io.read(DEMO / "CuI.xyz").repeat((2, 2, 1))
     vacancy = bulk.get_chemical_symbols().index("Cu")

@@ -36,13 +36,13 @@ import numpy as np
 import yaml
 from train_iteration import DEMO, labeled_frames, member_runs
 
-from almomd.training import train_members
+from almomd.training.trainer import train_members
 
 
 def heldout_rmse(models: list[Path], frames: list) -> tuple[float, float, float]:
     """The ensemble's held-out force RMSE and its 95 % bootstrap interval over frames."""
-    from almomd.ensemble import EnsembleCalculator, predict
-    from almomd.statistics import rmse, rmse_interval
+    from almomd.ensemble.calculator import EnsembleCalculator, predict
+    from almomd.evaluation.statistics import rmse, rmse_interval
 
     calculator = EnsembleCalculator([str(m) for m in models])
     sq_sums, counts = [], []
@@ -74,7 +74,7 @@ def main() -> int:
     args = parser.parse_args()
     import ase.io
 
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     started = time.perf_counter()
     train, held = labeled_frames(args.frames, 1, 0.08), labeled_frames(12, 2, 0.12)

@@ -14,7 +14,7 @@ Measured side by side in one run, 1 thread, ms per Langevin step (Cu fcc):
   first step (a fresh cache, so the first case compiles cold) are printed
   as ``compile_s`` and are not in the step times.
 
-Members are trained once here with the demo's model size (almomd/demo/config.yaml)
+Members are trained once here with the demo's model size (config/config.yaml)
 on EMT-labeled Cu frames (the cost of a step does not depend on the weights).
 The last lines are ``ratio_4_members_eager <ours / member_by_member>`` and
 ``ratio_4_members <compiled / member_by_member>``, at 32 atoms.
@@ -43,10 +43,10 @@ from ase.calculators.emt import EMT  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
-from almomd.config import validate_config  # noqa: E402
-from almomd.data import labeled_copy, write_frames  # noqa: E402
-from almomd.ensemble import EnsembleCalculator, _load_member  # noqa: E402
-from almomd.training import train_member  # noqa: E402
+from almomd.data.frames import labeled_copy, write_frames  # noqa: E402
+from almomd.ensemble.calculator import EnsembleCalculator, _load_member  # noqa: E402
+from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.training.trainer import train_member  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def cu(n_repeat: int):
 def train_models(workdir: Path, n: int) -> list[Path]:
     """Train ``n`` members of the demo's size on EMT-labeled rattled Cu."""
     config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
-    demo = yaml.safe_load((REPO / "src" / "almomd" / "demo" / "config.yaml").read_text())
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["model"] = demo["model"]
     config["training"]["max_epochs"] = 2
     config = validate_config(config, REPO / ".test")

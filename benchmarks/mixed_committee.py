@@ -36,10 +36,12 @@ from ase.calculators.emt import EMT  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
-from almomd import data, statistics, training  # noqa: E402
-from almomd.config import validate_config  # noqa: E402
-from almomd.ensemble import EnsembleCalculator  # noqa: E402
-from almomd.evaluation import evaluate  # noqa: E402
+from almomd.data.frames import labeled_copy, subsample, write_frames  # noqa: E402
+from almomd.ensemble.calculator import EnsembleCalculator  # noqa: E402
+from almomd.evaluation import statistics  # noqa: E402
+from almomd.evaluation.test_set import evaluate  # noqa: E402
+from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.training import trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("force_max", "force_mean")
@@ -48,7 +50,7 @@ METRICS = ("force_max", "force_mean")
 def labeled(atoms, tag: str):
     atoms = atoms.copy()
     atoms.calc = EMT()
-    return data.labeled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(), al_id=tag)
+    return labeled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(), al_id=tag)
 
 
 def md_frames(temperature: float, n: int, seed: int, tag: str) -> list:
@@ -98,10 +100,10 @@ def run_seed(seed: int, epochs: int, work: Path) -> dict:
     for architecture, i in plan:
         name = f"{architecture}_{i}"
         subset = work / f"{name}.extxyz"
-        data.write_frames(subset, data.subsample(train, 0.8, rng))
+        write_frames(subset, subsample(train, 0.8, rng))
         started = time.perf_counter()
         models[name] = work / f"{name}.nequip.zip"
-        training.train_member(config, subset, ["Cu"], 1000 * seed + len(models), seed,
+        trainer.train_member(config, subset, ["Cu"], 1000 * seed + len(models), seed,
                               work / name, models[name], architecture=architecture)  # fmt: skip
         seconds[name] = time.perf_counter() - started
     committees = {

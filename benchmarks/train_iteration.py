@@ -12,7 +12,7 @@ the same rendered NequIP config and derived seeds:
     per member ``nequip-train`` then ``nequip-package``, each a process of its
     own, from scratch (almomd before issue 16);
 ``members_per_job 1``
-    per member one process that trains and packages (``almomd.nequip_run``:
+    per member one process that trains and packages (``almomd.training.nequip_run``:
     what a ``train_member`` job does);
 ``members_per_job P``
     the members in packs of P, one process per pack (what the ``train_pack_N``
@@ -55,25 +55,21 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "src" / "almomd" / "demo"
+DEMO = REPO / "config"
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "src"))
 
-from almomd.training import (  # noqa: E402
-    MemberRun,
-    render_template,
-    template_variables,
-    train_members,
-)
+from almomd.training.template import render_template, template_variables  # noqa: E402
+from almomd.training.trainer import MemberRun, train_members  # noqa: E402
 
 
 def labeled_frames(n: int, seed: int, stdev: float) -> list:
     """``n`` rattled copies of the demo's CuI supercell, labeled with GFN1-xTB."""
     import ase.io
 
-    from almomd.data import labeled_copy
-    from almomd.labelers import Labeler, LabelerSettings
-    from almomd.labeling import single_point
+    from almomd.data.frames import labeled_copy
+    from almomd.labeling.labelers import Labeler, LabelerSettings
+    from almomd.labeling.single_points import single_point
 
     base = ase.io.read(DEMO / "CuI.xyz").repeat((2, 2, 1))
     labeler = Labeler(LabelerSettings(name="tblite", parameters={"method": "GFN1-xTB"}))
@@ -130,8 +126,8 @@ def children_cpu() -> float:
 
 
 def heldout_rmse(models: list[Path], frames: list) -> float:
-    from almomd.ensemble import EnsembleCalculator
-    from almomd.evaluation import evaluate
+    from almomd.ensemble.calculator import EnsembleCalculator
+    from almomd.evaluation.test_set import evaluate
 
     _, metrics, _ = evaluate(EnsembleCalculator([str(m) for m in models]), frames)
     return float(metrics["force_rmse"])
@@ -150,7 +146,7 @@ def main() -> int:
     args = parser.parse_args()
     import ase.io
 
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     started = time.perf_counter()
     train, held = labeled_frames(args.frames, 1, 0.08), labeled_frames(12, 2, 0.12)

@@ -36,10 +36,10 @@ from ase.calculators.emt import EMT  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
-from almomd import resources  # noqa: E402
-from almomd.config import validate_config  # noqa: E402
-from almomd.data import labeled_copy, write_frames  # noqa: E402
-from almomd.training import train_member  # noqa: E402
+from almomd import deploy  # noqa: E402
+from almomd.data.frames import labeled_copy, write_frames  # noqa: E402
+from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.training.trainer import train_member  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MONITOR = "val0_epoch/forces_rmse"
@@ -73,7 +73,7 @@ def datasets(workdir: Path) -> tuple[Path, Path]:
 
 def template_stopping_at(workdir: Path, target: float | None) -> Path:
     """The NequIP template, plus an early stop once ``MONITOR`` is at most ``target``."""
-    template = yaml.safe_load(resources.nequip_template().read_text())
+    template = yaml.safe_load(deploy.nequip_template().read_text())
     if target is not None:
         template["trainer"]["callbacks"].append({
             "_target_": "lightning.pytorch.callbacks.EarlyStopping",

@@ -37,8 +37,8 @@ from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-from almomd import resources
-from almomd.report import stage_timings
+from almomd import deploy
+from almomd.reporting.report import stage_timings
 
 REPO = Path(__file__).resolve().parents[1]
 HOT = 1200.0  # K; the initial data's MD runs at 600 K
@@ -83,7 +83,7 @@ def start(workdir: Path, config: dict, frames: Path) -> subprocess.Popen:
     shutil.copy(frames, workdir / "hot.extxyz")
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [str(Path(sys.executable).parent / "snakemake"),
-               "--snakefile", str(resources.snakefile()),
+               "--snakefile", str(deploy.snakefile()),
                "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
                "--cores", "1", "--quiet"]  # fmt: skip
     log = (workdir / "snakemake.out").open("w")

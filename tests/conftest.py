@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from almomd import resources
+from almomd import deploy
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,7 +33,7 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The real snakemake command line for the workflow in ``workdir``."""
     return [
         str(BIN / "snakemake"),
-        "--snakefile", str(resources.snakefile()),
+        "--snakefile", str(deploy.snakefile()),
         "--directory", str(workdir),
         "--configfile", str(workdir / "config.yaml"),
         *args,
@@ -44,6 +44,44 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.Co
     """Run the real snakemake command on the workflow in ``workdir``."""
     command = snakemake_command(workdir, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def run(command, cwd, env=None, timeout=1200):
+    return subprocess.run(
+        [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """A fresh virtual environment with almomd installed from its wheel (not editable).
+
+    Its dependencies (torch, NequIP, Snakemake, ...) come from the test
+    environment through a .pth line; almomd itself only from the wheel.
+    """
+    where = tmp_path_factory.mktemp("installed")
+    built = run(
+        [BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", where / "dist", REPO],
+        cwd=where,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (where / "dist").glob("almomd-*.whl")
+    venv = where / "venv"
+    assert run([sys.executable, "-m", "venv", venv], where).returncode == 0
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "dependencies.pth").write_text(
+        next(p for p in sys.path if p.endswith("site-packages")) + "\n"
+    )
+    pip = run([venv / "bin" / "pip", "install", "--no-deps", "--no-index", wheel], where)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    found = run(
+        [venv / "bin" / "python", "-c", "import almomd; print(almomd.__file__)"], where, env
+    )
+    assert found.stdout.strip().startswith(str(site)), found
+    return venv / "bin", env
 
 
 def assert_labels_equal(labeled, frames, make_calc, atol, stress_atol=None) -> None:
@@ -89,8 +127,8 @@ def write_emt_frames(path: Path, n: int) -> Path:
     import ase.io
     from ase.calculators.emt import EMT
 
-    from almomd.data import labeled_copy
-    from almomd.labeling import single_point
+    from almomd.data.frames import labeled_copy
+    from almomd.labeling.single_points import single_point
 
     frames = []
     for i in range(n):

@@ -8,7 +8,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lj import LennardJones
 
-from almomd.ensemble import uncertainties
+from almomd.ensemble.uncertainty import uncertainties
 
 #: (sigma, epsilon) of each member, around argon's (3.4 A, 0.0104 eV)
 ARGON = [(3.40, 0.0104), (3.45, 0.0098), (3.37, 0.0112), (3.42, 0.0108)]

@@ -8,8 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from almomd import layout, resources, systems
-from almomd.config import ConfigError, changed_settings, load_config
+from almomd import deploy, layout
+from almomd.errors import ConfigError
+from almomd.settings import systems
+from almomd.settings.history import changed_settings
+from almomd.settings.schema import load_config
 
 CONFIG = "config/config.yaml"  # a campaign directory's settings (see almomd init)
 
@@ -26,7 +29,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _init(args: argparse.Namespace) -> int:
-    for path, what in resources.init_campaign(args.directory, force=args.force):
+    for path, what in deploy.init_campaign(args.directory, force=args.force, module=args.module):
         print(f"{what:>8}  {path}")
     directory = Path(args.directory)
     print(
@@ -41,7 +44,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from almomd.status import campaign_status, format_table
+    from almomd.reporting.status import campaign_status, format_table
 
     rows = campaign_status(args.directory)
     changes = {}
@@ -83,7 +86,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def describe_systems(config: dict, root: Path) -> str:
     """One line per system: atoms, composition and walkers (what a campaign will explore)."""
-    from almomd.config import structures, walkers
+    from almomd.settings.campaign import walkers
+    from almomd.settings.files import structures
 
     built = structures(config, root)
     lines = []
@@ -99,14 +103,14 @@ def describe_systems(config: dict, root: Path) -> str:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    from almomd import budget
+    from almomd.planning import budget, tables
 
     try:
         if args.actual:
             config = budget.campaign_config(args.directory, args.configfile)
             _, jobs = budget.campaign_plan(config, args.directory, args.profile)
-            report = budget.actual_vs_estimate(args.directory, jobs)
-            print(json.dumps(report, indent=2) if args.json else budget.format_actual(report))
+            report = tables.actual_vs_estimate(args.directory, jobs)
+            print(json.dumps(report, indent=2) if args.json else tables.format_actual(report))
             return 0
         cores = args.cores or (None if args.profile else os.cpu_count())
         result = budget.plan(
@@ -121,7 +125,7 @@ def _budget(args: argparse.Namespace) -> int:
     except budget.BudgetError as error:
         print(f"almomd budget: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2) if args.json else budget.format_plan(result))
+    print(json.dumps(result, indent=2) if args.json else tables.format_plan(result))
     return 0
 
 
@@ -131,7 +135,7 @@ def _md(args: argparse.Namespace) -> int:
     import yaml
 
     from almomd import stages
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     config_path = _config_path(args).resolve()
     os.chdir(args.directory)
@@ -185,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     init.add_argument("directory", help="the campaign directory (created if missing)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument(
+        "--module",
+        action="store_true",
+        help="a Snakefile that uses the workflow as a Snakemake module (use rule * from almomd)",
+    )
     init.set_defaults(func=_init)
     status = sub.add_parser("status", help="per-iteration progress of a campaign")
     status.add_argument("-d", "--directory", **directory)

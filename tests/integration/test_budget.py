@@ -9,11 +9,12 @@ import pytest
 import yaml
 from conftest import BIN, REPO, copy_test_config, write_emt_frames
 
-from almomd import budget, resources
+from almomd import deploy
+from almomd.planning import budget, dry_run
 
 pytestmark = pytest.mark.workflow  # Snakemake's own dry runs
 
-PROFILE = resources.slurm_profile()
+PROFILE = deploy.slurm_profile()
 
 
 def almomd_budget(workdir, *args):
@@ -240,7 +241,7 @@ def test_local_plan_without_a_profile(tmp_path):
 
 def test_local_rules_match_the_workflow():
     flagged = set()
-    for path in (resources.workflow_dir() / "rules").glob("*.smk"):
+    for path in (deploy.workflow_dir() / "rules").glob("*.smk"):
         for block in re.split(r"\n(?=(?:rule|checkpoint) )", path.read_text()):
             name = re.match(r"(?:rule|checkpoint) (\w+):", block)
             if name and "localrule: True" in block:
@@ -266,7 +267,7 @@ def test_snakemake_pin_matches_the_parsed_dry_run_format():
         "    threads: 3\n"
         "    resources: runtime=10\n"
     )
-    train, decide = budget.parse_dry_run(sample)
+    train, decide = dry_run.parse_dry_run(sample)
     assert train.rule == "train_member" and train.iteration == "2"
     assert train.partition == "gpu" and train.gpu_hours == pytest.approx(2.0)
     assert train.cpu_hours == pytest.approx(2.0)
@@ -274,7 +275,7 @@ def test_snakemake_pin_matches_the_parsed_dry_run_format():
 
 
 def test_label_budget_states_the_audit_labels():
-    from almomd.config import validate_config
+    from almomd.settings.schema import validate_config
 
     config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
     config["heldout"] = {"source": "audit", "audit_per_walker": 3}

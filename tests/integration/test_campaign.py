@@ -1,6 +1,7 @@
 """A campaign in its own directory, and what a finished campaign does with changes and damage.
 
-One test installs almomd from its wheel (not the clone), starts a campaign with
+One test uses almomd installed from its wheel (not the clone; the ``installed``
+fixture of conftest.py), starts a campaign with
 ``almomd init`` outside the clone with a labeler module in the campaign
 directory, and runs it with the plain ``snakemake`` command. The others work on
 copies of the finished .test campaign: settings changed after iterations
@@ -14,15 +15,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, REPO, copy_test_config, snakemake, snakemake_command
+from conftest import BIN, REPO, copy_test_config, run, snakemake, snakemake_command
 
-from almomd import data, layout
+from almomd import layout
+from almomd.data.frames import read_frames
 
 pytestmark = pytest.mark.workflow
 
@@ -34,44 +35,6 @@ from ase.calculators.emt import EMT
 class CampaignEMT(EMT):
     supported_elements = ("Cu", "Ag", "Au")
 '''
-
-
-def run(command, cwd, env=None, timeout=1200):
-    return subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A fresh virtual environment with almomd installed from its wheel (not editable).
-
-    Its dependencies (torch, NequIP, Snakemake, ...) come from the test
-    environment through a .pth line; almomd itself only from the wheel.
-    """
-    where = tmp_path_factory.mktemp("installed")
-    built = run(
-        [BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", where / "dist", REPO],
-        cwd=where,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (where / "dist").glob("almomd-*.whl")
-    venv = where / "venv"
-    assert run([sys.executable, "-m", "venv", venv], where).returncode == 0
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "dependencies.pth").write_text(
-        next(p for p in sys.path if p.endswith("site-packages")) + "\n"
-    )
-    pip = run([venv / "bin" / "pip", "install", "--no-deps", "--no-index", wheel], where)
-    assert pip.returncode == 0, pip.stderr[-3000:]
-    env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}")
-    env.pop("PYTHONPATH", None)
-    found = run(
-        [venv / "bin" / "python", "-c", "import almomd; print(almomd.__file__)"], where, env
-    )
-    assert found.stdout.strip().startswith(str(site)), found
-    return venv / "bin", env
 
 
 def test_a_campaign_outside_the_clone_from_the_wheel(tmp_path, installed):
@@ -105,7 +68,7 @@ def test_a_campaign_outside_the_clone_from_the_wheel(tmp_path, installed):
     result = run([*snakemake_, "--cores", "2"], directory, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     labeled = sorted(directory.glob("results/initial/labels/labeled_*.extxyz"))
-    frames = [a for path in labeled for a in data.read_frames(path)]
+    frames = [a for path in labeled for a in read_frames(path)]
     assert frames and {a.info["al_labeler"] for a in frames} == {"campaign_labeler:CampaignEMT"}
     status = run([almomd, "status", "--json"], directory, env)
     rows = json.loads(status.stdout)

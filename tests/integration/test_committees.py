@@ -8,9 +8,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from conftest import REPO, load_test_config
 
-from almomd import data, training
-from almomd.config import validate_config
-from almomd.ensemble import EnsembleCalculator
+from almomd.data.frames import labeled_copy, write_frames
+from almomd.ensemble.calculator import EnsembleCalculator
+from almomd.settings.schema import validate_config
+from almomd.training import trainer
 
 pytestmark = pytest.mark.workflow
 
@@ -24,16 +25,16 @@ def members(tmp_path_factory):
         atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
         atoms.rattle(0.05, seed=i)
         atoms.calc = EMT()
-        frames.append(data.labeled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(),
+        frames.append(labeled_copy(atoms, atoms.get_potential_energy(), atoms.get_forces(),
                                         al_id=f"emt-{i}"))  # fmt: skip
-    data.write_frames(work / "train.extxyz", frames)
+    write_frames(work / "train.extxyz", frames)
     config = validate_config(load_test_config(), REPO / ".test")
     config["training"]["max_epochs"] = 3
     models = {}
     for name, architecture, seed in (("nequip", "nequip", 1), ("allegro_a", "allegro", 2),
                                      ("allegro_b", "allegro", 3)):  # fmt: skip
         models[name] = work / f"{name}.nequip.zip"
-        training.train_member(config, work / "train.extxyz", ["Cu"], seed, 7, work / name,
+        trainer.train_member(config, work / "train.extxyz", ["Cu"], seed, 7, work / name,
                               models[name], architecture=architecture)  # fmt: skip
     return models, frames[0]
 

@@ -11,10 +11,10 @@ import pytest
 from ase.build import bulk
 from conftest import assert_labels_equal
 
-from almomd import data
-from almomd.importers import read_labeled
-from almomd.labelers import Labeler, LabelerSettings
-from almomd.labeling import label_frames
+from almomd.data.frames import read_frames
+from almomd.data.importers import read_labeled
+from almomd.labeling.labelers import Labeler, LabelerSettings
+from almomd.labeling.single_points import label_frames
 
 pytestmark = pytest.mark.dft
 
@@ -36,8 +36,8 @@ def run(tmp_path, frames, settings):
     counts = label_frames(frames, labeler, tmp_path / "ok.extxyz", tmp_path / "bad.extxyz")
     return (
         counts,
-        data.read_frames(tmp_path / "ok.extxyz"),
-        data.read_frames(tmp_path / "bad.extxyz"),
+        read_frames(tmp_path / "ok.extxyz"),
+        read_frames(tmp_path / "bad.extxyz"),
     )
 
 

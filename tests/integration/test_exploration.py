@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from almomd import data
-from almomd.ensemble import EnsembleCalculator
-from almomd.md import MDSettings, run_walker
+from almomd.data.frames import read_frames
+from almomd.ensemble.calculator import EnsembleCalculator
+from almomd.exploration.md import MDSettings, run_walker
 
 pytestmark = pytest.mark.workflow
 
@@ -39,7 +39,7 @@ def test_walker_logs_every_interval_with_uncertainties(calculator, tmp_path):
         cell(), calculator, settings(), 3, np.random.default_rng(0), tmp_path / "w.extxyz", 4
     )
     assert reason == "completed"
-    back = data.read_frames(tmp_path / "w.extxyz")
+    back = read_frames(tmp_path / "w.extxyz")
     assert [a.info["al_step"] for a in back] == [0, 5, 10, 15, 20]
     assert back[-1].info["al_id"] == "it4-w3-s000020"
     assert all(a.info["al_walker"] == 3 and a.info["al_iteration"] == 4 for a in back)
@@ -69,7 +69,7 @@ def test_walker_stops_on_close_atoms_and_keeps_frames(calculator, tmp_path):
     )
     assert reason == "min_distance"
     assert len(frames) == 1
-    assert data.read_frames(tmp_path / "w.extxyz")[0].info["walker_stop"] == "min_distance"
+    assert read_frames(tmp_path / "w.extxyz")[0].info["walker_stop"] == "min_distance"
 
 
 def test_walker_stops_above_the_uncertainty_ceiling(calculator, tmp_path):

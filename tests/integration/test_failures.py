@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import copy_test_config, snakemake
 
-from almomd import data
+from almomd.data.frames import frame_ids, read_frames
 
 pytestmark = pytest.mark.workflow
 
@@ -51,15 +51,15 @@ def flaky_campaign(tmp_path_factory):
 
 
 def frames_of(directory, pattern):
-    return [a for f in sorted(directory.glob(pattern)) for a in data.read_frames(f)]
+    return [a for f in sorted(directory.glob(pattern)) for a in read_frames(f)]
 
 
 def test_failed_frames_are_listed_with_reasons_and_kept_out_of_training(flaky_campaign):
     labels = flaky_campaign / "results" / "iter_0" / "labels"
-    selected = data.read_frames(flaky_campaign / "results/iter_0/selection/selected.extxyz")
+    selected = read_frames(flaky_campaign / "results/iter_0/selection/selected.extxyz")
     labeled = frames_of(labels, "labeled_*.extxyz")
     failed = frames_of(labels, "failed_*.extxyz")
-    assert sorted(data.frame_ids(labeled + failed)) == sorted(data.frame_ids(selected))
+    assert sorted(frame_ids(labeled + failed)) == sorted(frame_ids(selected))
     assert {flaky_mode(a) for a in failed} == {0, 1, 2}, "every failure mode was exercised"
     for atoms in failed:
         assert atoms.info["fail_type"] == EXPECTED_TYPE[flaky_mode(atoms)]
@@ -68,10 +68,10 @@ def test_failed_frames_are_listed_with_reasons_and_kept_out_of_training(flaky_ca
         if flaky_mode(atoms) == 2:  # its output, which says why, is kept for inspection
             assert (labels / "calc" / atoms.info["al_id"] / "calc.out").is_file()
     assert all(flaky_mode(a) == 3 for a in labeled) and labeled
-    next_train = data.read_frames(flaky_campaign / "results" / "iter_1" / "train.extxyz")
-    ids = set(data.frame_ids(next_train))
-    assert not ids & set(data.frame_ids(failed))
-    assert set(data.frame_ids(labeled)) <= ids
+    next_train = read_frames(flaky_campaign / "results" / "iter_1" / "train.extxyz")
+    ids = set(frame_ids(next_train))
+    assert not ids & set(frame_ids(failed))
+    assert set(frame_ids(labeled)) <= ids
     assert (flaky_campaign / "results" / "iter_1" / "decision.json").is_file()
 
 

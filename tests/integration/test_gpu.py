@@ -11,8 +11,8 @@ import torch
 import yaml
 from conftest import REPO, load_test_config, required, write_emt_frames
 
-from almomd import data
-from almomd.config import validate_config
+from almomd.data.frames import read_frames
+from almomd.settings.schema import validate_config
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available() and not required("gpu"),
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def cuda_members(tmp_path_factory):
-    from almomd.training import MemberRun, train_members
+    from almomd.training.trainer import MemberRun, train_members
 
     work = tmp_path_factory.mktemp("gpu")
     config = validate_config(load_test_config(), REPO / ".test")
@@ -44,11 +44,11 @@ def test_members_train_on_the_gpu(cuda_members):
 
 
 def test_the_ensemble_on_the_gpu_agrees_with_the_cpu(cuda_members):
-    from almomd.ensemble import EnsembleCalculator, predict
+    from almomd.ensemble.calculator import EnsembleCalculator, predict
 
     _, runs, frames = cuda_members
     models = [str(run.model_out) for run in runs]
-    atoms = data.read_frames(frames)[0]
+    atoms = read_frames(frames)[0]
     energy_cpu, forces_cpu, _ = predict(EnsembleCalculator(models, device="cpu"), atoms)
     energy_gpu, forces_gpu, _ = predict(EnsembleCalculator(models, device="cuda"), atoms)
     assert energy_gpu == pytest.approx(energy_cpu, abs=1e-3 * len(atoms))
@@ -59,10 +59,10 @@ def test_md_runs_on_the_gpu(cuda_members):
     from ase import units
     from ase.md.langevin import Langevin
 
-    from almomd.stages.models import ensemble
+    from almomd.stages.exploration import ensemble
 
     config, runs, frames = cuda_members
-    atoms = data.read_frames(frames)[0]
+    atoms = read_frames(frames)[0]
     atoms.calc = ensemble(config, [str(run.model_out) for run in runs])
     Langevin(atoms, 1.0 * units.fs, temperature_K=300, friction=0.02).run(5)
     assert np.isfinite(atoms.get_forces()).all()

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from conftest import REPO, copy_test_config, required, snakemake, snakemake_command
 
-from almomd import resources
+from almomd import deploy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -62,7 +62,7 @@ def cluster():
 
 def overlay_profile(target: Path) -> Path:
     """The real profile with faster polling (rule-to-partition mapping untouched)."""
-    profile = yaml.safe_load((resources.slurm_profile() / "config.yaml").read_text())
+    profile = yaml.safe_load((deploy.slurm_profile() / "config.yaml").read_text())
     profile["seconds-between-status-checks"] = 1
     profile["slurm-init-seconds-before-status-checks"] = 1
     target.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import BIN, REPO, copy_test_config, snakemake
 
-from almomd import data
+from almomd.data.frames import read_frames
 
 pytestmark = pytest.mark.workflow
 
@@ -63,23 +63,23 @@ def test_status_reports_each_system(systems_campaign):
 def test_frames_carry_their_system_and_the_vacancy_walker_is_biased(systems_campaign):
     walkers = sorted((iteration(systems_campaign, 0) / "explore").glob("walker_*.extxyz"))
     assert [w.name for w in walkers] == ["walker_0.extxyz", "walker_1.extxyz"]
-    bulk, vacancy = (data.read_frames(w) for w in walkers)
+    bulk, vacancy = (read_frames(w) for w in walkers)
     assert {a.info["al_system"] for a in bulk} == {"bulk"} and {len(a) for a in bulk} == {32}
     assert {a.info["al_system"] for a in vacancy} == {"vacancy"}
     assert {len(a) for a in vacancy} == {31}
     assert {a.info["md_target_temperature"] for a in vacancy} == {800.0}
     assert all(a.info["md_bias_energy"] == 0.0 for a in bulk)
     assert all(a.info["md_bias_energy"] < 0.0 for a in vacancy[1:])
-    train = data.read_frames(iteration(systems_campaign, 0) / "train.extxyz")
+    train = read_frames(iteration(systems_campaign, 0) / "train.extxyz")
     counts = pd.Series([a.info["al_system"] for a in train]).value_counts().to_dict()
     assert counts == {"bulk": 13, "vacancy": 13}  # 16 generated each, 3 each to the test set
-    test = data.read_frames(systems_campaign / "results/data/test.extxyz")
+    test = read_frames(systems_campaign / "results/data/test.extxyz")
     assert sorted(a.info["al_system"] for a in test) == ["bulk"] * 3 + ["vacancy"] * 3
-    later = data.read_frames(iteration(systems_campaign, 1) / "train.extxyz")
+    later = read_frames(iteration(systems_campaign, 1) / "train.extxyz")
     assert {a.info["al_system"] for a in later} == {"bulk", "vacancy"}  # labels keep it
     for atoms in later[len(train) :]:
         assert atoms.info["al_system"] == ("vacancy" if len(atoms) == 31 else "bulk")
-    heldout = data.read_frames(systems_campaign / "results/data/heldout.extxyz")
+    heldout = read_frames(systems_campaign / "results/data/heldout.extxyz")
     assert sorted({(a.info["al_system"], a.info["al_condition"]) for a in heldout}) == [
         ("bulk", "bulk 600 K"),
         ("vacancy", "vacancy 800 K"),
@@ -99,7 +99,7 @@ def test_each_systems_threshold_comes_from_its_own_heldout_frames(systems_campai
             assert rows["threshold"].unique() == pytest.approx([own.mean()])  # shift 0
             thresholds[name] = rows["threshold"].iloc[0]
         assert thresholds["bulk"] != pytest.approx(thresholds["vacancy"])
-        selected = data.read_frames(directory / "selection/selected.extxyz")
+        selected = read_frames(directory / "selection/selected.extxyz")
         for atoms in selected:
             assert atoms.info["al_condition"] == {
                 "bulk": "bulk 600 K", "vacancy": "vacancy 800 K"

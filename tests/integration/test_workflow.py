@@ -12,7 +12,7 @@ import yaml
 from ase.calculators.emt import EMT
 from conftest import BIN, assert_labels_equal, copy_test_config, snakemake, write_emt_frames
 
-from almomd import data
+from almomd.data.frames import frame_ids, read_frames
 
 pytestmark = pytest.mark.workflow
 
@@ -23,7 +23,7 @@ def iteration_dirs(workdir):
 
 def labeled_frames(iteration_dir):
     files = sorted((iteration_dir / "labels").glob("labeled_*.extxyz"))
-    return [a for f in files for a in data.read_frames(f)]
+    return [a for f in files for a in read_frames(f)]
 
 
 def test_campaign_ran_every_iteration(campaign):
@@ -36,11 +36,11 @@ def test_campaign_ran_every_iteration(campaign):
 def test_training_sets_grow_by_exactly_the_labels(campaign):
     dirs = iteration_dirs(campaign)
     for previous, current in zip(dirs, dirs[1:], strict=False):
-        before = data.read_frames(previous / "train.extxyz")
+        before = read_frames(previous / "train.extxyz")
         added = labeled_frames(previous)
-        after = data.read_frames(current / "train.extxyz")
+        after = read_frames(current / "train.extxyz")
         assert len(added) > 0
-        assert data.frame_ids(after) == data.frame_ids(before) + data.frame_ids(added)
+        assert frame_ids(after) == frame_ids(before) + frame_ids(added)
         for old, new in zip(before + added, after, strict=True):
             assert new.get_potential_energy() == pytest.approx(old.get_potential_energy())
             np.testing.assert_allclose(new.get_forces(), old.get_forces())
@@ -51,7 +51,7 @@ def test_labels_equal_direct_emt_and_carry_provenance(campaign):
     walkers = {
         a.info["al_id"]: a
         for f in sorted((first / "explore").glob("walker_*.extxyz"))
-        for a in data.read_frames(f)
+        for a in read_frames(f)
     }
     frames = labeled_frames(first)
     assert frames
@@ -95,18 +95,14 @@ def test_status_json_agrees_with_files(campaign):
     assert [r["iteration"] for r in rows] == [0, 1]
     for row, directory in zip(rows, iteration_dirs(campaign), strict=True):
         walker_frames = [
-            a for f in (directory / "explore").glob("walker_*.extxyz") for a in data.read_frames(f)
+            a for f in (directory / "explore").glob("walker_*.extxyz") for a in read_frames(f)
         ]
         decision = json.loads((directory / "decision.json").read_text())
         metrics = json.loads((directory / "eval" / "metrics.json").read_text())
-        failed = [
-            a for f in (directory / "labels").glob("failed_*.extxyz") for a in data.read_frames(f)
-        ]
-        assert row["n_train"] == len(data.read_frames(directory / "train.extxyz"))
+        failed = [a for f in (directory / "labels").glob("failed_*.extxyz") for a in read_frames(f)]
+        assert row["n_train"] == len(read_frames(directory / "train.extxyz"))
         assert row["n_candidates"] == len(walker_frames)
-        assert row["n_selected"] == len(
-            data.read_frames(directory / "selection" / "selected.extxyz")
-        )
+        assert row["n_selected"] == len(read_frames(directory / "selection" / "selected.extxyz"))
         assert row["n_labeled"] == len(labeled_frames(directory))
         assert row["n_failed"] == len(failed)
         assert row["test_force_rmse"] == pytest.approx(metrics["force_rmse"])
@@ -129,9 +125,9 @@ def test_status_json_agrees_with_files(campaign):
 
 def test_heldout_error_equals_direct_evaluation(campaign):
     """The held-out frames are EMT MD at the exploration temperatures, and the figures hold."""
-    from almomd.ensemble import EnsembleCalculator
+    from almomd.ensemble.calculator import EnsembleCalculator
 
-    frames = data.read_frames(campaign / "results" / "data" / "heldout.extxyz")
+    frames = read_frames(campaign / "results" / "data" / "heldout.extxyz")
     assert_labels_equal(frames, frames, EMT, atol=1e-6)
     assert sorted({a.info["al_condition"] for a in frames}) == ["600 K", "900 K"]
     assert {a.info["al_source"] for a in frames} == {"reference_md"}
@@ -163,7 +159,7 @@ def test_heldout_error_equals_direct_evaluation(campaign):
 
 def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatch):
     from almomd import stages
-    from almomd.config import load_config
+    from almomd.settings.schema import load_config
 
     monkeypatch.chdir(campaign)
     config = load_config(campaign / "config.yaml")
@@ -180,7 +176,7 @@ def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatc
         str(tmp_path / "candidates.csv"),
         str(tmp_path / "summary.json"),
     )
-    chosen = data.read_frames(tmp_path / "selected.extxyz")
+    chosen = read_frames(tmp_path / "selected.extxyz")
     assert len(chosen) == config["selection"]["max_frames"]
     assert {a.info["al_source"] for a in chosen} == {"random"}
     assert {a.info["al_condition"] for a in chosen} <= {"600 K", "900 K"}
@@ -189,13 +185,13 @@ def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatc
 def test_without_heldout_frames_the_test_set_is_used_and_flagged(campaign, tmp_path, monkeypatch):
     """audit without audit labels (or source test_set): the test set, never training frames."""
     from almomd import stages
-    from almomd.config import load_config
+    from almomd.settings.schema import load_config
 
     monkeypatch.chdir(campaign)
     base = campaign / "results"
     models = sorted(str(p) for p in (base / "iter_1" / "models").glob("*.nequip.zip"))
     labels = sorted(str(p) for p in (base / "iter_0" / "labels").glob("labeled_*.extxyz"))
-    test = data.read_frames(base / "data" / "test.extxyz")
+    test = read_frames(base / "data" / "test.extxyz")
     for source, frame_files in (("audit", labels), ("test_set", [])):
         config = load_config(campaign / "config.yaml")
         config["heldout"]["source"] = source
@@ -205,7 +201,7 @@ def test_without_heldout_frames_the_test_set_is_used_and_flagged(campaign, tmp_p
         )  # fmt: skip
         assert (summary["source"], summary["covers_conditions"]) == ("test_set", False)
         table = pd.read_csv(tmp_path / "table.csv")
-        assert list(table["al_id"]) == data.frame_ids(test)
+        assert list(table["al_id"]) == frame_ids(test)
 
 
 def one_by_one(models, atoms):
@@ -246,14 +242,14 @@ def iteration_models(campaign):
 
 
 def rattled_test_frame(campaign, seed=3):
-    atoms = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
+    atoms = read_frames(campaign / "results" / "data" / "test.extxyz")[0]
     atoms.rattle(0.05, seed=seed)  # non-zero stress and forces
     return atoms
 
 
 @pytest.mark.parametrize("batched", [True, False])
 def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
-    from almomd.ensemble import EnsembleCalculator
+    from almomd.ensemble.calculator import EnsembleCalculator
 
     models = iteration_models(campaign)
     ensemble = EnsembleCalculator(models, batched=batched)
@@ -262,14 +258,14 @@ def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
         assert ensemble._batched.shared_geometry
     assert_agrees(ensemble, rattled_test_frame(campaign), models)
     if batched:  # the out-of-place scatter was scoped to the mapped pass
-        from almomd.batched import _scatter
+        from almomd.ensemble.batched import _scatter
 
         namespaces = ensemble._batched._scatter_namespaces
         assert namespaces and all(n["scatter"] is not _scatter for n in namespaces)
 
 
 def test_compiled_ensemble_equals_members_one_by_one(campaign):
-    from almomd.ensemble import EnsembleCalculator
+    from almomd.ensemble.calculator import EnsembleCalculator
 
     models = iteration_models(campaign)
     ensemble = EnsembleCalculator(models, compile=True)
@@ -287,8 +283,8 @@ def test_compiled_ensemble_equals_members_one_by_one(campaign):
 
 
 def test_members_with_different_geometry_share_none(campaign):
-    from almomd.batched import BatchedMembers
-    from almomd.ensemble import EnsembleCalculator
+    from almomd.ensemble.batched import BatchedMembers
+    from almomd.ensemble.calculator import EnsembleCalculator
 
     ensemble = EnsembleCalculator(iteration_models(campaign), batched=False)
     networks = [member.model for member in ensemble.members]
@@ -313,12 +309,12 @@ def test_finished_campaign_has_nothing_left_to_do(campaign):
 
 
 def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
-    from almomd.ensemble import EnsembleCalculator
-    from almomd.labelers import Labeler, LabelerSettings
-    from almomd.labeling import label_frames
+    from almomd.ensemble.calculator import EnsembleCalculator
+    from almomd.labeling.labelers import Labeler, LabelerSettings
+    from almomd.labeling.single_points import label_frames
 
     model = sorted((campaign / "results" / "iter_1" / "models").glob("*.nequip.zip"))[0]
-    frames = data.read_frames(campaign / "results" / "iter_0" / "selection" / "selected.extxyz")
+    frames = read_frames(campaign / "results" / "iter_0" / "selection" / "selected.extxyz")
     settings = LabelerSettings(
         name="almomd.ensemble:EnsembleCalculator", parameters={"model_paths": [str(model)]}
     )
@@ -327,7 +323,7 @@ def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
     )
     assert (n_ok, n_failed) == (len(frames), 0)
     direct = EnsembleCalculator([model])
-    for atoms, frame in zip(data.read_frames(tmp_path / "ok.extxyz"), frames, strict=True):
+    for atoms, frame in zip(read_frames(tmp_path / "ok.extxyz"), frames, strict=True):
         reference = frame.copy()
         reference.calc = direct
         assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy())
@@ -335,7 +331,7 @@ def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
 
 
 def test_report_shows_the_campaign(campaign):
-    from almomd.report import FIGURES
+    from almomd.reporting.report import FIGURES
 
     out = campaign / "results" / "report"
     for name in FIGURES:
@@ -400,7 +396,7 @@ def test_production_md_from_the_command_line(campaign):
     table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "heldout_predictions.csv")
     u = table["u_force_max"]  # the threshold comes from the held-out frames
     assert summary["threshold"] == pytest.approx(u.mean() + 3 * u.std(ddof=0))
-    frames = data.read_frames(out)
+    frames = read_frames(out)
     assert len(frames) == summary["frames"] == 5
     assert [a.info["al_step"] for a in frames] == [0, 10, 20, 30, 40]
     above = [a.info["above_threshold"] for a in frames]
@@ -412,12 +408,12 @@ def test_production_md_from_the_command_line(campaign):
 
 
 def test_production_md_stops_or_goes_on_at_the_threshold(campaign, tmp_path):
-    from almomd.ensemble import EnsembleCalculator
-    from almomd.md import MDSettings
-    from almomd.production import model_files, run_production
+    from almomd.ensemble.calculator import EnsembleCalculator
+    from almomd.exploration.md import MDSettings
+    from almomd.exploration.production import model_files, run_production
 
     models = model_files(campaign, 1, [(0, 0), (1, 0)])  # .test: K=2, M=1
-    start = data.read_frames(campaign / "results" / "data" / "test.extxyz")[0]
+    start = read_frames(campaign / "results" / "data" / "test.extxyz")[0]
     settings = MDSettings("nvt_langevin", 600.0, 2.0, 0.02, 20, 5, 1.0)
     calc = EnsembleCalculator(models)
     stopped = run_production(
@@ -446,16 +442,16 @@ def test_production_md_snakemake_target(campaign, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((campaign / "results" / "production" / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["iteration"] == 1
-    frames = data.read_frames(campaign / "results" / "production" / "md.extxyz")
+    frames = read_frames(campaign / "results" / "production" / "md.extxyz")
     assert [a.info["al_step"] for a in frames] == [0, 10, 20]
     log = campaign / "logs" / "production" / "production_md.log"
     assert "production MD: iteration 1" in log.read_text()
 
 
 def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
-    from almomd.config import validate_config
-    from almomd.ensemble import EnsembleCalculator, predict
-    from almomd.training import train_member
+    from almomd.ensemble.calculator import EnsembleCalculator, predict
+    from almomd.settings.schema import validate_config
+    from almomd.training.trainer import train_member
 
     config = validate_config(yaml.safe_load((campaign / "config.yaml").read_text()), campaign)
     # scratch settings that would move the weights; the warm-start ones must win
@@ -467,7 +463,7 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
     rendered = yaml.safe_load((tmp_path / "run" / "nequip.yaml").read_text())
     assert rendered["training_module"]["model"]["package_path"] == str(previous.resolve())
     assert (rendered["max_epochs"], rendered["learning_rate"]) == (1, 1e-7)
-    test = data.read_frames(campaign / "results" / "data" / "test.extxyz")
+    test = read_frames(campaign / "results" / "data" / "test.extxyz")
     before, after = EnsembleCalculator([previous]), EnsembleCalculator([out])
     for atoms in test[:3]:  # one epoch at a tiny learning rate: the same model
         e0, f0, _ = predict(before, atoms)
@@ -477,11 +473,12 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
 
 
 def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
-    """almomd.nequip_run: one process for several members gives the same models."""
+    """almomd.training.nequip_run: one process for several members gives the same models."""
     import zipfile
 
-    from almomd.config import validate_config
-    from almomd.training import render_template, template_variables, train_member
+    from almomd.settings.schema import validate_config
+    from almomd.training.template import render_template, template_variables
+    from almomd.training.trainer import train_member
 
     workdir = copy_test_config(tmp_path / "campaign")
     config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
@@ -500,7 +497,7 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
         (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
         together.append((run_dir, run_dir / "member.nequip.zip"))
     args = [str(a) for run_dir, out in together for a in (run_dir, "nequip.yaml", out)]
-    result = subprocess.run([str(BIN / "python"), "-m", "almomd.nequip_run", *args],
+    result = subprocess.run([str(BIN / "python"), "-m", "almomd.training.nequip_run", *args],
                             capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     second = json.loads((together[1][0] / "times.json").read_text())
@@ -517,8 +514,8 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
 
 
 def test_early_stopping_stops_when_the_validation_loss_stops_falling(tmp_path):
-    from almomd.config import validate_config
-    from almomd.training import train_member
+    from almomd.settings.schema import validate_config
+    from almomd.training.trainer import train_member
 
     workdir = copy_test_config(tmp_path / "campaign")
     config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()), workdir)
@@ -549,9 +546,9 @@ def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
     assert len(audit) == 2 * 2  # two walkers
     assert sorted(a.info["al_walker"] for a in audit) == [0, 0, 1, 1]
     assert_labels_equal(audit, audit, EMT, atol=1e-6)
-    trained = set(data.frame_ids(data.read_frames(second / "train.extxyz")))
-    assert trained.isdisjoint(data.frame_ids(audit))
-    assert set(data.frame_ids(labeled)) - set(data.frame_ids(audit)) <= trained
+    trained = set(frame_ids(read_frames(second / "train.extxyz")))
+    assert trained.isdisjoint(frame_ids(audit))
+    assert set(frame_ids(labeled)) - set(frame_ids(audit)) <= trained
     held = [json.loads((d / "eval" / "heldout.json").read_text()) for d in (first, second)]
     assert (held[0]["source"], held[0]["covers_conditions"]) == ("test_set", False)
     assert (held[1]["source"], held[1]["covers_conditions"], held[1]["n_frames"]) == (
@@ -560,7 +557,7 @@ def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
         4,
     )
     table = pd.read_csv(second / "eval" / "heldout_predictions.csv")
-    assert sorted(table["al_id"]) == sorted(data.frame_ids(audit))
+    assert sorted(table["al_id"]) == sorted(frame_ids(audit))
     status = json.loads((workdir / "results" / "status.json").read_text())
     assert [row["n_audit"] for row in status] == [4, 4]
     assert status[0]["heldout_covers_conditions"] is False

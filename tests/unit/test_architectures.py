@@ -3,9 +3,11 @@
 import pytest
 from conftest import REPO, load_test_config
 
-from almomd import resources
-from almomd.config import ConfigError, member_architecture, validate_config
-from almomd.training import render_template, template_variables
+from almomd import deploy
+from almomd.errors import ConfigError
+from almomd.settings.campaign import member_architecture
+from almomd.settings.schema import validate_config
+from almomd.training.template import render_template, template_variables
 
 
 def config_with(architectures):
@@ -25,12 +27,12 @@ def test_seeds_take_the_architectures_in_turn():
 def test_the_allegro_block_shares_the_nequip_settings(tmp_path):
     config = config_with(["allegro"])
     variables = template_variables(config, tmp_path / "train.extxyz", ["Cu"], 11, 12)
-    nequip = render_template(resources.nequip_template(), variables)["training_module"]["model"]
-    allegro = render_template(resources.nequip_template(), variables, architecture="allegro")
+    nequip = render_template(deploy.nequip_template(), variables)["training_module"]["model"]
+    allegro = render_template(deploy.nequip_template(), variables, architecture="allegro")
     model = allegro["training_module"]["model"]
     assert model["_target_"] == "allegro.model.AllegroModel"
     for key in ("seed", "type_names", "r_max", "l_max", "parity", "per_type_energy_shifts"):
         assert model[key] == nequip[key], key
     assert model["num_scalar_features"] == "${num_features}" and allegro["num_features"] == 8
     with pytest.raises(ValueError, match="unknown architecture 'mace'"):
-        render_template(resources.nequip_template(), variables, architecture="mace")
+        render_template(deploy.nequip_template(), variables, architecture="mace")

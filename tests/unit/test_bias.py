@@ -5,7 +5,7 @@ import pytest
 from ase import Atoms
 from toy_ensemble import ToyEnsemble
 
-from almomd.bias import BiasedEnsemble, UncertaintyBias
+from almomd.ensemble.bias import BiasedEnsemble, UncertaintyBias
 
 
 def cluster():

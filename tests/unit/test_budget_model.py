@@ -2,7 +2,7 @@
 
 import pytest
 
-from almomd import budget
+from almomd.planning import budget
 
 
 def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
@@ -32,8 +32,9 @@ def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
 def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_path):
     from conftest import REPO, test_config_with
 
-    from almomd import jobs
-    from almomd.config import member_packs, validate_config
+    from almomd.planning import jobs
+    from almomd.settings.campaign import member_packs
+    from almomd.settings.schema import validate_config
 
     def packed(config):
         config["ensemble"] |= {"n_subsets": 2, "n_seeds": 3}

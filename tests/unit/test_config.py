@@ -4,8 +4,10 @@ import pytest
 import yaml
 from conftest import REPO, load_test_config, test_config_with
 
-from almomd import resources
-from almomd.config import ConfigError, load_config, members, validate_config, walkers
+from almomd import deploy
+from almomd.errors import ConfigError
+from almomd.settings.campaign import members, walkers
+from almomd.settings.schema import load_config, validate_config
 
 BROKEN = {
     "unknown key": (
@@ -88,7 +90,7 @@ def test_elements_come_from_every_data_file_and_pattern(tmp_path):
     from ase.build import bulk
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from almomd.config import chemical_symbols
+    from almomd.settings.files import chemical_symbols
 
     (tmp_path / "cu.xyz").write_text((REPO / ".test" / "cu.xyz").read_text())
     for i, element in enumerate(("Ag", "Au")):
@@ -117,7 +119,7 @@ def test_defaults_are_filled_and_helpers_enumerate():
 
 
 def test_demo_config_is_valid(tmp_path, monkeypatch):
-    resources.init_campaign(tmp_path)
+    deploy.init_campaign(tmp_path)
     monkeypatch.chdir(tmp_path)
     config = load_config("config/config.yaml")
     assert config["labeler"]["name"] == "tblite"
@@ -137,7 +139,7 @@ def schema_keys(properties, prefix="", in_list=False):
 
 
 def test_every_key_is_documented():
-    schema = yaml.safe_load(resources.schema_file().read_text())
+    schema = yaml.safe_load(deploy.schema_file().read_text())
     readme = (REPO / "config" / "README.md").read_text()
     missing = [key for key in schema_keys(schema["properties"]) if f"`{key}`" not in readme]
     assert not missing, f"document these keys in config/README.md: {missing}"
@@ -164,7 +166,7 @@ def test_the_bundled_template_is_the_same_setting_in_every_installation(tmp_path
     import json
 
     from almomd import layout
-    from almomd.config import changed_settings
+    from almomd.settings.history import changed_settings
 
     config = validate_config(load_test_config(), REPO / ".test")
     other_install = "/opt/venv/lib/python3.12/site-packages/almomd/workflow/nequip/train.yaml"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from almomd.convergence import decide
+from almomd.evaluation.convergence import decide
 
 
 def heldout(force=0.08, ci=(0.07, 0.09), source="reference_md", covers=True, n=24):

@@ -4,8 +4,10 @@ import pytest
 from ase.build import bulk
 from conftest import REPO, test_config_with
 
-from almomd import costs, data, layout
-from almomd.config import validate_config
+from almomd import layout
+from almomd.data.frames import write_frames
+from almomd.planning import costs
+from almomd.settings.schema import validate_config
 
 
 def test_fit_recovers_startup_and_cost_per_unit():
@@ -67,17 +69,17 @@ def measured_campaign(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    data.write_frames(at(layout.TRAIN, iteration=0), frames(24))
-    data.write_frames(at(layout.TRAIN, iteration=1), frames(28))
+    write_frames(at(layout.TRAIN, iteration=0), frames(24))
+    write_frames(at(layout.TRAIN, iteration=1), frames(28))
     for iteration, sizes in ((0, (19, 19)), (1, (22, 23))):
         for subset, size in enumerate(sizes):
-            data.write_frames(at(layout.SUBSET, iteration=iteration, subset=subset), frames(size))
+            write_frames(at(layout.SUBSET, iteration=iteration, subset=subset), frames(size))
     walker = frames(13)
     for step, atoms in enumerate(walker):
         atoms.info["al_step"] = 5 * step  # 60 steps
-    data.write_frames(at(layout.WALKER, iteration=0, walker=0), walker)
-    data.write_frames(at(layout.LABELED, iteration=0, batch=0), frames(3))
-    data.write_frames(at(layout.FAILED, iteration=0, batch=0), frames(1))
+    write_frames(at(layout.WALKER, iteration=0, walker=0), walker)
+    write_frames(at(layout.LABELED, iteration=0, batch=0), frames(3))
+    write_frames(at(layout.FAILED, iteration=0, batch=0), frames(1))
     bench = root / layout.BENCHMARKS
     # training: 14 s + 0.1 s per frame-epoch (6 epochs): 19 x 6 = 114, 22 x 6 = 132 units
     write_benchmark(bench / "iter_0/train_0_0.tsv", [14 + 11.4])
@@ -121,7 +123,7 @@ def test_planned_jobs_grow_with_the_training_set(measured_campaign):
 
 
 def test_the_budget_expects_the_fitted_cost_and_marks_first_guesses(measured_campaign):
-    from almomd.budget import PlannedJob, expected
+    from almomd.planning.budget import PlannedJob, expected
 
     config, root = measured_campaign
     member = {"iteration": "3", "subset": "0", "seed": "0"}
@@ -165,7 +167,7 @@ def test_labeling_and_evaluation_rules_share_their_cost():
 
 def test_a_pack_of_members_costs_one_startup_and_every_member_s_work(measured_campaign):
     """training.members_per_job: a pack's job is fitted with the members' jobs (a pack of one)."""
-    from almomd.budget import PlannedJob, expected
+    from almomd.planning.budget import PlannedJob, expected
 
     config, root = measured_campaign
     config["training"]["members_per_job"] = 2  # .test: 2 subsets x 1 seed, one pack

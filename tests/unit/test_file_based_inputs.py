@@ -7,7 +7,7 @@ input syntax.
 
 from ase.build import bulk
 
-from almomd.labelers import Labeler, LabelerSettings
+from almomd.labeling.labelers import Labeler, LabelerSettings
 
 
 def frame():

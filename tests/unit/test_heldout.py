@@ -5,9 +5,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from conftest import assert_labels_equal
 
-from almomd import data, heldout
-from almomd.labelers import Labeler, LabelerSettings
-from almomd.md import MDSettings
+from almomd.data.frames import frame_ids, read_frames
+from almomd.evaluation import heldout
+from almomd.exploration.md import MDSettings
+from almomd.labeling.labelers import Labeler, LabelerSettings
 
 
 def run(tmp_path, equilibration, between, n=3):
@@ -25,11 +26,11 @@ def run(tmp_path, equilibration, between, n=3):
 def test_frames_are_kept_after_equilibration_every_steps_between(tmp_path):
     frames = run(tmp_path, equilibration=6, between=4)
     assert [a.info["al_step"] for a in frames] == [6, 10, 14]
-    assert data.frame_ids(frames) == ["ref-c0-s000006", "ref-c0-s000010", "ref-c0-s000014"]
+    assert frame_ids(frames) == ["ref-c0-s000006", "ref-c0-s000010", "ref-c0-s000014"]
     assert {a.info["al_condition"] for a in frames} == {"600 K"}
     assert_labels_equal(frames, frames, EMT, atol=1e-6)
-    written = data.read_frames(tmp_path / "ref_6.extxyz")
-    assert data.frame_ids(written) == data.frame_ids(frames)
+    written = read_frames(tmp_path / "ref_6.extxyz")
+    assert frame_ids(written) == frame_ids(frames)
 
 
 def test_without_equilibration_the_first_frame_is_the_start(tmp_path):

@@ -22,8 +22,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from almomd import data
-from almomd.importers import read_labeled, read_son
+from almomd.data.frames import frame_ids, read_user_frames
+from almomd.data.importers import read_labeled, read_son
 
 
 def emt_frames(n=3):
@@ -114,8 +114,8 @@ def test_fhi_vibes_son(tmp_path):
     path.write_text(son_text(frames, reduced=False).replace("\n===\n", "\n---\n"))
     assert_same(read_son(path), frames)
     # a user's initial data file in this format gets provenance like any other
-    user = data.read_user_frames(path, "user")
-    assert data.frame_ids(user) == ["user-0000", "user-0001", "user-0002"]
+    user = read_user_frames(path, "user")
+    assert frame_ids(user) == ["user-0000", "user-0001", "user-0002"]
 
 
 def vasprun_text(frames, stress_kbar, forces):
@@ -227,9 +227,9 @@ def test_aims_out_files_by_glob(tmp_path):
         (tmp_path / f"calc{i}").mkdir()
         (tmp_path / f"calc{i}" / "aims.out").write_text(aims_out_text(atoms))
     assert_same(read_labeled(tmp_path / "calc1" / "aims.out"), frames[1:], stress=False)
-    user = data.read_user_frames(tmp_path / "calc*" / "aims.out", "user")
+    user = read_user_frames(tmp_path / "calc*" / "aims.out", "user")
     assert_same(user, frames, stress=False)
-    assert data.frame_ids(user) == ["user-0000", "user-0001"]
+    assert frame_ids(user) == ["user-0000", "user-0001"]
 
 
 def outcar_text(frames, stress_kbar):
@@ -289,7 +289,7 @@ def test_real_fhi_aims_output_as_initial_data(tmp_path):
     forces = np.array([[float(x) for x in line.split()[2:5]] for line in block])
     (tmp_path / "calc" / "h2o").mkdir(parents=True)
     shutil.copy(PUBLIC / "aims_singlepoint.out", tmp_path / "calc" / "h2o" / "aims.out")
-    (frame,) = data.read_user_frames(tmp_path / "calc" / "*" / "aims.out", "user")
+    (frame,) = read_user_frames(tmp_path / "calc" / "*" / "aims.out", "user")
     assert frame.get_chemical_symbols() == ["O", "H", "H"]
     assert frame.get_potential_energy() == pytest.approx(energy, abs=1e-6)
     np.testing.assert_allclose(frame.get_forces(), forces, atol=1e-8)

@@ -8,10 +8,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from conftest import assert_labels_equal
 
-from almomd import data
-from almomd.config import ConfigError
-from almomd.labelers import Labeler, LabelerSettings, check_labeler_name, deep_merge
-from almomd.labeling import batch_of, label_frames, make_calculator
+from almomd.data.frames import append_frame, frame_ids, labeled_copy, read_frames
+from almomd.errors import ConfigError
+from almomd.labeling.labelers import Labeler, LabelerSettings, check_labeler_name, deep_merge
+from almomd.labeling.single_points import batch_of, label_frames, make_calculator
 
 
 def label(tmp_path, frames, name, **settings):
@@ -53,12 +53,12 @@ def test_labels_equal_direct_emt_and_keep_provenance(tmp_path):
     frames = candidates(3)
     n_ok, n_failed = label(tmp_path, frames, "emt")
     assert (n_ok, n_failed) == (3, 0)
-    labeled = data.read_frames(tmp_path / "ok.extxyz")
+    labeled = read_frames(tmp_path / "ok.extxyz")
     assert_labels_equal(labeled, frames, EMT, atol=1e-7)
     for frame, atoms in zip(frames, labeled, strict=True):
         assert atoms.info["al_labeler"] == "emt"
         assert atoms.info["al_step"] == frame.info["al_step"]
-    assert data.read_frames(tmp_path / "bad.extxyz") == []
+    assert read_frames(tmp_path / "bad.extxyz") == []
 
 
 SILENT = {"failure_patterns": ("SCF run NOT converged",)}
@@ -75,16 +75,16 @@ SILENT = {"failure_patterns": ("SCF run NOT converged",)}
 def test_failures_go_to_the_failed_file_with_reason(tmp_path, name, settings, fail_type, reason):
     n_ok, n_failed = label(tmp_path, candidates(2), name, **settings)
     assert (n_ok, n_failed) == (0, 2)
-    failed = data.read_frames(tmp_path / "bad.extxyz")
+    failed = read_frames(tmp_path / "bad.extxyz")
     assert [a.info["fail_type"] for a in failed] == [fail_type] * 2
     assert all(reason in a.info["fail_reason"] for a in failed)
-    assert data.frame_ids(failed) == data.frame_ids(candidates(2))
+    assert frame_ids(failed) == frame_ids(candidates(2))
 
 
 def test_partial_failure_keeps_going(tmp_path):
     n_ok, n_failed = label(tmp_path, candidates(5), "flaky_labelers:FailOddFrames")
     assert (n_ok, n_failed) == (3, 2)
-    assert [a.info["al_step"] for a in data.read_frames(tmp_path / "ok.extxyz")] == [0, 2, 4]
+    assert [a.info["al_step"] for a in read_frames(tmp_path / "ok.extxyz")] == [0, 2, 4]
 
 
 def test_resume_labels_only_the_rest(tmp_path):
@@ -95,16 +95,16 @@ def test_resume_labels_only_the_rest(tmp_path):
     # a killed earlier run had finished the first two frames
     for atoms in frames[:2]:
         calc = EMT()
-        done = data.labeled_copy(
+        done = labeled_copy(
             atoms, calc.get_potential_energy(atoms), calc.get_forces(atoms), al_labeler="emt"
         )
-        data.append_frame(partial / "labeled.extxyz", done)
+        append_frame(partial / "labeled.extxyz", done)
     n_ok, _ = label(
         tmp_path, frames, "flaky_labelers:Counting", parameters={"counter_file": str(counter)}
     )
     assert n_ok == 4
-    assert counter.read_text().split() == data.frame_ids(frames[2:])
-    assert data.frame_ids(data.read_frames(tmp_path / "ok.extxyz")) == data.frame_ids(frames)
+    assert counter.read_text().split() == frame_ids(frames[2:])
+    assert frame_ids(read_frames(tmp_path / "ok.extxyz")) == frame_ids(frames)
     assert not partial.exists()
 
 
@@ -112,12 +112,12 @@ def test_batches_partition_the_frames():
     frames = candidates(5)
     batches = [batch_of(frames, b, 3) for b in range(3)]
     assert [len(b) for b in batches] == [2, 2, 1]
-    assert sorted(i for b in batches for i in data.frame_ids(b)) == sorted(data.frame_ids(frames))
+    assert sorted(i for b in batches for i in frame_ids(b)) == sorted(frame_ids(frames))
     assert batch_of(frames[:1], 2, 3) == []
 
 
 def test_launcher_fills_file_based_commands():
-    from almomd.labelers import launcher_command, with_launcher
+    from almomd.labeling.labelers import launcher_command, with_launcher
 
     assert launcher_command("srun", 4) == "srun -n 4"
     assert launcher_command(None, 4) == ""
@@ -137,7 +137,7 @@ def test_launcher_fills_file_based_commands():
 
 def test_silent_failure_is_caught_by_the_codes_own_pattern(tmp_path):
     """CP2K only writes "SCF run NOT converged": its built-in pattern catches that output."""
-    from almomd.labelers import NotConverged, check_outputs
+    from almomd.labeling.labelers import NotConverged, check_outputs
 
     frame = tmp_path / "calc" / "it0-w0-s000001"
     frame.mkdir(parents=True)
@@ -155,7 +155,7 @@ def test_a_custom_labeler_needs_its_pattern_in_the_config(tmp_path):
     assert accepted == (1, 0)  # nothing tells almomd that this output is a failure
     caught = label(tmp_path / "b", candidates(1), "flaky_labelers:SilentlyUnconverged", **SILENT)
     assert caught == (0, 1)
-    failed = data.read_frames(tmp_path / "b" / "bad.extxyz")[0]
+    failed = read_frames(tmp_path / "b" / "bad.extxyz")[0]
     assert failed.info["fail_type"] == "NotConverged"
     assert "SCF run NOT converged" in failed.info["fail_reason"]
 
@@ -169,7 +169,7 @@ def test_fallback_retries_once_with_merged_parameters(tmp_path):
         tmp_path, candidates(2), "flaky_labelers:NeedsDamping", fallback={"mixing": 0.1}
     )
     assert (n_ok, n_failed) == (2, 0)
-    labeled = data.read_frames(tmp_path / "ok.extxyz")
+    labeled = read_frames(tmp_path / "ok.extxyz")
     assert all("charge sloshing with mixing 0.7" in a.info["al_first_failure"] for a in labeled)
     # a fallback that does not help: both reasons are kept
     (tmp_path / "ok.extxyz").unlink()
@@ -177,34 +177,34 @@ def test_fallback_retries_once_with_merged_parameters(tmp_path):
         tmp_path, candidates(1), "flaky_labelers:NeedsDamping", fallback={"mixing": 0.5}
     )
     assert (n_ok, n_failed) == (0, 1)
-    reason = data.read_frames(tmp_path / "bad.extxyz")[0].info["fail_reason"]
+    reason = read_frames(tmp_path / "bad.extxyz")[0].info["fail_reason"]
     assert "mixing 0.7" in reason and "with fallback: charge sloshing with mixing 0.5" in reason
 
 
 def test_frame_directories_are_kept_and_large_files_gzipped(tmp_path):
     frames = candidates(2)
     label(tmp_path, frames, "flaky_labelers:Verbose", compress_above_kb=100)
-    for frame_id in data.frame_ids(frames):
+    for frame_id in frame_ids(frames):
         directory = tmp_path / "calc" / frame_id
         assert (directory / "big.out.gz").is_file()
         assert not (directory / "big.out").exists()
     # failed frames keep their directory even when labeled ones are dropped
     frames = candidates(3)
     label(tmp_path / "b", frames, "flaky_labelers:SilentlyUnconverged", keep_files=False, **SILENT)
-    assert sorted(p.name for p in (tmp_path / "b" / "calc").iterdir()) == data.frame_ids(frames)
+    assert sorted(p.name for p in (tmp_path / "b" / "calc").iterdir()) == frame_ids(frames)
     label(tmp_path / "c", frames, "flaky_labelers:Verbose", keep_files=False)
     assert not any((tmp_path / "c" / "calc").iterdir())
 
 
 def test_stress_only_where_asked_and_provided(tmp_path):
     label(tmp_path, candidates(1), "emt", stress=True)
-    labeled = data.read_frames(tmp_path / "ok.extxyz")[0]
+    labeled = read_frames(tmp_path / "ok.extxyz")[0]
     reference = candidates(1)[0]
     reference.calc = EMT()
     np.testing.assert_allclose(labeled.get_stress(), reference.get_stress(), atol=1e-8)
     # a calculator without stress still labels energy and forces
     label(tmp_path / "lj", candidates(1), "flaky_labelers:NoStress", stress=True)
-    assert "stress" not in data.read_frames(tmp_path / "lj" / "ok.extxyz")[0].calc.results
+    assert "stress" not in read_frames(tmp_path / "lj" / "ok.extxyz")[0].calc.results
 
 
 def test_tblite_scf_failure_then_fallback_equals_a_direct_call(tmp_path):
@@ -213,7 +213,7 @@ def test_tblite_scf_failure_then_fallback_equals_a_direct_call(tmp_path):
     frames = candidates(1)
     n_ok, n_failed = label(tmp_path / "a", frames, "tblite", parameters={"max_iterations": 1})
     assert (n_ok, n_failed) == (0, 1)
-    failed = data.read_frames(tmp_path / "a" / "bad.extxyz")[0]
+    failed = read_frames(tmp_path / "a" / "bad.extxyz")[0]
     assert failed.info["fail_type"] == "CalculationFailed"
     assert "SCF not converged" in failed.info["fail_reason"]
     n_ok, _ = label(
@@ -224,7 +224,7 @@ def test_tblite_scf_failure_then_fallback_equals_a_direct_call(tmp_path):
         fallback={"max_iterations": 250},
     )
     assert n_ok == 1
-    labeled = data.read_frames(tmp_path / "b" / "ok.extxyz")[0]
+    labeled = read_frames(tmp_path / "b" / "ok.extxyz")[0]
     assert "CalculationFailed" in labeled.info["al_first_failure"]
     reference = frames[0].copy()
     reference.calc = TBLite(method="GFN1-xTB", verbosity=0)

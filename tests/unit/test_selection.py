@@ -4,15 +4,10 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from almomd.selection import (
-    SelectionRule,
-    acceptance_probability,
-    frame_distance,
-    in_window,
-    select,
-    uncertain_fraction,
-)
-from almomd.statistics import Calibration
+from almomd.evaluation.statistics import Calibration
+from almomd.selection.acceptance import SelectionRule, acceptance_probability, in_window
+from almomd.selection.diversity import frame_distance
+from almomd.selection.select import select, uncertain_fraction
 
 
 def test_acceptance_is_half_at_mean_plus_shift_std_and_monotone():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from almomd.statistics import (
+from almomd.evaluation.statistics import (
     calibrate,
     rmse,
     rmse_interval,

@@ -7,10 +7,16 @@ import pytest
 from ase.build import bulk
 from conftest import REPO, test_config_with
 
-from almomd import convergence, heldout, systems
-from almomd.config import ConfigError, structures, validate_config, walkers
-from almomd.selection import SelectionRule, select, summary_by_system, uncertain_fraction
-from almomd.status import system_figures
+from almomd.data.frames import UNASSIGNED, system_of
+from almomd.errors import ConfigError
+from almomd.evaluation import convergence, heldout
+from almomd.reporting.status import system_figures
+from almomd.selection.acceptance import SelectionRule
+from almomd.selection.select import select, summary_by_system, uncertain_fraction
+from almomd.settings import systems
+from almomd.settings.campaign import walkers
+from almomd.settings.files import structures
+from almomd.settings.schema import validate_config
 
 BULK = {"name": "bulk", "structure": "cu.xyz", "supercell": [2, 2, 2]}
 
@@ -115,15 +121,15 @@ def test_frames_without_a_system_are_told_by_composition():
     frames = [cell.copy(), vacancy.copy(), alloy.copy(), cell.repeat(2)]
     frames[3].info["al_system"] = "given"
     systems.tag(frames, {"bulk": cell, "vacancy": vacancy})
-    assert [systems.system_of(a) for a in frames] == [
+    assert [system_of(a) for a in frames] == [
         "bulk",
         "vacancy",
-        systems.UNASSIGNED,
+        UNASSIGNED,
         "given",
     ]
     only = [alloy.copy()]
     systems.tag(only, {"bulk": cell})  # one system: every frame is its
-    assert systems.system_of(only[0]) == "bulk"
+    assert system_of(only[0]) == "bulk"
 
 
 def system_frames(name, n, walker, rng):
@@ -234,7 +240,7 @@ def test_status_carries_each_systems_figures():
 
 
 def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
-    from almomd import budget
+    from almomd.planning import budget
 
     config = completed(lambda c: two_systems(c, exploration={"temperatures": [800]}))
     labels = budget.label_budget(config)
@@ -245,7 +251,8 @@ def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
 
 
 def test_production_threshold_comes_from_its_systems_heldout_frames(tmp_path):
-    from almomd import layout, production
+    from almomd import layout
+    from almomd.exploration import production
 
     u = {"bulk": [0.10, 0.12, 0.14], "vacancy": [0.5, 0.7]}
     table = heldout_table({name: (np.full(len(v), 0.05), v) for name, v in u.items()})
@@ -264,13 +271,13 @@ def test_production_system_must_be_a_system():
 
 
 def test_labels_keep_their_system_and_a_given_system_is_kept():
-    from almomd.data import labeled_copy
+    from almomd.data.frames import labeled_copy
 
     cell = bulk("Cu", "fcc", a=3.6, cubic=True)
     cell.info["al_system"] = "vacancy"
     label = labeled_copy(cell, -1.0, np.zeros((4, 3)), al_id="x")
     assert label.info["al_system"] == "vacancy"  # provenance survives labeling
     bare = labeled_copy(bulk("Cu", "fcc", a=3.6, cubic=True), -1.0, np.zeros((4, 3)))
-    assert bare.info["al_system"] == systems.UNASSIGNED
+    assert bare.info["al_system"] == UNASSIGNED
     systems.tag([label, bare], {"bulk": cell})  # one system: only untagged frames are its
     assert (label.info["al_system"], bare.info["al_system"]) == ("vacancy", "bulk")

@@ -4,8 +4,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from almomd.config import validate_config
-from almomd.training import render_template, template_variables
+from almomd.settings.schema import validate_config
+from almomd.training.template import render_template, template_variables
 
 
 @pytest.fixture
@@ -66,8 +66,9 @@ def test_the_device_a_job_runs_on(config, tmp_path, monkeypatch):
     """training.device: cpu, cuda (a clear error without a GPU) or auto (the GPU a job sees)."""
     import torch
 
-    from almomd.config import ConfigError, job_device
-    from almomd.jobs import rule_resources
+    from almomd.errors import ConfigError
+    from almomd.planning.jobs import rule_resources
+    from almomd.settings.campaign import job_device
 
     def accelerator():
         variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)

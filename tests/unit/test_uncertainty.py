@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from almomd.ensemble import metric_key, uncertainties
+from almomd.ensemble.uncertainty import metric_key, uncertainties
 
 
 def test_two_members_two_atoms_by_hand():

@@ -5,8 +5,8 @@ import pytest
 from ase.build import bulk
 from toy_ensemble import ARGON, ToyEnsemble
 
-from almomd import data
-from almomd.md import MDSettings, run_walker
+from almomd.data.frames import read_frames
+from almomd.exploration.md import MDSettings, run_walker
 
 
 def settings(**changes):
@@ -24,7 +24,7 @@ def walk(tmp_path, name="w", **changes):
         argon(), ToyEnsemble(ARGON), settings(**changes), 0, np.random.default_rng(1),
         tmp_path / f"{name}.extxyz",
     )  # fmt: skip
-    return data.read_frames(tmp_path / f"{name}.extxyz"), reason
+    return read_frames(tmp_path / f"{name}.extxyz"), reason
 
 
 def test_biased_walker_records_its_bias_and_the_unbiased_ensemble(tmp_path):
@@ -87,8 +87,8 @@ def test_a_walker_restarts_from_its_last_trusted_frame(tmp_path):
     ],
 )
 def test_the_ensemble_is_compiled_where_it_pays_off(setting, steps, periodic, aot, compiled):
-    from almomd.batched import COMPILE_SECONDS, SAVED_SECONDS_PER_ATOM_MEMBER_STEP
-    from almomd.stages.models import compile_choice
+    from almomd.ensemble.batched import COMPILE_SECONDS, SAVED_SECONDS_PER_ATOM_MEMBER_STEP
+    from almomd.stages.exploration import compile_choice
 
     start = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))  # 32 atoms
     start.pbc = periodic

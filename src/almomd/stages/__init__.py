@@ -3,30 +3,17 @@
 Each function is named as its rule and its script (``workflow/scripts``), and is
 one call from there, so every step can be run and tested as a plain function.
 Its first argument holds the config sections the rule passes as ``params``.
-:mod:`almomd.stages.data` makes and labels data; :mod:`almomd.stages.models`
-trains, runs and judges the ensemble.
+:mod:`almomd.stages.data` makes and labels data, :mod:`almomd.stages.heldout`
+makes held-out truth, :mod:`almomd.stages.training` trains the ensemble,
+:mod:`almomd.stages.exploration` runs it and :mod:`almomd.stages.iteration`
+judges the iteration and decides.
 """
 
-from almomd.stages.data import (
-    heldout_dataset,
-    initial_candidates,
-    initial_datasets,
-    label_batch,
-    merge_labels,
-    reference_md,
-)
-from almomd.stages.models import (
-    compile_member,
-    decide,
-    evaluate,
-    evaluate_heldout,
-    explore,
-    production_md,
-    select_frames,
-    subset,
-    train_member,
-    train_pack,
-)
+from almomd.stages.data import initial_candidates, initial_datasets, label_batch, merge_labels
+from almomd.stages.exploration import explore, production_md
+from almomd.stages.heldout import heldout_dataset, reference_md
+from almomd.stages.iteration import decide, evaluate, evaluate_heldout, select_frames
+from almomd.stages.training import compile_member, subset, train_member, train_pack
 
 __all__ = [
     "compile_member",

@@ -1,0 +1,129 @@
+"""One ASE calculator for all ensemble members: mean predictions and their uncertainty."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from almomd.ensemble.uncertainty import uncertainties
+
+
+def _load_member(path: Path, device: str):
+    """Load one packaged (``.nequip.zip``) or compiled (``.nequip.pt2``) model."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    if path.name.endswith(".pt2"):
+        return NequIPCalculator.from_compiled_model(
+            str(path), device=device, chemical_species_to_atom_type_map=True
+        )
+    return NequIPCalculator._from_saved_model(
+        str(path), device=device, chemical_species_to_atom_type_map=True
+    )
+
+
+class EnsembleCalculator(Calculator):
+    """ASE calculator returning the ensemble mean and every member's prediction.
+
+    The input graph (type mapping and neighbour list) is built once per call.
+    With ``batched`` (the default for packaged models) all members run in one
+    mapped pass on a shared edge geometry (:mod:`almomd.ensemble.batched`), compiled by
+    ``torch.compile`` with ``compile``; otherwise, and for members that differ
+    in architecture or are compiled ``.nequip.pt2`` files, member by member on
+    that graph. ``results`` holds the mean ``energy``,
+    ``forces`` and ``stress`` plus ``member_energies`` ``(M,)``,
+    ``member_forces`` ``(M, N, 3)`` and the :func:`uncertainties` under
+    ``uncertainty``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(
+        self,
+        model_paths: Sequence[Path | str],
+        device: str = "cpu",
+        batched: bool = True,
+        compile: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not model_paths:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = [_load_member(Path(p), device) for p in model_paths]
+        first = self.members[0]
+        self._to_data = first.atoms_to_data
+        self._energy_factor = first.energy_units_to_eV
+        self._force_factor = first.energy_units_to_eV / first.length_units_to_A
+        self._stress_factor = first.energy_units_to_eV / first.length_units_to_A**3
+        compiled = any(str(p).endswith(".pt2") for p in model_paths)
+        self._batched = None
+        if batched and not compiled:
+            from almomd.ensemble.batched import BatchedMembers
+
+            try:
+                r_max = next((t.r_max for t in first.transforms if hasattr(t, "r_max")), None)
+                self._batched = BatchedMembers(
+                    [member.model for member in self.members], compile=compile, r_max=r_max
+                )
+            except ValueError as error:
+                warnings.warn(f"{error}; evaluating the members one by one", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def batched(self) -> bool:
+        """Whether the members run in one mapped pass."""
+        return self._batched is not None
+
+    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        from nequip.data import AtomicDataDict
+
+        energies, forces, stresses = [], [], []
+        for member in self.members:
+            out = member.call_model(dict(data))
+            energies.append(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu()))
+            forces.append(out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy())
+            if AtomicDataDict.STRESS_KEY in out:
+                stresses.append(out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy())
+        return np.array(energies), np.stack(forces), stresses
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        Calculator.calculate(self, atoms, properties, system_changes)
+        data = self._to_data(self.atoms)
+        if self._batched is not None:
+            energies, forces, stress = self._batched(data)
+            energies, forces = energies.cpu().numpy(), forces.detach().cpu().numpy()
+            stresses = [] if stress is None else list(stress.detach().cpu().numpy())
+        else:
+            energies, forces, stresses = self._one_by_one(data)
+        member_energies = energies.astype(float) * self._energy_factor
+        member_forces = forces.astype(float) * self._force_factor
+        self.results = {
+            "energy": float(member_energies.mean()),
+            "free_energy": float(member_energies.mean()),
+            "forces": member_forces.mean(axis=0),
+            "member_energies": member_energies,
+            "member_forces": member_forces,
+            "uncertainty": uncertainties(member_energies, member_forces),
+        }
+        if stresses and self.atoms.cell.rank == 3:
+            voigt = [full_3x3_to_voigt_6_stress(s.reshape(3, 3)) for s in stresses]
+            self.results["stress"] = np.mean(voigt, axis=0) * self._stress_factor
+
+
+def predict(
+    calculator: EnsembleCalculator, atoms: Atoms
+) -> tuple[float, np.ndarray, dict[str, float]]:
+    """Return the ensemble mean energy, mean forces and uncertainties of ``atoms``."""
+    work = atoms.copy()
+    work.calc = calculator
+    work.get_potential_energy()
+    results = calculator.results
+    return results["energy"], results["forces"].copy(), dict(results["uncertainty"])

@@ -1,0 +1,3 @@
+"""Judging the ensemble: the test set, held-out truth at the exploration conditions, statistics
+with intervals, convergence.
+"""

@@ -1,0 +1,1 @@
+"""MLIP molecular dynamics with the ensemble: exploration walkers and production MD."""

@@ -1,0 +1,221 @@
+"""Exploration: MLIP molecular dynamics under ensemble uncertainty.
+
+A walker runs NVT Langevin or NPT (Langevin BAOAB, isotropic barostat) with the
+ensemble mean as the potential, optionally plus the uncertainty bias of
+:mod:`almomd.ensemble.bias` and with its thermostat ramped linearly to
+``temperature_end``. Every ``log_interval`` steps it records the frame with the
+ensemble's (unbiased) energy, forces and uncertainties. It stops early, keeping
+what it has, when the structure becomes unphysical (two atoms closer than
+``min_distance``, non-finite positions, or under NPT a volume outside
+``[1/MAX_VOLUME_CHANGE, MAX_VOLUME_CHANGE]`` times the start) or the uncertainty
+exceeds the ceiling ``max_uncertainty``; with ``restarts`` it goes on instead
+from its last frame that passed every check, with new velocities.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.langevinbaoab import LangevinBAOAB
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from almomd.data.frames import min_interatomic_distance, write_frames
+from almomd.ensemble.calculator import EnsembleCalculator
+
+log = logging.getLogger(__name__)
+
+#: Largest factor by which an NPT walker's volume may change before it is stopped.
+MAX_VOLUME_CHANGE = 1.5
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    """Settings of one walker's run (see the ``exploration`` config section)."""
+
+    thermostat: str
+    temperature: float
+    timestep: float
+    friction: float
+    steps: int
+    log_interval: int
+    min_distance: float
+    pressure: float = 0.0
+    barostat_time: float = 500.0
+    max_uncertainty: float | None = None
+    uncertainty_column: str = "u_force_max"
+    temperature_end: float | None = None
+    bias: dict | None = None
+    restarts: int = 0
+
+    def target_temperature(self, step: int) -> float:
+        """The thermostat's temperature at ``step`` (a linear ramp with ``temperature_end``)."""
+        if self.temperature_end is None or self.steps == 0:
+            return self.temperature
+        return self.temperature + (self.temperature_end - self.temperature) * step / self.steps
+
+
+def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
+    """Return the ASE dynamics object for ``settings``."""
+    dt = settings.timestep * units.fs
+    if settings.thermostat == "nvt_langevin":
+        return Langevin(
+            atoms,
+            dt,
+            temperature_K=settings.temperature,
+            friction=settings.friction / units.fs,
+            rng=rng,
+        )
+    if settings.thermostat == "npt":
+        return LangevinBAOAB(
+            atoms,
+            dt,
+            temperature_K=settings.temperature,
+            externalstress=-settings.pressure * units.GPa,  # ASE: stress = -pressure
+            hydrostatic=True,
+            T_tau=units.fs / settings.friction,
+            P_tau=settings.barostat_time * units.fs,
+            rng=rng,
+        )
+    raise ValueError(f"unknown thermostat {settings.thermostat!r}")
+
+
+def snapshot(
+    atoms: Atoms, calc: EnsembleCalculator, walker: int, step: int, settings: MDSettings
+) -> Atoms:
+    """The logged frame: positions, the ensemble's unbiased predictions, uncertainties."""
+    results = calc.results
+    frame = Atoms(
+        symbols=atoms.get_chemical_symbols(),
+        positions=atoms.get_positions(),
+        cell=atoms.get_cell(),
+        pbc=atoms.get_pbc(),
+    )
+    frame.arrays["ens_forces"] = np.mean(results["member_forces"], axis=0)
+    frame.info.update(
+        al_walker=walker,
+        al_step=step,
+        md_time_fs=step * settings.timestep,
+        md_temperature=float(atoms.get_temperature()),
+        md_target_temperature=float(settings.target_temperature(step)),
+        md_bias_energy=float(results.get("bias_energy", 0.0)),
+        ens_energy=float(np.mean(results["member_energies"])),
+        **{f"u_{key}": float(value) for key, value in results["uncertainty"].items()},
+    )
+    return frame
+
+
+def stop_reason(atoms: Atoms, settings: MDSettings, start_volume: float, u: float) -> str:
+    """Why MD must stop now (``completed`` if it may go on)."""
+    volume_ratio = atoms.get_volume() / start_volume if start_volume else 1.0
+    if not np.isfinite(atoms.positions).all():
+        return "non_finite"
+    if min_interatomic_distance(atoms) < settings.min_distance:
+        return "min_distance"
+    if not 1 / MAX_VOLUME_CHANGE <= volume_ratio <= MAX_VOLUME_CHANGE:
+        return "volume"
+    if settings.max_uncertainty is not None and u > settings.max_uncertainty:
+        return "max_uncertainty"
+    return "completed"
+
+
+def start_dynamics(
+    start: Atoms, calculator: EnsembleCalculator, settings: MDSettings, rng: np.random.Generator
+) -> tuple[Atoms, object, float]:
+    """Atoms with Maxwell-Boltzmann velocities, their dynamics, and the start volume.
+
+    With ``settings.bias`` the dynamics run on the biased ensemble
+    (:class:`almomd.ensemble.bias.BiasedEnsemble`); ``atoms.calc`` is what they run on.
+    """
+    atoms = start.copy()
+    if settings.bias:
+        from almomd.ensemble.bias import BiasedEnsemble, UncertaintyBias
+
+        calculator = BiasedEnsemble(calculator, UncertaintyBias(**settings.bias))
+    atoms.calc = calculator
+    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
+    Stationary(atoms)
+    start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
+    return atoms, make_dynamics(atoms, settings, rng), start_volume
+
+
+def run_walker(
+    start: Atoms,
+    calculator: EnsembleCalculator,
+    settings: MDSettings,
+    walker: int,
+    rng: np.random.Generator,
+    out: Path | str,
+    iteration: int = 0,
+    system: str | None = None,
+) -> tuple[list[Atoms], str]:
+    """Run one walker and write its logged frames to ``out``.
+
+    Frames carry the walker, step, MD state, ensemble predictions and, given
+    ``system``, the system's name (``al_system``).
+
+    Returns
+    -------
+    frames, stop_reason
+        The logged frames (step 0 included) and why the walker stopped
+        (``completed``, ``min_distance``, ``non_finite``, ``volume`` or
+        ``max_uncertainty``).
+    """
+    atoms, dyn, start_volume = start_dynamics(start, calculator, settings, rng)
+    frames: list[Atoms] = []
+    reason = "completed"
+    restarts = 0
+    trusted = None  # the last frame that passed every check: where a restart begins
+    started = time.perf_counter()
+    for step in range(0, settings.steps + 1, settings.log_interval):
+        if step > 0:
+            if settings.temperature_end is not None:  # the ramp's target for this stretch
+                dyn.set_temperature(temperature_K=settings.target_temperature(step))
+            dyn.run(settings.log_interval)
+        atoms.get_potential_energy()
+        frame = snapshot(atoms, atoms.calc, walker, step, settings)
+        frame.info.update(
+            al_id=f"it{iteration}-w{walker}-s{step:06d}", al_iteration=iteration,
+            md_restarts=restarts,
+        )  # fmt: skip
+        if system is not None:
+            frame.info["al_system"] = system
+        frames.append(frame)
+        u = frame.info[settings.uncertainty_column]
+        log.info(
+            "walker %d step %d/%d: T=%.0f K, u=%.4g (%.1f s)",
+            walker, step, settings.steps, frame.info["md_temperature"], u,
+            time.perf_counter() - started,
+        )  # fmt: skip
+        reason = stop_reason(atoms, settings, start_volume, u)
+        if reason == "completed":
+            trusted = frame
+            continue
+        if restarts < settings.restarts and trusted is not None:
+            restarts += 1
+            log.warning(
+                "walker %d: %s at step %d; restart %d/%d from step %d",
+                walker, reason, step, restarts, settings.restarts, trusted.info["al_step"],
+            )  # fmt: skip
+            _restart_from(atoms, trusted, settings.target_temperature(step), rng)
+            reason = "completed"
+            continue
+        log.warning("walker %d stopped at step %d: %s", walker, step, reason)
+        break
+    for frame in frames:
+        frame.info.update(walker_stop=reason, walker_restarts=restarts)
+    write_frames(out, frames)
+    return frames, reason
+
+
+def _restart_from(atoms: Atoms, frame: Atoms, temperature: float, rng: np.random.Generator):
+    """Put ``atoms`` back at ``frame``'s positions and cell, with fresh velocities."""
+    atoms.set_cell(frame.get_cell(), scale_atoms=False)
+    atoms.positions = frame.positions
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)

@@ -1,0 +1,3 @@
+"""Labels from reference codes: named labelers (DFT codes, tblite, EMT, any ASE calculator) and
+failure-tolerant single points.
+"""

@@ -1,0 +1,1 @@
+"""Planning a campaign's compute: its jobs and their resources, the cost model, the budget."""

@@ -1,0 +1,329 @@
+"""Expected cost of a campaign's jobs: a cost model fitted to what the campaign measured.
+
+A job's time grows with its work units:
+
+============================  =============================================
+rule                          units
+============================  =============================================
+``train_member``              training frames of the member x epochs
+``train_pack_P``              the sum over the pack's members (one process)
+``explore``                   MD steps x atoms x members
+``label_batch``               frames x atoms (single points of the labeler)
+``label_initial_batch``       frames x atoms
+``evaluate``                  test frames x atoms x members
+``evaluate_heldout``          held-out frames x atoms x members
+``reference_md``              MD steps x atoms (every step is a single point)
+``compile_member``            1
+============================  =============================================
+
+Per rule, ``seconds = startup + per_unit * units`` is fitted by least squares
+to the campaign's finished jobs (their Snakemake benchmark files and the files
+they made); where the samples cannot separate startup and cost per unit (a
+single unit count measured, as when the first iteration's members all train
+on as many frames), the first guess's split is kept and scaled to the
+measured time.
+Before a rule has run, :data:`FIRST_GUESS` applies: costs measured with the
+demo's settings (CuI, 32 atoms, GFN1-xTB, tiny NequIP members, one CPU core per
+job), marked as a guess wherever it is used. Linear in atoms is a first-order model: a DFT
+code's single point grows faster with the number of atoms, so a guess or a
+fit from smaller cells underestimates larger ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from almomd import layout
+
+#: (startup s, s per unit) per rule: the demo's settings (CuI, 32 atoms,
+#: GFN1-xTB, tiny members, one core per job) measured alone on a 2-core machine:
+#: training from ``benchmarks/train_iteration.py`` (about 10 s of imports per
+#: job, 0.035 s per frame-epoch), the rest fitted to ``make demo``'s jobs.
+#: Evaluations were measured at two unit counts that took the same time (model
+#: loading dominates): no cost per unit resolved. compile_member was not
+#: measured (a round guess). A loaded machine takes up to 2-3x longer.
+FIRST_GUESS: dict[str, tuple[float, float]] = {
+    "train_member": (10.0, 0.035),
+    "explore": (0.0, 5.7e-4),
+    "label_batch": (3.1, 0.063),
+    "label_initial_batch": (3.1, 0.063),
+    "evaluate": (14.2, 0.0),
+    "evaluate_heldout": (14.2, 0.0),
+    "reference_md": (0.0, 0.051),
+    "compile_member": (60.0, 0.0),
+}
+FIRST_GUESS["train_pack"] = FIRST_GUESS["train_member"]  # a pack's job: the same model
+
+
+@dataclass(frozen=True)
+class Cost:
+    """``seconds = startup + per_unit * units`` of one rule, and where it comes from."""
+
+    startup: float
+    per_unit: float
+    n_measured: int  # 0: the first guess
+
+    def seconds(self, units: float) -> float:
+        return self.startup + self.per_unit * units
+
+    @property
+    def source(self) -> str:
+        return f"fitted to {self.n_measured} jobs" if self.n_measured else "first guess"
+
+
+def fit(samples: Iterable[tuple[float, float]], shape: tuple[float, float] | None = None) -> Cost:
+    """Least-squares ``startup + per_unit * units`` through (units, seconds) samples.
+
+    Both coefficients are kept non-negative. Where the samples cannot separate
+    the two (one distinct unit count, or a fit with a negative startup), the
+    ``shape`` (a first guess's startup and cost per unit) is scaled to pass
+    through the mean, or without one the line goes through the origin and the
+    mean.
+    """
+    samples = list(samples)
+    n = len(samples)
+    units = [u for u, _ in samples]
+    seconds = [s for _, s in samples]
+    mean_u, mean_s = sum(units) / n, sum(seconds) / n
+    spread = sum((u - mean_u) ** 2 for u in units)
+    if spread > 0:
+        slope = sum((u - mean_u) * (s - mean_s) for u, s in samples) / spread
+        startup = mean_s - slope * mean_u
+        if slope >= 0 and startup >= 0:
+            return Cost(startup, slope, n)
+        if slope < 0:  # time does not grow with the units here: a constant
+            return Cost(mean_s, 0.0, n)
+    if shape and shape[0] + shape[1] * mean_u > 0:
+        scale = mean_s / (shape[0] + shape[1] * mean_u)
+        return Cost(shape[0] * scale, shape[1] * scale, n)
+    return Cost(0.0, mean_s / mean_u if mean_u else 0.0, n) if mean_u else Cost(mean_s, 0.0, n)
+
+
+#: Rules that run the same code on different data share one cost model.
+SAME_COST = {
+    "label_initial_batch": "label_batch",
+    "evaluate_heldout": "evaluate",
+    "train_pack": "train_member",  # a member's job is a pack of one: start-up once per job
+}
+
+
+def fit_all(measured: Mapping[str, list[tuple[float, float]]]) -> dict[str, Cost]:
+    """The cost of every rule: fitted where measured (pooled as :data:`SAME_COST` says),
+    else the first guess."""
+    pooled: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for rule, samples in measured.items():
+        pooled[SAME_COST.get(rule, rule)] += samples
+    costs = {rule: Cost(*guess, 0) for rule, guess in FIRST_GUESS.items()}
+    for rule in costs:
+        samples = pooled.get(SAME_COST.get(rule, rule))
+        if samples:
+            costs[rule] = fit(samples, FIRST_GUESS[rule])
+    return costs
+
+
+@dataclass
+class Campaign:
+    """What the units of a campaign's jobs depend on (from its config and its files)."""
+
+    members: int
+    packs: list[list[tuple[int, int]]]  # the members of each train_pack_P job
+    epochs: int
+    warm_epochs: int
+    subset_fraction: float
+    steps: dict[int, int]  # per walker
+    walker_atoms: dict[int, int]
+    atoms: float  # mean over the systems
+    n_train: dict[int, int]  # measured training-set sizes per iteration
+    growth: float  # training frames added per iteration (measured mean, else max_frames)
+    labels_per_iteration: float  # selected plus audit frames sent to labeling
+    n_batches: int
+    n_initial: int
+    n_test: int
+    n_heldout: int
+    reference_steps: int
+    condition_atoms: dict[int, int]
+
+    def train_size(self, iteration: int) -> float:
+        if iteration in self.n_train:
+            return self.n_train[iteration]
+        known = max((i for i in self.n_train if i < iteration), default=None)
+        start = self.n_train[known] if known is not None else self.n_initial - self.n_test
+        return start + self.growth * (iteration - (known if known is not None else 0))
+
+    def units(self, rule: str, wildcards: Mapping[str, str]) -> float:
+        """The work units of a planned job of ``rule`` (see the module docstring)."""
+        if rule == "train_member" or rule.startswith("train_pack_"):
+            iteration = int(wildcards["iteration"])
+            epochs = self.warm_epochs if iteration > 0 else self.epochs
+            members = len(self.packs[int(rule.rsplit("_", 1)[1])]) if rule != "train_member" else 1
+            return members * max(2.0, self.subset_fraction * self.train_size(iteration)) * epochs
+        if rule == "explore":
+            walker = int(wildcards["walker"])
+            return self.steps[walker] * self.walker_atoms[walker] * self.members
+        if rule == "label_batch":
+            return math.ceil(self.labels_per_iteration / self.n_batches) * self.atoms
+        if rule == "label_initial_batch":
+            return math.ceil(self.n_initial / self.n_batches) * self.atoms
+        if rule == "evaluate":
+            return self.n_test * self.atoms * self.members
+        if rule == "evaluate_heldout":
+            return self.n_heldout * self.atoms * self.members
+        if rule == "reference_md":
+            return self.reference_steps * self.condition_atoms[int(wildcards["condition"])]
+        return 1.0
+
+
+def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = None) -> Campaign:
+    """The :class:`Campaign` of the validated ``config`` in directory ``root``.
+
+    ``upto``: use the training sets of iterations up to it only (what was known
+    when iteration ``upto`` started).
+    """
+    from almomd.data.frames import read_frames
+    from almomd.settings.campaign import conditions, member_packs, members, walkers
+    from almomd.settings.files import structures
+
+    atoms = {name: len(a) for name, a in structures(config, root).items()}
+    training, held = config["training"], config["heldout"]
+    n_train = {}
+    for i in layout.iterations(root):
+        if upto is not None and i > upto:
+            continue
+        path = layout.path(layout.TRAIN, root, iteration=i)
+        if path.is_file():
+            n_train[i] = len(read_frames(path))
+    sizes = [n_train[i] for i in sorted(n_train)]
+    added = [b - a for a, b in zip(sizes, sizes[1:], strict=False)]
+    growth = sum(added) / len(added) if added else float(config["selection"]["max_frames"])
+    found = walkers(config)
+    audit = held["audit_per_walker"] * len(found) if held["source"] == "audit" else 0
+    n_systems = len(atoms)
+    n_heldout = {
+        "reference_md": held["frames_per_condition"] * len(conditions(config)),
+        "audit": audit,
+        "file": _count(layout.path(layout.HELDOUT_SET, root)),
+    }.get(held["source"]) or config["test_set"]["size"] * n_systems
+    return Campaign(
+        members=len(members(config)),
+        packs=member_packs(config),
+        epochs=training["max_epochs"],
+        warm_epochs=(training["warm_start_epochs"] or training["max_epochs"])
+        if training["warm_start"]
+        else training["max_epochs"],
+        subset_fraction=config["ensemble"]["subset_fraction"],
+        steps={w.index: _steps(config, w.system) for w in found},
+        walker_atoms={w.index: atoms[w.system] for w in found},
+        atoms=sum(atoms.values()) / n_systems,
+        n_train=n_train,
+        growth=growth,
+        labels_per_iteration=growth + audit,
+        n_batches=config["labeler"]["n_batches"],
+        n_initial=config["initial_data"]["n_frames"] * n_systems,
+        n_test=config["test_set"]["size"] * n_systems,
+        n_heldout=n_heldout,
+        reference_steps=held["equilibration_steps"]
+        + held["steps_between"] * (held["frames_per_condition"] - 1),
+        condition_atoms={c.index: atoms[c.system] for c in conditions(config)},
+    )
+
+
+def _count(path: Path) -> int:
+    from almomd.data.frames import read_frames
+
+    return len(read_frames(path)) if path.is_file() else 0
+
+
+def _steps(config: dict[str, Any], system: str) -> int:
+    from almomd.settings import systems
+
+    return systems.exploration(config, system)["steps"]
+
+
+def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float] | None:
+    """The rule and the work units of the finished job that wrote benchmark file ``path``.
+
+    Units are counted from the files the job made (frames, atoms, MD steps);
+    ``None`` for files this model does not use.
+    """
+    from almomd.data.frames import read_frames
+
+    scope, stem = path.parent.name, path.stem
+    kind, _, rest = stem.partition("_")
+    if scope == "heldout" and kind == "reference":
+        return "reference_md", facts.reference_steps * facts.condition_atoms.get(int(rest), 0)
+    if scope == "initial" and kind == "label":
+        files = [
+            layout.path(p, root, batch=rest)
+            for p in (layout.INITIAL_LABELED, layout.INITIAL_FAILED)
+        ]
+        return "label_initial_batch", _frame_atoms(files)
+    if not scope.startswith("iter_"):
+        return None
+    iteration = int(scope[5:])
+
+    def at(pattern: str, **wildcards: object) -> Path:
+        return layout.path(pattern, root, iteration=iteration, **wildcards)
+
+    if kind == "train":
+        epochs = facts.warm_epochs if iteration > 0 else facts.epochs
+        if rest.startswith("pack_"):  # train_pack_P: every member of the pack
+            subsets = [k for k, _ in facts.packs[int(rest[5:])]]
+            frames = sum(len(read_frames(at(layout.SUBSET, subset=k))) for k in subsets)
+            return "train_pack", frames * epochs
+        subset, _ = rest.split("_")
+        return "train_member", len(read_frames(at(layout.SUBSET, subset=subset))) * epochs
+    if kind == "explore":
+        trajectory = read_frames(at(layout.WALKER, walker=rest))
+        steps = max(int(a.info.get("al_step", 0)) for a in trajectory)
+        return "explore", steps * len(trajectory[0]) * facts.members
+    if kind == "label":
+        return "label_batch", _frame_atoms(
+            [at(layout.LABELED, batch=rest), at(layout.FAILED, batch=rest)]
+        )
+    if stem == "evaluate":
+        return "evaluate", facts.n_test * facts.atoms * facts.members
+    if stem == "evaluate_heldout":
+        return "evaluate_heldout", facts.n_heldout * facts.atoms * facts.members
+    if kind == "compile":
+        return "compile_member", 1.0
+    return None
+
+
+def _frame_atoms(files: Iterable[Path]) -> float:
+    from almomd.data.frames import read_frames
+
+    return float(sum(len(a) for f in files if f.is_file() for a in read_frames(f)))
+
+
+def benchmark_seconds(path: Path | str) -> list[float]:
+    """The wall times (column ``s``) of a Snakemake benchmark file, one per repeat."""
+    with open(path, newline="") as handle:
+        return [float(row["s"]) for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def measurements(
+    root: Path | str, facts: Campaign, before: int | None = None
+) -> dict[str, list[tuple[float, float]]]:
+    """(units, seconds) of the campaign's finished jobs per rule, from its benchmark files.
+
+    ``before``: only the initial and held-out jobs and iterations below it.
+    """
+    root = Path(root)
+    samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for path in sorted(Path(root, layout.BENCHMARKS).glob("*/*.tsv")):
+        scope = path.parent.name
+        if before is not None and scope.startswith("iter_") and int(scope[5:]) >= before:
+            continue
+        try:
+            found = measured_units(path, root, facts)
+        except (FileNotFoundError, ValueError, IndexError):  # its files are gone, or its pack
+            continue
+        if found is not None and found[1] > 0:
+            samples[found[0]] += [(found[1], s) for s in benchmark_seconds(path)]
+    return dict(samples)

@@ -1,0 +1,1 @@
+"""What a campaign reports: its status table and its report with figures."""

@@ -1,0 +1,214 @@
+"""The campaign's status, read from the files of a results directory."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from almomd import layout
+from almomd.data.frames import read_frames
+from almomd.evaluation.heldout import status_figures
+
+KEYS = (
+    "iteration",
+    "n_train",
+    "n_candidates",
+    "n_selected",
+    "n_labeled",
+    "n_failed",
+    "test_energy_rmse",
+    "test_force_rmse",
+    "mean_force_uncertainty",
+    "n_audit",
+    "heldout_source",
+    "heldout_covers_conditions",
+    "heldout_n",
+    "heldout_force_rmse",
+    "heldout_force_rmse_ci",
+    "heldout_energy_rmse",
+    "spearman_heldout",
+    "uncertain_fraction",
+    "converged",
+    "reason",
+    "systems",
+)
+
+#: Per-system figures under ``systems`` (keyed by system name) of each iteration.
+SYSTEM_KEYS = (
+    "n_candidates",
+    "n_selected",
+    "n_audit",
+    "threshold",
+    "calibration_scope",
+    "uncertain_fraction",
+    "heldout_n",
+    "heldout_force_rmse",
+    "heldout_force_rmse_ci",
+    "heldout_energy_rmse",
+    "spearman_heldout",
+    "error_to_uncertainty",
+)
+
+
+def system_figures(
+    selection: dict[str, Any] | None, heldout: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Each system's figures of one iteration, from its selection and held-out summaries."""
+    chosen = (selection or {}).get("per_system", {})
+    held = (heldout or {}).get("per_system", {})
+    figures = {}
+    for name in dict.fromkeys([*chosen, *held]):
+        row = dict.fromkeys(SYSTEM_KEYS)
+        row |= {k: v for k, v in chosen.get(name, {}).items() if k in SYSTEM_KEYS}
+        if name in held:
+            h = held[name]
+            row |= {
+                "heldout_n": h["n_frames"],
+                "heldout_force_rmse": h["force_rmse"],
+                "heldout_force_rmse_ci": h["force_rmse_ci"],
+                "heldout_energy_rmse": h["energy_rmse"],
+                "spearman_heldout": h["spearman"].get("rho"),
+                "error_to_uncertainty": h["error_to_uncertainty"],
+            }
+        figures[name] = row
+    return figures
+
+
+def _count(path: Path) -> int | None:
+    return len(read_frames(path)) if path.exists() else None
+
+
+def _count_all(paths: list[Path]) -> int | None:
+    return sum(len(read_frames(p)) for p in paths) if paths else None
+
+
+def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
+    """Status of one iteration of the campaign in ``root``; values not yet computed are ``None``."""
+
+    def at(pattern: str) -> Path:
+        return layout.path(pattern, root, iteration=iteration)
+
+    row: dict[str, Any] = dict.fromkeys(KEYS)
+    row["iteration"] = iteration
+    row["n_train"] = _count(at(layout.TRAIN))
+    table = at(layout.CANDIDATES)
+    if table.exists() and table.stat().st_size:
+        candidates = pd.read_csv(table)
+        row["n_candidates"] = len(candidates)
+        row["n_selected"] = int(candidates["selected"].sum()) if len(candidates) else 0
+    row["n_labeled"] = _count_all(layout.batch_files(layout.LABELED, root, iteration))
+    row["n_failed"] = _count_all(layout.batch_files(layout.FAILED, root, iteration))
+    metrics_file = at(layout.TEST_METRICS)
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+        row["test_energy_rmse"] = metrics["energy_rmse"]
+        row["test_force_rmse"] = metrics["force_rmse"]
+        row["mean_force_uncertainty"] = metrics["mean_u_force_mean"]
+    heldout_file = at(layout.HELDOUT_SUMMARY)
+    held = json.loads(heldout_file.read_text()) if heldout_file.exists() else None
+    if held:
+        figures = status_figures(held)
+        row |= {key: value for key, value in figures.items() if key in KEYS}
+    summary_file = at(layout.SELECTION_SUMMARY)
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    if summary:
+        row["n_audit"] = summary["n_audit"]
+        row["uncertain_fraction"] = summary["uncertain_fraction"]
+    row["systems"] = system_figures(summary, held)
+    decision_file = at(layout.DECISION)
+    if decision_file.exists():
+        decision = json.loads(decision_file.read_text())
+        row["converged"] = decision["converged"]
+        row["reason"] = decision["reason"]
+        if decision["stop"]:
+            row["n_labeled"] = row["n_labeled"] or 0
+            row["n_failed"] = row["n_failed"] or 0
+    return row
+
+
+def campaign_status(root: Path | str = ".") -> list[dict[str, Any]]:
+    """Status of every iteration of the campaign in directory ``root``, in order."""
+    return [iteration_status(root, i) for i in layout.iterations(root)]
+
+
+def write_status(root: Path | str, out: Path | str) -> None:
+    """Write the status of the campaign in ``root`` as JSON to ``out``."""
+    Path(out).write_text(json.dumps(campaign_status(root), indent=2) + "\n")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def format_interval(value: Any, digits: int = 3, missing: str = "-") -> str:
+    """An interval ``[low, high]`` as ``low-high`` (``missing`` if absent)."""
+    if not isinstance(value, list | tuple) or any(v is None for v in value):
+        return missing
+    return f"{value[0]:.{digits}g}-{value[1]:.{digits}g}"
+
+
+#: Columns of the status table: header and how a row's cell is written.
+COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("iter", lambda r: _fmt(r["iteration"])),
+    ("train", lambda r: _fmt(r["n_train"])),
+    ("explored", lambda r: _fmt(r["n_candidates"])),
+    ("selected", lambda r: _fmt(r["n_selected"])),
+    ("audit", lambda r: _fmt(r["n_audit"])),
+    ("labeled", lambda r: _fmt(r["n_labeled"])),
+    ("failed", lambda r: _fmt(r["n_failed"])),
+    ("test F", lambda r: _fmt(r["test_force_rmse"])),
+    ("held-out F eV/A", lambda r: _fmt(r["heldout_force_rmse"])),
+    ("95% CI", lambda r: format_interval(r["heldout_force_rmse_ci"])),
+    ("n", lambda r: _fmt(r["heldout_n"])),
+    ("held-out E eV/at", lambda r: _fmt(r["heldout_energy_rmse"])),
+    ("rho(u,err)", lambda r: _fmt(r["spearman_heldout"], 2)),
+    ("uncertain", lambda r: _fmt(r["uncertain_fraction"], 2)),
+    ("converged", lambda r: _fmt(r["converged"])),
+)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Human-readable table of the campaign status."""
+    headers = [h for h, _ in COLUMNS]
+    body = [[cell(row) for _, cell in COLUMNS] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    sources = {
+        (r["heldout_source"], r["heldout_covers_conditions"]) for r in rows if r["heldout_source"]
+    }
+    for source, covers in sorted(sources):
+        note = "" if covers else ": does NOT represent the exploration conditions"
+        lines.append(f"held-out frames: {source}{note}")
+    for row in rows:
+        if len(row["systems"] or {}) > 1:
+            lines += [f"iteration {row['iteration']}, {line}" for line in _system_lines(row)]
+    for row in rows:
+        if row["reason"]:
+            lines.append(f"iteration {row['iteration']}: {row['reason']}")
+    if not rows:
+        lines.append("no iteration found (has the workflow run in this directory?)")
+    return "\n".join(lines)
+
+
+def _system_lines(row: dict[str, Any]) -> list[str]:
+    return [
+        f"system {name}: selected {_fmt(f['n_selected'])} of {_fmt(f['n_candidates'])}, "
+        f"threshold {_fmt(f['threshold'])} ({_fmt(f['calibration_scope'])}), held-out F "
+        f"{_fmt(f['heldout_force_rmse'])} eV/A "
+        f"(95% CI {format_interval(f['heldout_force_rmse_ci'])}, n={_fmt(f['heldout_n'])}), "
+        f"error/uncertainty {_fmt(f['error_to_uncertainty'], 3)}"
+        for name, f in row["systems"].items()
+    ]

@@ -1,0 +1,3 @@
+"""Which explored frames are labeled: acceptance by uncertainty, spread over walkers and time,
+audit frames.
+"""

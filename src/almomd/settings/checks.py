@@ -1,0 +1,175 @@
+"""Checks of the configuration that a schema cannot express: files, labeler, elements,
+combinations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from almomd.errors import ConfigError
+from almomd.settings import systems
+from almomd.settings.files import chemical_symbols, read_data_frames, structures
+
+
+def check_systems(config: dict[str, Any]) -> None:
+    """Replace ``system`` by the list ``systems`` and check the systems' names and origins."""
+    if (config.get("system") is None) == (config.get("systems") is None):
+        raise ConfigError(
+            "config keys system and systems: give exactly one of them (system for one "
+            "structure, systems for a list of named structures)"
+        )
+    config["systems"] = systems.normalized(config)
+    config.pop("system", None)
+    seen: list[str] = []
+    for entry in config["systems"]:
+        key = f"systems[{entry['name']}]"
+        if entry["name"] in seen:
+            raise ConfigError(f"config key {key}: the name is used twice; give each its own")
+        derived = entry.get("from") is not None
+        if derived == ("structure" in entry):
+            raise ConfigError(
+                f"config key {key}: give either structure (a file) or from (the name of a "
+                "system listed before it)"
+            )
+        if derived and entry["from"] not in seen:
+            raise ConfigError(
+                f"config key {key}.from: {entry['from']!r} is not a system listed before it "
+                f"(listed before: {', '.join(seen) or 'none'}); fix the name or the order"
+            )
+        changes = [k for k in ("substitute", "remove", "insert", "supercell") if k in entry]
+        if derived and "supercell" in entry:
+            raise ConfigError(
+                f"config key {key}.supercell: a derived system has its parent's cell; remove it"
+            )
+        if not derived and changes and changes != ["supercell"]:
+            raise ConfigError(
+                f"config key {key}.{changes[0]}: changes the structure of the system named in "
+                "from; add from: <system> or remove the key"
+            )
+        seen.append(entry["name"])
+
+
+def _require_file(config: dict, key: str, base_dir: Path) -> Path:
+    section, name = key.split(".")
+    value = config[section][name]
+    path = base_dir / value
+    if not path.is_file():
+        raise ConfigError(
+            f"config key {key}: file '{value}' does not exist "
+            f"(paths are relative to {base_dir.resolve()}); fix the path"
+        )
+    return path
+
+
+def _check_structure(structure: Any, key: str) -> None:
+    import numpy as np
+
+    if not np.isfinite(structure.positions).all():
+        raise ConfigError(
+            f"config key {key}: the structure has non-finite (NaN or inf) positions; fix the file"
+        )
+    if not np.isfinite(structure.cell.array).all():
+        raise ConfigError(f"config key {key}: the cell has non-finite entries; fix the file")
+    if len(structure) == 0:
+        raise ConfigError(f"config key {key}: the structure has no atoms; fix it")
+
+
+def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True) -> None:
+    from almomd.labeling.labelers import check_labeler, check_labeler_name
+
+    built = structures(config, base_dir)
+    for name, structure in built.items():
+        _check_structure(structure, systems.key(config, name) + ".structure")
+    if config["model"]["template"] is not None:  # None: the bundled template
+        _require_file(config, "model.template", base_dir)
+    symbols = set(chemical_symbols(config, base_dir))
+    references = config["model"]["reference_energies"]
+    if references is not None:
+        missing = sorted(symbols - set(references))
+        if missing:
+            raise ConfigError(
+                f"config key model.reference_energies: no value for {missing}; give one per element"
+            )
+    if config["training"]["stress_weight"] > 0 and not config["labeler"]["stress"]:
+        raise ConfigError(
+            "config key training.stress_weight: stress is trained but not labeled; "
+            "set labeler.stress: true or training.stress_weight: 0"
+        )
+    training = config["training"]
+    for key in ("warm_start_epochs", "warm_start_learning_rate"):
+        if training[key] is not None and not training["warm_start"]:
+            raise ConfigError(
+                f"config key training.{key}: applies to warm-started members only; "
+                "set training.warm_start: true or remove the key"
+            )
+    if "allegro" in config["ensemble"]["architectures"]:
+        try:
+            import allegro  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "config key ensemble.architectures: allegro needs the nequip-allegro package "
+                f"({exc}); pip install nequip-allegro, or use [nequip]"
+            ) from exc
+    labeler_settings = config["labeler"]
+    if labeler:
+        check_labeler(
+            labeler_settings["name"], labeler_settings["parameters"], "labeler.name", symbols
+        )
+    initial = config["initial_data"]
+    if labeler and initial["file"] is None and initial["md_fraction"] > 0:
+        check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
+    if config["exploration"]["torch_compile"] is True:  # auto compiles only where it can
+        if config["training"]["compile"]:
+            raise ConfigError(
+                "config key exploration.torch_compile: compiles the batched ensemble of packaged "
+                "members, but training.compile makes AOTInductor members that run one by one; "
+                "set one of them to false"
+            )
+        for name, structure in built.items():
+            if not structure.pbc.all() or structure.cell.rank < 3:
+                raise ConfigError(
+                    "config key exploration.torch_compile: needs periodic structures (pbc and "
+                    f"a full cell; system {name} has not) to pad its edge list; set it to false"
+                )
+    _check_heldout(config, base_dir)
+    production_system = config["production"]["system"]
+    if production_system is not None and production_system not in built:
+        raise ConfigError(
+            f"config key production.system: {production_system!r} is not a system of the "
+            f"campaign ({', '.join(built)}); give one of them or null"
+        )
+    generated_test = config["test_set"]["file"] is None and initial["file"] is None
+    if generated_test and config["test_set"]["size"] >= initial["n_frames"] - 1:
+        raise ConfigError(
+            "config key test_set.size: must be smaller than "
+            "initial_data.n_frames - 1 so that frames remain for training"
+        )
+
+
+def _check_heldout(config: dict[str, Any], base_dir: Path) -> None:
+    held = config["heldout"]
+    if held["source"] == "file":
+        if held["file"] is None:
+            raise ConfigError(
+                "config key heldout.file: heldout.source is file but no file is given; "
+                "give your labeled frames at the exploration conditions, or choose another source"
+            )
+        read_data_frames(config, "heldout.file", base_dir, labeled=True)
+    elif held["file"] is not None:
+        raise ConfigError(
+            "config key heldout.file: only used with heldout.source: file "
+            f"(it is {held['source']}); "
+            "set heldout.source: file or remove heldout.file"
+        )
+    metric = config["uncertainty"]["metric"]
+    target_key = "energy_rmse" if metric == "energy" else "force_rmse"
+    if (
+        config["selection"]["acceptance"] == "calibrated"
+        and config["convergence"][target_key] is None
+    ):
+        raise ConfigError(
+            f"config key selection.acceptance: calibrated needs the error target "
+            f"convergence.{target_key} (the error a selected frame likely exceeds); set it or "
+            "use acceptance: erf"
+        )

@@ -1,0 +1,224 @@
+"""The steps that judge an iteration: test set and held-out evaluation, selection, the decision."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from almomd.data.frames import read_frames, system_of, write_frames, write_json
+from almomd.ensemble.uncertainty import uncertainty_column
+from almomd.evaluation import convergence, heldout, statistics
+from almomd.evaluation.test_set import evaluate as evaluate_ensemble
+from almomd.seeds import rng_for
+from almomd.selection import acceptance, select
+from almomd.settings import systems
+from almomd.settings.campaign import from_section, walkers
+from almomd.settings.files import structures
+from almomd.stages.exploration import ensemble
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    config: dict[str, Any],
+    model_files: Sequence[str],
+    test_file: str,
+    out_metrics: str,
+    out_table: str,
+    out_forces: str,
+) -> None:
+    """Evaluate the ensemble on the test set."""
+    frames = read_frames(test_file)
+    table, metrics, forces = evaluate_ensemble(ensemble(config, model_files), frames)
+    table.to_csv(out_table, index=False)
+    np.savetxt(out_forces, forces, header="reference predicted (eV/Angstrom)", fmt="%.6g")
+    write_json(out_metrics, metrics)
+    log.info("test set: %s", metrics)
+
+
+def evaluate_heldout(
+    config: dict[str, Any],
+    iteration: int,
+    model_files: Sequence[str],
+    test_file: str,
+    frame_files: Sequence[str],
+    out_summary: str,
+    out_table: str,
+) -> dict[str, Any]:
+    """Evaluate the ensemble on the held-out frames: errors with intervals, calibration.
+
+    With ``heldout.source: audit`` the frames are the audit labels among
+    ``frame_files`` (the label files of earlier iterations). Where there are no
+    held-out frames (``test_set``, or no audit label yet) the test set is used
+    and flagged as not covering the exploration conditions.
+    """
+    source = config["heldout"]["source"]
+    frames = [a for f in frame_files for a in read_frames(f)]
+    if source == "audit":
+        frames = heldout.audit_frames(frames)
+    if not frames:
+        frames, source = read_frames(test_file), "test_set"
+    covers = source in heldout.COVERING_SOURCES
+    systems.tag(frames, structures(config))
+    table, metrics, _ = evaluate_ensemble(ensemble(config, model_files), frames)
+    table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
+    table["energy_abs_error"] = table["energy_error_per_atom"].abs()
+    table.to_csv(out_table, index=False)
+    targets = config["convergence"]
+    summary = {
+        "iteration": iteration,
+        "source": source,
+        "covers_conditions": covers,
+        "n_members": metrics["n_members"],
+        **heldout.summarize(
+            table,
+            rng_for(config["seed"], "bootstrap", iteration),
+            uncertainty_column(config["uncertainty"]),
+            targets["force_rmse"],
+            targets["energy_rmse"],
+            config["selection"]["calibrated_probability"],
+        ),
+    }
+    write_json(out_summary, summary)
+    log.info(
+        "held-out (%s, %d frames): force RMSE %.4g eV/A, CI %s",
+        source, len(frames), summary["force_rmse"], summary["force_rmse_ci"],
+    )  # fmt: skip
+    return summary
+
+
+def select_frames(
+    config: dict[str, Any],
+    iteration: int,
+    walker_files: Sequence[str],
+    test_table: str,
+    heldout_summary: str,
+    heldout_table: str,
+    out_frames: str,
+    out_table: str,
+    out_summary: str,
+) -> None:
+    """Select the frames of iteration ``iteration`` to label (and draw its audit frames)."""
+    key = uncertainty_column(config["uncertainty"])
+    trajectories = [read_frames(f) for f in walker_files]
+    frames = [a for trajectory in trajectories for a in trajectory]
+    u = [float(a.info[key]) for a in frames]
+    settings = config["selection"]
+    if settings["calibration"] == "walker_start":
+        n_start = settings["calibration_frames"]
+        start = [a for trajectory in trajectories for a in trajectory[:n_start]]
+        calibration = pd.DataFrame(
+            {"system": [system_of(a) for a in start], key: [a.info[key] for a in start]}
+        )
+    else:
+        table_file = test_table if settings["calibration"] == "test_set" else heldout_table
+        calibration = pd.read_csv(table_file, dtype={"system": str})
+    held = json.loads(Path(heldout_summary).read_text())
+    fit = held["calibration"]
+    own_fits = {
+        name: statistics.Calibration(**figures["calibration"])
+        for name, figures in held.get("per_system", {}).items()
+        if figures.get("calibration")
+    }
+    rule = from_section(acceptance.SelectionRule, settings)
+    audit = config["heldout"]["audit_per_walker"] if config["heldout"]["source"] == "audit" else 0
+    table = select.select(
+        frames,
+        u,
+        calibration[key].to_numpy(dtype=float),
+        rule,
+        rng_for(config["seed"], "select", iteration),
+        audit_per_walker=audit,
+        calibrated=statistics.Calibration(**fit) if fit else None,
+        target=held["error_target"],
+        calibration_by_system={
+            str(name): group[key].to_numpy(dtype=float)
+            for name, group in calibration.groupby("system")
+        }
+        if "system" in calibration  # tables of older versions have no system column
+        else None,
+        calibrated_by_system=own_fits,
+    )
+    table["metric"] = key[2:]
+    table.to_csv(out_table, index=False)
+    chosen = []
+    for i in table.index[table["selected"] | (table["decision"] == "audit")]:
+        atoms = frames[i]
+        source = "audit" if table.at[i, "decision"] == "audit" else settings["method"]
+        spec = walkers(config)[int(atoms.info["al_walker"])]
+        condition = heldout.condition_label(config, spec.system, spec.temperature)
+        atoms.info.update(al_source=source, al_uncertainty=u[i], al_condition=condition)
+        chosen.append(atoms)
+    write_frames(out_frames, chosen)
+    counts = table["decision"].value_counts().to_dict()
+    write_json(
+        out_summary,
+        {"iteration": iteration, "metric": key[2:]}
+        | select.summary(table)
+        | {"decisions": counts, "per_system": select.summary_by_system(table)},
+    )
+    fraction = select.uncertain_fraction(table)
+    log.info(
+        "iteration %d: %d candidates, decisions %s, uncertain fraction %.3g",
+        iteration, len(frames), counts, fraction,
+    )  # fmt: skip
+
+
+def decide(
+    config: dict[str, Any],
+    iteration: int,
+    metrics_file: str,
+    heldout_summary: str,
+    heldout_table: str,
+    selection_summaries: Sequence[str],
+    out: str,
+    campaign: dict[str, Any] | None = None,
+) -> None:
+    """Write the convergence decision of iteration ``iteration``.
+
+    ``selection_summaries`` are those of iterations ``0 .. iteration``, in order.
+    ``campaign``, the whole configuration, is recorded as the iteration's settings
+    (``almomd status`` compares it with the current one).
+    """
+    metrics = json.loads(Path(metrics_file).read_text())
+    held = json.loads(Path(heldout_summary).read_text())
+    summaries = [json.loads(Path(f).read_text()) for f in selection_summaries]
+    current = summaries[-1]
+    fractions = [math.nan if s["uncertain_fraction"] is None else s["uncertain_fraction"]
+                 for s in summaries]  # fmt: skip
+    decision = convergence.decide(
+        iteration,
+        config["max_iterations"],
+        held,
+        fractions,
+        current["n_selected"],
+        config["convergence"],
+    )
+    key = uncertainty_column(config["uncertainty"])
+    target = held["error_target"]
+    table = pd.read_csv(heldout_table, dtype={"system": str})
+    payload = decision.to_dict() | {
+        "n_selected": current["n_selected"],
+        "n_audit": current["n_audit"],
+        "test_force_rmse": metrics["force_rmse"],
+        "test_energy_rmse": metrics["energy_rmse"],
+        **heldout.status_figures(held),
+        "uncertain_fraction": current["uncertain_fraction"],
+        "thresholds": heldout.threshold_quality(table, key, current, target),
+        "thresholds_by_system": {
+            name: heldout.threshold_quality(table[table["system"] == name], key, figures, target)
+            for name, figures in current.get("per_system", {}).items()
+        }
+        if "system" in table
+        else {},
+        "settings": campaign,
+    }
+    write_json(out, payload)
+    log.info("iteration %d: %s", iteration, decision.reason)

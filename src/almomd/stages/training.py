@@ -1,0 +1,86 @@
+"""The steps that train the ensemble: subsets, members (alone or in packs), compiled members."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from almomd.data.frames import read_frames, subsample, write_frames
+from almomd.seeds import derive_seed, rng_for
+from almomd.settings.campaign import job_device, member_architecture
+from almomd.training import trainer
+
+log = logging.getLogger(__name__)
+
+
+def subset(config: dict[str, Any], iteration: int, index: int, train_file: str, out: str) -> None:
+    """Write subsample ``index`` of iteration ``iteration``'s training set."""
+    frames = read_frames(train_file)
+    chosen = subsample(
+        frames,
+        config["ensemble"]["subset_fraction"],
+        rng_for(config["seed"], "subset", iteration, index),
+    )
+    write_frames(out, chosen)
+    log.info("subset %d: %d of %d frames", index, len(chosen), len(frames))
+
+
+def train_member(
+    config: dict[str, Any],
+    iteration: int,
+    subset_index: int,
+    seed_index: int,
+    elements: Sequence[str],
+    subset_file: str,
+    run_dir: str,
+    model_out: str,
+    init_model: str | None = None,
+) -> None:
+    """Train and package one ensemble member (from ``init_model`` if given)."""
+    member = (subset_index, seed_index)
+    train_pack(config, iteration, [member], elements, {subset_index: subset_file},
+               [run_dir], [model_out], {member: init_model} if init_model else {})  # fmt: skip
+
+
+def train_pack(
+    config: dict[str, Any],
+    iteration: int,
+    pack: Sequence[tuple[int, int]],
+    elements: Sequence[str],
+    subset_files: dict[int, str],
+    run_dirs: Sequence[str],
+    models_out: Sequence[str],
+    init_models: dict[tuple[int, int], str] | None = None,
+    log_file: str | None = None,
+) -> None:
+    """Train and package the members ``pack`` ((subset, seed) pairs) in one process.
+
+    Each member has the seeds derived for it, so it is the same model however
+    the members are packed into jobs. ``init_models``: warm starts by member.
+    """
+    init_models = init_models or {}
+    runs = [
+        trainer.MemberRun(
+            train_file=subset_files[k],
+            seed=derive_seed(config["seed"], "model", iteration, k, m),
+            data_seed=derive_seed(config["seed"], "data", iteration, k, m),
+            run_dir=run_dir,
+            model_out=model_out,
+            init_model=init_models.get((k, m)),
+            architecture=member_architecture(config, m),
+        )
+        for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True)
+    ]
+    for (k, m), run in zip(pack, runs, strict=True):
+        start = f"warm start from {run.init_model}" if run.init_model else "from scratch"
+        log.info("member (%d, %d, %d): %s, %s", iteration, k, m, run.architecture, start)
+    times = trainer.train_members(config, list(elements), runs, log_file)
+    for (k, m), took in zip(pack, times, strict=True):
+        log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
+
+
+def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
+    """Compile a packaged member for the configured device."""
+    seconds = trainer.compile_model(model, out, job_device(config), log_file)
+    log.info("compiled %s in %.1f s", out, seconds)

@@ -1,0 +1,228 @@
+# Validation, constants and input functions shared by all rules.
+import ast
+import json
+import sys
+from pathlib import Path
+
+from almomd import layout
+from almomd.errors import ConfigError
+from almomd.settings.files import chemical_symbols
+from almomd.settings.history import check_unchanged_layout
+from almomd.settings.campaign import conditions, member_packs, members, walkers
+from almomd.settings.schema import validate_config
+from almomd.ensemble.uncertainty import uncertainty_column
+from almomd.planning.jobs import pack_resources, pack_rule, rule_resources
+from almomd.reporting.report import FIGURES
+
+try:
+    completed = validate_config(config, Path.cwd())
+    config.clear()  # the completed config replaces the given one (system becomes systems)
+    config.update(completed)
+    check_unchanged_layout(config, Path.cwd())
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+
+MEMBERS = members(config)
+# training.members_per_job > 1: the members trained together, a rule per pack
+PACKS = member_packs(config) if config["training"]["members_per_job"] > 1 else []
+WALKERS = walkers(config)
+N_BATCHES = config["labeler"]["n_batches"]
+MAX_ITERATIONS = config["max_iterations"]
+HELDOUT = config["heldout"]["source"]
+CONDITIONS = conditions(config)
+GENERATE_INITIAL = config["initial_data"]["file"] is None
+COMPILED = config["training"]["compile"]
+ELEMENTS = chemical_symbols(config, Path.cwd())
+UNCERTAINTY_KEY = uncertainty_column(config["uncertainty"])
+# what a finished campaign has, after every iteration: its status and report
+CAMPAIGN_TARGETS = [layout.STATUS, f"{layout.REPORT_DIR}/report.html"]
+
+
+def check_campaign_files():
+    """Stop before any job if files that finished steps were made from or used are gone.
+
+    Snakemake does not remake a missing input of a finished step: the campaign
+    would look finished ("Nothing to be done") without the file. A missing
+    member is trained again only when asked for by name, so that the steps that
+    used it are not redone.
+    """
+    root = Path.cwd()
+    for missing, made in layout.broken_chain(root, N_BATCHES):
+        raise WorkflowError(
+            f"{missing} is missing, but {made} was made from it: the campaign's history "
+            f"is incomplete. Restore the file, or delete {made.parent} (and later "
+            "iterations) to redo from there; the steps before it are kept."
+        )
+    lost = layout.missing_members(root, MEMBERS, COMPILED)
+    requested = {str(Path(arg).resolve()) for arg in sys.argv[1:]}
+    if lost and not {str(Path(f).resolve()) for f in lost} <= requested:
+        raise WorkflowError(
+            f"iterations that ran lack ensemble members: {' '.join(lost)}. Train them "
+            "again, the same seeded models, without redoing what used them: "
+            f"snakemake --cores N {' '.join(lost)}"
+            + (
+                " (training.members_per_job: the other members of their jobs are "
+                "trained again with them, the same models)"
+                if PACKS
+                else ""
+            )
+        )
+
+
+if workflow.is_main_process:
+    check_campaign_files()
+
+
+def settings(*sections):
+    """The config sections a step uses, handed to its script as ``params.settings``."""
+    return {name: config[name] for name in sections}
+
+
+wildcard_constraints:
+    iteration="0|[1-9][0-9]*",
+    next_iteration="[1-9][0-9]*",
+    subset="[0-9]+",
+    seed="[0-9]+",
+    walker="[0-9]+",
+    batch="[0-9]+",
+    condition="[0-9]+",
+
+
+def ensemble_files(iteration):
+    """Every deployable member model of ``iteration``: exactly the config's K x M."""
+    return [layout.member_file(iteration, k, m, COMPILED) for k, m in MEMBERS]
+
+
+def member_models(wildcards):
+    """The iteration's ensemble, as input of the steps that use it.
+
+    ancient(): a member trained again (after it was deleted) is the same
+    seeded model, so the exploration and evaluations that used it stay done.
+    """
+    return [ancient(path) for path in ensemble_files(int(wildcards.iteration))]
+
+
+def train_inputs(wildcards):
+    """A member's subset, and with training.warm_start its previous iteration's model."""
+    iteration = int(wildcards.iteration)
+    inputs = {"subset": layout.SUBSET.format(**wildcards)}
+    if config["training"]["warm_start"] and iteration > 0:
+        inputs["init"] = ancient(
+            layout.member_file(
+                iteration - 1, int(wildcards.subset), int(wildcards.seed)
+            )
+        )
+    return inputs
+
+
+def pack_inputs(pack):
+    """The input function of a pack's rule: its members' subsets (and warm starts)."""
+
+    def inputs(wildcards):
+        iteration = int(wildcards.iteration)
+        found = {
+            f"subset_{k}": layout.SUBSET.format(iteration=iteration, subset=k)
+            for k in sorted({k for k, _ in pack})
+        }
+        if config["training"]["warm_start"] and iteration > 0:
+            for k, m in pack:
+                previous = layout.member_file(iteration - 1, k, m)
+                found[f"init_{k}_{m}"] = ancient(previous)
+        return found
+
+    return inputs
+
+
+def profile_resources(rule):
+    """What --set-resources (a profile's set-resources) gives ``rule``, as given.
+
+    Snakemake keeps each as an expression to evaluate per job; a number stays a
+    number, anything else (a partition's name) the string it was.
+    """
+    given = workflow.resource_settings.overwrite_resources.get(rule) or {}
+    found = {}
+    for name, value in given.items():
+        raw = getattr(value, "raw", value)
+        try:
+            found[name] = ast.literal_eval(raw) if isinstance(raw, str) else raw
+        except (ValueError, SyntaxError):
+            found[name] = raw
+    return found
+
+
+def walker_trajectories(wildcards):
+    """Every exploration walker's logged frames of the iteration."""
+    return [
+        layout.WALKER.format(iteration=wildcards.iteration, walker=w.index)
+        for w in WALKERS
+    ]
+
+
+def _batches(pattern, **values):
+    return [pattern.format(batch=b, **values) for b in range(N_BATCHES)]
+
+
+def initial_labels(wildcards):
+    if not GENERATE_INITIAL:
+        return {}
+    return {
+        "candidates": layout.INITIAL_CANDIDATES,
+        "labeled": _batches(layout.INITIAL_LABELED),
+        "failed": _batches(layout.INITIAL_FAILED),
+    }
+
+
+def previous_iteration(wildcards):
+    """The inputs of the next training set: the previous one and its new labels."""
+    prev = int(wildcards.next_iteration) - 1
+    return {
+        "train": layout.TRAIN.format(iteration=prev),
+        "selected": layout.SELECTED.format(iteration=prev),
+        "labeled": _batches(layout.LABELED, iteration=prev),
+        "failed": _batches(layout.FAILED, iteration=prev),
+    }
+
+
+def heldout_sources(wildcards):
+    """The files the fixed held-out set is made of: reference MD per condition, or the user's."""
+    if HELDOUT == "file":
+        return [config["heldout"]["file"]]
+    return [layout.REFERENCE_MD.format(condition=c.index) for c in CONDITIONS]
+
+
+def heldout_frames(wildcards):
+    """Held-out frames of an iteration's evaluation (see almomd.evaluation.heldout).
+
+    audit: the label files of the earlier iterations (their audit frames are
+    used); none for test_set and at iteration 0 of audit (the test set is used).
+    """
+    iteration = int(wildcards.iteration)
+    if HELDOUT in ("reference_md", "file"):
+        return [layout.HELDOUT_SET]
+    if HELDOUT == "audit":
+        return [
+            f for i in range(iteration) for f in _batches(layout.LABELED, iteration=i)
+        ]
+    return []
+
+
+def selection_history(wildcards):
+    """Selection summaries of iterations 0 .. i (the uncertainty criterion's history)."""
+    return [
+        layout.SELECTION_SUMMARY.format(iteration=i)
+        for i in range(int(wildcards.iteration) + 1)
+    ]
+
+
+def campaign_decisions(wildcards):
+    """Decisions of all iterations run, following the checkpoints until one stops."""
+    if config["plan_all_iterations"]:
+        return [layout.DECISION.format(iteration=i) for i in range(MAX_ITERATIONS)]
+    decisions = []
+    for i in range(MAX_ITERATIONS):
+        path = checkpoints.decide.get(iteration=i).output[0]
+        decisions.append(path)
+        if json.loads(Path(path).read_text())["stop"]:
+            break
+    return decisions

@@ -1,0 +1,12 @@
+from almomd.runner import setup_job
+
+setup_job(snakemake.log[0], snakemake.threads)
+from almomd import stages
+from almomd.labeling.labelers import launcher_command
+
+stages.reference_md(
+    snakemake.params.settings,
+    int(snakemake.wildcards.condition),
+    snakemake.output[0],
+    launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
+)
