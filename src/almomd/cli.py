@@ -170,7 +170,9 @@ def _md(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.output)
     try:
-        summary = stages.production_md(config, ".", str(out), str(out.with_suffix(".json")))
+        summary = stages.production_md(
+            config, root=".", out=str(out), out_summary=str(out.with_suffix(".json"))
+        )
     except FileNotFoundError as error:
         print(f"almomd md: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from conftest import BIN, REPO, copy_test_config, write_emt_frames
 
 from almomd import deploy
 from almomd.planning import budget, dry_run
+from almomd.planning.jobs import LOCAL_RULES
 
 pytestmark = pytest.mark.workflow  # Snakemake's own dry runs
 
@@ -50,8 +51,8 @@ def expected_by_hand(config, profile):
         plan[str(i)] = jobs
     totals = {}
     for key, jobs in plan.items():
-        gpu = sum(hours(r, n)[0] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
-        cpu = sum(hours(r, n)[1] for r, n in jobs.items() if r not in budget.LOCAL_RULES)
+        gpu = sum(hours(r, n)[0] for r, n in jobs.items() if r not in LOCAL_RULES)
+        cpu = sum(hours(r, n)[1] for r, n in jobs.items() if r not in LOCAL_RULES)
         totals[key] = (gpu, cpu)
     return plan, totals
 
@@ -100,14 +101,14 @@ def test_small_plan_equals_hand_count(tmp_path):
     specs, default = profile["set-resources"], profile["default-resources"]["runtime"]
     runtime_h = sum(
         n * specs.get(rule, {}).get("runtime", default) / 60
-        for jobs in plan.values() for rule, n in jobs.items() if rule not in budget.LOCAL_RULES
+        for jobs in plan.values() for rule, n in jobs.items() if rule not in LOCAL_RULES
     )  # fmt: skip
     assert json.loads(serial.stdout)["cluster"]["total_wall_hours"] == pytest.approx(runtime_h)
     # a queue wait of 30 min before each job, one job at a time
     waiting = almomd_budget(workdir, "--profile", str(PROFILE), "--jobs", "1", "--queue-wait",
                             "30", "--json")  # fmt: skip
     n_cluster = sum(n for jobs in plan.values() for rule, n in jobs.items()
-                    if rule not in budget.LOCAL_RULES)  # fmt: skip
+                    if rule not in LOCAL_RULES)  # fmt: skip
     assert json.loads(waiting.stdout)["cluster"]["total_wall_hours"] == pytest.approx(
         runtime_h + 0.5 * n_cluster
     )
@@ -246,7 +247,7 @@ def test_local_rules_match_the_workflow():
             name = re.match(r"(?:rule|checkpoint) (\w+):", block)
             if name and "localrule: True" in block:
                 flagged.add(name.group(1))
-    assert flagged | {"all", "campaign"} == set(budget.LOCAL_RULES)
+    assert flagged | {"all", "campaign"} == set(LOCAL_RULES)
 
 
 def test_snakemake_pin_matches_the_parsed_dry_run_format():

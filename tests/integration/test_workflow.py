@@ -167,14 +167,14 @@ def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatc
     base = campaign / "results" / "iter_0"
     stages.select_frames(
         config,
-        0,
-        sorted(str(p) for p in (base / "explore").glob("walker_*.extxyz")),
-        str(base / "eval" / "test_predictions.csv"),
-        str(base / "eval" / "heldout.json"),
-        str(base / "eval" / "heldout_predictions.csv"),
-        str(tmp_path / "selected.extxyz"),
-        str(tmp_path / "candidates.csv"),
-        str(tmp_path / "summary.json"),
+        iteration=0,
+        walker_files=sorted(str(p) for p in (base / "explore").glob("walker_*.extxyz")),
+        test_table=str(base / "eval" / "test_predictions.csv"),
+        heldout_summary=str(base / "eval" / "heldout.json"),
+        heldout_table=str(base / "eval" / "heldout_predictions.csv"),
+        out_frames=str(tmp_path / "selected.extxyz"),
+        out_table=str(tmp_path / "candidates.csv"),
+        out_summary=str(tmp_path / "summary.json"),
     )
     chosen = read_frames(tmp_path / "selected.extxyz")
     assert len(chosen) == config["selection"]["max_frames"]
@@ -196,8 +196,9 @@ def test_without_heldout_frames_the_test_set_is_used_and_flagged(campaign, tmp_p
         config = load_config(campaign / "config.yaml")
         config["heldout"]["source"] = source
         summary = stages.evaluate_heldout(
-            config, 1, models, str(base / "data" / "test.extxyz"), frame_files,
-            str(tmp_path / "heldout.json"), str(tmp_path / "table.csv"),
+            config, iteration=1, model_files=models, test_file=str(base / "data" / "test.extxyz"),
+            frame_files=frame_files, out_summary=str(tmp_path / "heldout.json"),
+            out_table=str(tmp_path / "table.csv"),
         )  # fmt: skip
         assert (summary["source"], summary["covers_conditions"]) == ("test_set", False)
         table = pd.read_csv(tmp_path / "table.csv")

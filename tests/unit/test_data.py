@@ -106,7 +106,14 @@ def test_user_supplied_initial_and_test_files(tmp_path, monkeypatch):
     raw["initial_data"] = {"file": "mine.extxyz"}
     raw["test_set"] = {"file": "my_test.extxyz"}
     config = validate_config(raw, tmp_path)
-    stages.initial_datasets(config, None, [], [], "train.extxyz", "test.extxyz")
+    stages.initial_datasets(
+        config,
+        candidates_file=None,
+        labeled_files=[],
+        failed_files=[],
+        out_train="train.extxyz",
+        out_test="test.extxyz",
+    )
     train, test = read_frames("train.extxyz"), read_frames("test.extxyz")
     assert frame_ids(train) == [f"user-{i:04d}" for i in range(6)]
     assert frame_ids(test) == ["test-0000", "test-0001"]
@@ -143,7 +150,7 @@ def test_users_aimd_becomes_the_heldout_set_and_audit_frames_stay_out_of_trainin
             {"name": "vacancy", "from": "bulk", "remove": [0]},
         ],
     }
-    stages.heldout_dataset(config, [], str(tmp_path / "heldout.extxyz"))
+    stages.heldout_dataset(config, files=[], out=str(tmp_path / "heldout.extxyz"))
     frames = read_frames(tmp_path / "heldout.extxyz")
     assert frame_ids(frames) == [f"heldout-{i:04d}" for i in range(5)]
     assert {a.info["al_source"] for a in frames} == {"heldout"}

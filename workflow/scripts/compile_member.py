@@ -4,5 +4,8 @@ setup_job(snakemake.log[0], snakemake.threads)
 from almomd import stages
 
 stages.compile_member(
-    snakemake.params.settings, snakemake.input[0], snakemake.output[0], snakemake.log[0]
+    snakemake.params.settings,
+    model=snakemake.input[0],
+    out=snakemake.output[0],
+    log_file=snakemake.log[0],
 )

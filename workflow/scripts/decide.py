@@ -5,11 +5,11 @@ from almomd import stages
 
 stages.decide(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    snakemake.input.metrics,
-    snakemake.input.heldout_summary,
-    snakemake.input.heldout_table,
-    list(snakemake.input.selections),
-    snakemake.output[0],
+    iteration=int(snakemake.wildcards.iteration),
+    metrics_file=snakemake.input.metrics,
+    heldout_summary=snakemake.input.heldout_summary,
+    heldout_table=snakemake.input.heldout_table,
+    selection_summaries=list(snakemake.input.selections),
+    out=snakemake.output[0],
     campaign=snakemake.params.campaign,
 )

@@ -5,9 +5,9 @@ from almomd import stages
 
 stages.evaluate(
     snakemake.params.settings,
-    list(snakemake.input.models),
-    snakemake.input.test,
-    snakemake.output.metrics,
-    snakemake.output.table,
-    snakemake.output.forces,
+    model_files=list(snakemake.input.models),
+    test_file=snakemake.input.test,
+    out_metrics=snakemake.output.metrics,
+    out_table=snakemake.output.table,
+    out_forces=snakemake.output.forces,
 )

@@ -5,10 +5,10 @@ from almomd import stages
 
 stages.evaluate_heldout(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    list(snakemake.input.models),
-    snakemake.input.test,
-    list(snakemake.input.frames),
-    snakemake.output.summary,
-    snakemake.output.table,
+    iteration=int(snakemake.wildcards.iteration),
+    model_files=list(snakemake.input.models),
+    test_file=snakemake.input.test,
+    frame_files=list(snakemake.input.frames),
+    out_summary=snakemake.output.summary,
+    out_table=snakemake.output.table,
 )

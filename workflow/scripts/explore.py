@@ -5,8 +5,8 @@ from almomd import stages
 
 stages.explore(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    int(snakemake.wildcards.walker),
-    list(snakemake.input),
-    snakemake.output[0],
+    iteration=int(snakemake.wildcards.iteration),
+    walker=int(snakemake.wildcards.walker),
+    model_files=list(snakemake.input),
+    out=snakemake.output[0],
 )

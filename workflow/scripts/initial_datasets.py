@@ -5,9 +5,9 @@ from almomd import stages
 
 stages.initial_datasets(
     snakemake.params.settings,
-    snakemake.input.get("candidates"),
-    snakemake.input.get("labeled", []),
-    snakemake.input.get("failed", []),
-    snakemake.output.train,
-    snakemake.output.test,
+    candidates_file=snakemake.input.get("candidates"),
+    labeled_files=snakemake.input.get("labeled", []),
+    failed_files=snakemake.input.get("failed", []),
+    out_train=snakemake.output.train,
+    out_test=snakemake.output.test,
 )

@@ -6,9 +6,9 @@ from almomd.labeling.labelers import launcher_command
 
 stages.label_batch(
     snakemake.params.settings,
-    snakemake.input.frames,
-    int(snakemake.wildcards.batch),
-    snakemake.output.labeled,
-    snakemake.output.failed,
-    launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
+    frames_file=snakemake.input.frames,
+    batch=int(snakemake.wildcards.batch),
+    out_labeled=snakemake.output.labeled,
+    out_failed=snakemake.output.failed,
+    launcher=launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
 )

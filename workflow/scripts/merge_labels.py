@@ -5,9 +5,9 @@ from almomd import stages
 
 stages.merge_labels(
     snakemake.params.settings,
-    snakemake.input.train,
-    snakemake.input.selected,
-    list(snakemake.input.labeled),
-    list(snakemake.input.failed),
-    snakemake.output[0],
+    train_file=snakemake.input.train,
+    selected_file=snakemake.input.selected,
+    labeled_files=list(snakemake.input.labeled),
+    failed_files=list(snakemake.input.failed),
+    out=snakemake.output[0],
 )

@@ -4,5 +4,8 @@ setup_job(snakemake.log[0], snakemake.threads)
 from almomd import stages
 
 stages.production_md(
-    snakemake.params.settings, ".", snakemake.output.trajectory, snakemake.output.summary
+    snakemake.params.settings,
+    root=".",
+    out=snakemake.output.trajectory,
+    out_summary=snakemake.output.summary,
 )

@@ -6,7 +6,7 @@ from almomd.labeling.labelers import launcher_command
 
 stages.reference_md(
     snakemake.params.settings,
-    int(snakemake.wildcards.condition),
-    snakemake.output[0],
-    launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
+    condition=int(snakemake.wildcards.condition),
+    out=snakemake.output[0],
+    launcher=launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
 )

@@ -5,12 +5,12 @@ from almomd import stages
 
 stages.select_frames(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    list(snakemake.input.walkers),
-    snakemake.input.test_table,
-    snakemake.input.heldout_summary,
-    snakemake.input.heldout_table,
-    snakemake.output.frames,
-    snakemake.output.table,
-    snakemake.output.summary,
+    iteration=int(snakemake.wildcards.iteration),
+    walker_files=list(snakemake.input.walkers),
+    test_table=snakemake.input.test_table,
+    heldout_summary=snakemake.input.heldout_summary,
+    heldout_table=snakemake.input.heldout_table,
+    out_frames=snakemake.output.frames,
+    out_table=snakemake.output.table,
+    out_summary=snakemake.output.summary,
 )

@@ -5,8 +5,8 @@ from almomd import stages
 
 stages.subset(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    int(snakemake.wildcards.subset),
-    snakemake.input[0],
-    snakemake.output[0],
+    iteration=int(snakemake.wildcards.iteration),
+    index=int(snakemake.wildcards.subset),
+    train_file=snakemake.input[0],
+    out=snakemake.output[0],
 )

@@ -5,12 +5,12 @@ from almomd import stages
 
 stages.train_member(
     snakemake.params.settings,
-    int(snakemake.wildcards.iteration),
-    int(snakemake.wildcards.subset),
-    int(snakemake.wildcards.seed),
-    snakemake.params.elements,
-    snakemake.input.subset,
-    snakemake.params.run_dir,
-    snakemake.output.model,
-    snakemake.input.get("init"),
+    iteration=int(snakemake.wildcards.iteration),
+    subset_index=int(snakemake.wildcards.subset),
+    seed_index=int(snakemake.wildcards.seed),
+    elements=snakemake.params.elements,
+    subset_file=snakemake.input.subset,
+    run_dir=snakemake.params.run_dir,
+    model_out=snakemake.output.model,
+    init_model=snakemake.input.get("init"),
 )

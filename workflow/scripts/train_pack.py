@@ -8,11 +8,11 @@ pack = [tuple(member) for member in snakemake.params.pack]
 inputs = dict(snakemake.input.items())
 stages.train_pack(
     snakemake.params.settings,
-    iteration,
-    pack,
-    snakemake.params.elements,
-    {k: inputs[f"subset_{k}"] for k, _ in pack},
-    [layout.TRAINING_RUN.format(iteration=iteration, subset=k, seed=m) for k, m in pack],
-    list(snakemake.output),
-    {(k, m): inputs[f"init_{k}_{m}"] for k, m in pack if f"init_{k}_{m}" in inputs},
+    iteration=iteration,
+    pack=pack,
+    elements=snakemake.params.elements,
+    subset_files={k: inputs[f"subset_{k}"] for k, _ in pack},
+    run_dirs=[layout.TRAINING_RUN.format(iteration=iteration, subset=k, seed=m) for k, m in pack],
+    models_out=list(snakemake.output),
+    init_models={(k, m): inputs[f"init_{k}_{m}"] for k, m in pack if f"init_{k}_{m}" in inputs},
 )

@@ -22,14 +22,11 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from almomd import layout  # noqa: E402
-from almomd.planning.costs import benchmark_seconds  # noqa: E402
+from almomd import layout
+from almomd.planning.costs import benchmark_seconds
 from almomd.reporting.figures import (
     bar_figure,
     calibration_figure,
@@ -41,7 +38,7 @@ from almomd.reporting.figures import (
     systems_figure,
     uncertainty_error_figure,
 )
-from almomd.reporting.status import KEYS, campaign_status, format_interval  # noqa: E402
+from almomd.reporting.status import KEYS, campaign_status, format_interval
 
 FIGURES = (
     "learning_curve.png",

@@ -27,7 +27,6 @@ from ase.data import atomic_numbers
 
 from almomd.data.frames import UNASSIGNED
 
-#: ``al_system`` of a frame whose system cannot be told from its composition.
 #: Exploration keys a system may set for its own walkers.
 OWN_EXPLORATION = ("temperatures", "replicas", "steps", "temperature_end", "bias")
 

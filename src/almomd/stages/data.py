@@ -30,7 +30,7 @@ from almomd.settings.files import structures
 log = logging.getLogger(__name__)
 
 
-def initial_candidates(config: dict[str, Any], out: str) -> None:
+def initial_candidates(config: dict[str, Any], *, out: str) -> None:
     """Generate the unlabeled initial frames."""
     frames = initial.generate(config, rng_for(config["seed"], "initial"))
     write_frames(out, frames)
@@ -39,6 +39,7 @@ def initial_candidates(config: dict[str, Any], out: str) -> None:
 
 def label_batch(
     config: dict[str, Any],
+    *,
     frames_file: str,
     batch: int,
     out_labeled: str,
@@ -91,6 +92,7 @@ def _gather_labels(
 
 def initial_datasets(
     config: dict[str, Any],
+    *,
     candidates_file: str | None,
     labeled_files: Sequence[str],
     failed_files: Sequence[str],
@@ -121,6 +123,7 @@ def initial_datasets(
 
 def merge_labels(
     config: dict[str, Any],
+    *,
     train_file: str,
     selected_file: str,
     labeled_files: Sequence[str],

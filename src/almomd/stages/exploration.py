@@ -68,7 +68,7 @@ def ensemble(
 
 
 def explore(
-    config: dict[str, Any], iteration: int, walker: int, model_files: Sequence[str], out: str
+    config: dict[str, Any], *, iteration: int, walker: int, model_files: Sequence[str], out: str
 ) -> None:
     """Run exploration walker ``walker`` of iteration ``iteration``."""
     spec = walkers(config)[walker]
@@ -95,7 +95,7 @@ def explore(
     )  # fmt: skip
 
 
-def production_md(config: dict[str, Any], root: str, out: str, out_summary: str) -> dict:
+def production_md(config: dict[str, Any], *, root: str, out: str, out_summary: str) -> dict:
     """Production MD with the ensemble of ``production.iteration``.
 
     See :mod:`almomd.exploration.production`.

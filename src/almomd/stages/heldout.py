@@ -17,7 +17,7 @@ from almomd.settings.files import structures
 log = logging.getLogger(__name__)
 
 
-def reference_md(config: dict[str, Any], condition: int, out: str, launcher: str = "") -> None:
+def reference_md(config: dict[str, Any], *, condition: int, out: str, launcher: str = "") -> None:
     """Held-out truth: MD with the labeler itself at exploration condition ``condition``."""
     settings = config["heldout"]
     spec = heldout.conditions(config)[condition]
@@ -37,7 +37,7 @@ def reference_md(config: dict[str, Any], condition: int, out: str, launcher: str
     log.info("reference MD at %s: %d labeled frames in %s", spec.label, len(frames), out)
 
 
-def heldout_dataset(config: dict[str, Any], files: Sequence[str], out: str) -> None:
+def heldout_dataset(config: dict[str, Any], *, files: Sequence[str], out: str) -> None:
     """Write the campaign's fixed held-out set (reference MD frames or the user's file)."""
     if config["heldout"]["source"] == "file":
         frames = read_user_frames(config["heldout"]["file"], "heldout")

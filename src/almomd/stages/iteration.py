@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(
     config: dict[str, Any],
+    *,
     model_files: Sequence[str],
     test_file: str,
     out_metrics: str,
@@ -45,6 +46,7 @@ def evaluate(
 
 def evaluate_heldout(
     config: dict[str, Any],
+    *,
     iteration: int,
     model_files: Sequence[str],
     test_file: str,
@@ -96,6 +98,7 @@ def evaluate_heldout(
 
 def select_frames(
     config: dict[str, Any],
+    *,
     iteration: int,
     walker_files: Sequence[str],
     test_table: str,
@@ -173,6 +176,7 @@ def select_frames(
 
 def decide(
     config: dict[str, Any],
+    *,
     iteration: int,
     metrics_file: str,
     heldout_summary: str,

@@ -14,7 +14,9 @@ from almomd.training import trainer
 log = logging.getLogger(__name__)
 
 
-def subset(config: dict[str, Any], iteration: int, index: int, train_file: str, out: str) -> None:
+def subset(
+    config: dict[str, Any], *, iteration: int, index: int, train_file: str, out: str
+) -> None:
     """Write subsample ``index`` of iteration ``iteration``'s training set."""
     frames = read_frames(train_file)
     chosen = subsample(
@@ -28,6 +30,7 @@ def subset(config: dict[str, Any], iteration: int, index: int, train_file: str, 
 
 def train_member(
     config: dict[str, Any],
+    *,
     iteration: int,
     subset_index: int,
     seed_index: int,
@@ -39,12 +42,21 @@ def train_member(
 ) -> None:
     """Train and package one ensemble member (from ``init_model`` if given)."""
     member = (subset_index, seed_index)
-    train_pack(config, iteration, [member], elements, {subset_index: subset_file},
-               [run_dir], [model_out], {member: init_model} if init_model else {})  # fmt: skip
+    train_pack(
+        config,
+        iteration=iteration,
+        pack=[member],
+        elements=elements,
+        subset_files={subset_index: subset_file},
+        run_dirs=[run_dir],
+        models_out=[model_out],
+        init_models={member: init_model} if init_model else {},
+    )
 
 
 def train_pack(
     config: dict[str, Any],
+    *,
     iteration: int,
     pack: Sequence[tuple[int, int]],
     elements: Sequence[str],
@@ -80,7 +92,7 @@ def train_pack(
         log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
 
 
-def compile_member(config: dict[str, Any], model: str, out: str, log_file: str) -> None:
+def compile_member(config: dict[str, Any], *, model: str, out: str, log_file: str) -> None:
     """Compile a packaged member for the configured device."""
     seconds = trainer.compile_model(model, out, job_device(config), log_file)
     log.info("compiled %s in %.1f s", out, seconds)
