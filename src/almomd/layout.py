@@ -44,6 +44,17 @@ DECISION = ITERATION + "/decision.json"
 # the campaign's summaries and production runs
 STATUS = RESULTS + "/status.json"
 REPORT_DIR = RESULTS + "/report"
+#: the report's figures, in REPORT_DIR (written by almomd.reporting.report)
+FIGURES = (
+    "learning_curve.png",
+    "parity.png",
+    "uncertainty_error.png",
+    "calibration.png",
+    "exploration.png",
+    "acceptance.png",
+    "timings.png",
+    "systems.png",
+)
 PRODUCTION_TRAJECTORY = RESULTS + "/production/md.extxyz"
 PRODUCTION_SUMMARY = RESULTS + "/production/summary.json"
 PRODUCTION_CLI = RESULTS + "/production/md_cli.extxyz"

@@ -332,7 +332,7 @@ def test_a_trained_model_as_ground_truth_labeler(campaign, tmp_path):
 
 
 def test_report_shows_the_campaign(campaign):
-    from almomd.reporting.report import FIGURES
+    from almomd.layout import FIGURES
 
     out = campaign / "results" / "report"
     for name in FIGURES:

@@ -12,7 +12,7 @@ from almomd.settings.campaign import conditions, member_packs, members, walkers
 from almomd.settings.schema import validate_config
 from almomd.ensemble.uncertainty import uncertainty_column
 from almomd.planning.jobs import pack_resources, pack_rule, rule_resources
-from almomd.reporting.report import FIGURES
+from almomd.layout import FIGURES
 
 try:
     completed = validate_config(config, Path.cwd())

@@ -40,17 +40,6 @@ from almomd.reporting.figures import (
 )
 from almomd.reporting.status import KEYS, campaign_status, format_interval
 
-FIGURES = (
-    "learning_curve.png",
-    "parity.png",
-    "uncertainty_error.png",
-    "calibration.png",
-    "exploration.png",
-    "acceptance.png",
-    "timings.png",
-    "systems.png",
-)
-
 
 def _iterations(root: Path) -> list[int]:
     """The evaluated iterations of the campaign in ``root``."""
