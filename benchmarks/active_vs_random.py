@@ -73,10 +73,12 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
     from almomd.settings import systems
+    from almomd.settings.campaign import conditions
+    from almomd.settings.sections import Settings
 
     if out.exists():
         return f"{out.name}: cached"
-    spec = heldout.conditions(config)[condition]
+    spec = conditions(config)[condition]
     settings = config["heldout"]
     labeler = Labeler(
         LabelerSettings(name=config["labeler"]["name"], parameters=config["labeler"]["parameters"])
@@ -85,7 +87,7 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
     heldout.reference_md(
         systems.structure(config, spec.system),
         labeler,
-        heldout.reference_settings(config, spec),
+        heldout.reference_settings(Settings.from_config(config).exploration, spec),
         spec,
         n_frames,
         settings["equilibration_steps"],

@@ -101,16 +101,19 @@ def reference_frames(config: dict, system: str, n_frames: int, out: Path) -> str
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
     from almomd.settings import systems
+    from almomd.settings.campaign import conditions
+    from almomd.settings.sections import Settings
 
     if out.exists():
         return f"{out.name}: cached"
-    spec = next(c for c in heldout.conditions(config) if c.system == system)
+    spec = next(c for c in conditions(config) if c.system == system)
     labeler = Labeler(LabelerSettings(name="tblite", parameters={"method": "GFN1-xTB"}))
     started = time.perf_counter()
     held = config["heldout"]
     heldout.reference_md(
-        systems.structure(config, system), labeler, heldout.reference_settings(config, spec),
-        spec, n_frames, held["equilibration_steps"], held["steps_between"],
+        systems.structure(config, system), labeler,
+        heldout.reference_settings(Settings.from_config(config).exploration, spec), spec,
+        n_frames, held["equilibration_steps"], held["steps_between"],
         rng_for(config["seed"], "defect-heldout", system), str(out),
     )  # fmt: skip
     return f"{out.name}: {n_frames} frames in {time.perf_counter() - started:.0f} s"

@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 from train_iteration import DEMO, labeled_frames, member_runs
 
+from almomd.settings.sections import Settings
 from almomd.training.trainer import train_members
 
 
@@ -99,7 +100,7 @@ def main() -> int:
             work = root / f"{turn}"
             runs = member_runs(root / "train.extxyz", work, args.members)
             started = time.perf_counter()
-            train_members(config, ["Cu", "I"], runs)
+            train_members(Settings.from_config(config), ["Cu", "I"], runs)
             elapsed = time.perf_counter() - started
             seconds[way] += elapsed / 2
             epochs[way] = [epochs_run(Path(run.run_dir)) for run in runs]

@@ -46,6 +46,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E4
 from almomd.data.frames import labeled_copy, write_frames  # noqa: E402
 from almomd.ensemble.calculator import EnsembleCalculator, _load_member  # noqa: E402
 from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.settings.sections import Settings  # noqa: E402
 from almomd.training.trainer import train_member  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +97,15 @@ def train_models(workdir: Path, n: int) -> list[Path]:
     models = []
     for k in range(n):
         out = workdir / f"member_{k}.nequip.zip"
-        train_member(config, train_file, ["Cu"], 100 + k, 200 + k, workdir / f"run_{k}", out)
+        train_member(
+            Settings.from_config(config),
+            train_file,
+            ["Cu"],
+            100 + k,
+            200 + k,
+            workdir / f"run_{k}",
+            out,
+        )
         models.append(out)
     return models
 

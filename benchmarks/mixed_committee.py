@@ -41,6 +41,7 @@ from almomd.ensemble.calculator import EnsembleCalculator  # noqa: E402
 from almomd.evaluation import statistics  # noqa: E402
 from almomd.evaluation.test_set import evaluate  # noqa: E402
 from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.settings.sections import Settings  # noqa: E402
 from almomd.training import trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,8 +104,9 @@ def run_seed(seed: int, epochs: int, work: Path) -> dict:
         write_frames(subset, subsample(train, 0.8, rng))
         started = time.perf_counter()
         models[name] = work / f"{name}.nequip.zip"
-        trainer.train_member(config, subset, ["Cu"], 1000 * seed + len(models), seed,
-                              work / name, models[name], architecture=architecture)  # fmt: skip
+        trainer.train_member(Settings.from_config(config), subset, ["Cu"],
+                             1000 * seed + len(models), seed, work / name, models[name],
+                             architecture=architecture)  # fmt: skip
         seconds[name] = time.perf_counter() - started
     committees = {
         "nequip": [f"nequip_{i}" for i in range(4)],

@@ -59,6 +59,7 @@ DEMO = REPO / "config"
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "src"))
 
+from almomd.settings.sections import Settings  # noqa: E402
 from almomd.training.template import render_template, template_variables  # noqa: E402
 from almomd.training.trainer import MemberRun, train_members  # noqa: E402
 
@@ -102,8 +103,8 @@ def two_processes(config: dict, run: MemberRun) -> dict[str, float]:
     """nequip-train, then nequip-package: a process each, as almomd did before."""
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True)
-    variables = template_variables(config, Path(run.train_file), ["Cu", "I"], run.seed,
-                                   run.data_seed)  # fmt: skip
+    variables = template_variables(Settings.from_config(config), Path(run.train_file),
+                                   ["Cu", "I"], run.seed, run.data_seed)  # fmt: skip
     rendered = render_template(None, variables)
     (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
     times = {}
@@ -176,7 +177,7 @@ def main() -> int:
         ase.io.write(root / "previous.extxyz", train[: args.previous], format="extxyz")
         started = time.perf_counter()
         previous = member_runs(root / "previous.extxyz", root / "previous", args.members)
-        train_members(config, ["Cu", "I"], previous)
+        train_members(Settings.from_config(config), ["Cu", "I"], previous)
         previous_models = [Path(run.model_out) for run in previous]
         print(f"the iteration before: {args.members} members on {args.previous} frames in "
               f"{time.perf_counter() - started:.0f} s (not timed below), held-out force RMSE "
@@ -191,7 +192,9 @@ def main() -> int:
             else:
                 times = []
                 for first in range(0, len(runs), size):
-                    times += train_members(config, ["Cu", "I"], runs[first : first + size])
+                    times += train_members(
+                        Settings.from_config(config), ["Cu", "I"], runs[first : first + size]
+                    )
             elapsed = time.perf_counter() - started
             seconds[name] += elapsed / 2
             cpu[name] += (children_cpu() - cpu_before) / 2

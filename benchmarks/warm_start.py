@@ -39,6 +39,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E4
 from almomd import deploy  # noqa: E402
 from almomd.data.frames import labeled_copy, write_frames  # noqa: E402
 from almomd.settings.schema import validate_config  # noqa: E402
+from almomd.settings.sections import Settings  # noqa: E402
 from almomd.training.trainer import train_member  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +91,16 @@ def run(config, data, name, workdir, epochs, target=None, init=None):
     config["training"]["max_epochs"] = epochs
     config["training"]["patience"] = 1000
     run_dir = workdir / name
-    times = train_member(config, data, ["Cu"], 1, 2, run_dir, workdir / f"{name}.nequip.zip", init)
+    times = train_member(
+        Settings.from_config(config),
+        data,
+        ["Cu"],
+        1,
+        2,
+        run_dir,
+        workdir / f"{name}.nequip.zip",
+        init,
+    )
     metrics = pd.read_csv(next(run_dir.rglob("metrics.csv")))
     curve = metrics[MONITOR].dropna().to_numpy()
     return times["train_s"], curve

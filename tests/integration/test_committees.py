@@ -11,6 +11,7 @@ from conftest import REPO, load_test_config
 from almomd.data.frames import labeled_copy, write_frames
 from almomd.ensemble.calculator import EnsembleCalculator
 from almomd.settings.schema import validate_config
+from almomd.settings.sections import Settings
 from almomd.training import trainer
 
 pytestmark = pytest.mark.workflow
@@ -34,8 +35,8 @@ def members(tmp_path_factory):
     for name, architecture, seed in (("nequip", "nequip", 1), ("allegro_a", "allegro", 2),
                                      ("allegro_b", "allegro", 3)):  # fmt: skip
         models[name] = work / f"{name}.nequip.zip"
-        trainer.train_member(config, work / "train.extxyz", ["Cu"], seed, 7, work / name,
-                              models[name], architecture=architecture)  # fmt: skip
+        trainer.train_member(Settings.from_config(config), work / "train.extxyz", ["Cu"], seed,
+                             7, work / name, models[name], architecture=architecture)  # fmt: skip
     return models, frames[0]
 
 

@@ -13,6 +13,7 @@ from conftest import REPO, load_test_config, required, write_emt_frames
 
 from almomd.data.frames import read_frames
 from almomd.settings.schema import validate_config
+from almomd.settings.sections import Settings
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available() and not required("gpu"),
@@ -31,7 +32,7 @@ def cuda_members(tmp_path_factory):
     frames = write_emt_frames(work / "train.extxyz", 16)
     runs = [MemberRun(frames, 10 + m, 20 + m, work / f"run_{m}", work / f"m{m}.nequip.zip")
             for m in range(2)]  # fmt: skip
-    train_members(config, ["Cu"], runs)
+    train_members(Settings.from_config(config), ["Cu"], runs)
     return config, runs, frames
 
 

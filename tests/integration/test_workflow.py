@@ -13,6 +13,7 @@ from ase.calculators.emt import EMT
 from conftest import BIN, assert_labels_equal, copy_test_config, snakemake, write_emt_frames
 
 from almomd.data.frames import frame_ids, read_frames
+from almomd.settings.sections import Settings
 
 pytestmark = pytest.mark.workflow
 
@@ -166,7 +167,7 @@ def test_random_baseline_frames_are_tagged_random(campaign, tmp_path, monkeypatc
     config["selection"]["method"] = "random"
     base = campaign / "results" / "iter_0"
     stages.select_frames(
-        config,
+        Settings.from_config(config),
         iteration=0,
         walker_files=sorted(str(p) for p in (base / "explore").glob("walker_*.extxyz")),
         test_table=str(base / "eval" / "test_predictions.csv"),
@@ -196,9 +197,9 @@ def test_without_heldout_frames_the_test_set_is_used_and_flagged(campaign, tmp_p
         config = load_config(campaign / "config.yaml")
         config["heldout"]["source"] = source
         summary = stages.evaluate_heldout(
-            config, iteration=1, model_files=models, test_file=str(base / "data" / "test.extxyz"),
-            frame_files=frame_files, out_summary=str(tmp_path / "heldout.json"),
-            out_table=str(tmp_path / "table.csv"),
+            Settings.from_config(config), iteration=1, model_files=models,
+            test_file=str(base / "data" / "test.extxyz"), frame_files=frame_files,
+            out_summary=str(tmp_path / "heldout.json"), out_table=str(tmp_path / "table.csv"),
         )  # fmt: skip
         assert (summary["source"], summary["covers_conditions"]) == ("test_set", False)
         table = pd.read_csv(tmp_path / "table.csv")
@@ -460,7 +461,16 @@ def test_warm_start_begins_from_the_previous_weights(campaign, tmp_path):
     previous = sorted((campaign / "results" / "iter_0" / "models").glob("*.nequip.zip"))[0]
     out = tmp_path / "warm.nequip.zip"
     train_file = campaign / "results" / "iter_1" / "train.extxyz"
-    train_member(config, train_file, ["Cu"], 11, 12, tmp_path / "run", out, init_model=previous)
+    train_member(
+        Settings.from_config(config),
+        train_file,
+        ["Cu"],
+        11,
+        12,
+        tmp_path / "run",
+        out,
+        init_model=previous,
+    )
     rendered = yaml.safe_load((tmp_path / "run" / "nequip.yaml").read_text())
     assert rendered["training_module"]["model"]["package_path"] == str(previous.resolve())
     assert (rendered["max_epochs"], rendered["learning_rate"]) == (1, 1e-7)
@@ -487,13 +497,23 @@ def test_members_trained_in_one_process_equal_one_process_each(tmp_path):
     train_file = write_emt_frames(tmp_path / "train.extxyz", 12)
     alone = [tmp_path / f"alone_{m}.nequip.zip" for m in range(2)]
     for m, out in enumerate(alone):  # the train_member way: a process per member
-        times = train_member(config, train_file, ["Cu"], 30 + m, 40 + m, tmp_path / f"a{m}", out)
+        times = train_member(
+            Settings.from_config(config),
+            train_file,
+            ["Cu"],
+            30 + m,
+            40 + m,
+            tmp_path / f"a{m}",
+            out,
+        )
         assert times["import_s"] > 0 and times["train_s"] > 0 and times["package_s"] > 0
     together = []
     for m in range(2):
         run_dir = tmp_path / f"t{m}"
         run_dir.mkdir()
-        variables = template_variables(config, train_file, ["Cu"], 30 + m, 40 + m)
+        variables = template_variables(
+            Settings.from_config(config), train_file, ["Cu"], 30 + m, 40 + m
+        )
         rendered = render_template(None, variables)
         (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
         together.append((run_dir, run_dir / "member.nequip.zip"))
@@ -525,7 +545,13 @@ def test_early_stopping_stops_when_the_validation_loss_stops_falling(tmp_path):
     write_emt_frames(tmp_path / "train.extxyz", 10)
     run_dir = tmp_path / "run"
     train_member(
-        config, tmp_path / "train.extxyz", ["Cu"], 1, 2, run_dir, tmp_path / "m.nequip.zip"
+        Settings.from_config(config),
+        tmp_path / "train.extxyz",
+        ["Cu"],
+        1,
+        2,
+        run_dir,
+        tmp_path / "m.nequip.zip",
     )
     metrics = pd.concat(pd.read_csv(f) for f in run_dir.glob("hydra/csv/*/metrics.csv"))
     assert metrics["epoch"].max() + 1 == 3  # the first epoch and `patience` without gain

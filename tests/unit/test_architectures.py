@@ -7,6 +7,7 @@ from almomd import deploy
 from almomd.errors import ConfigError
 from almomd.settings.campaign import member_architecture
 from almomd.settings.schema import validate_config
+from almomd.settings.sections import Settings
 from almomd.training.template import render_template, template_variables
 
 
@@ -26,7 +27,9 @@ def test_seeds_take_the_architectures_in_turn():
 
 def test_the_allegro_block_shares_the_nequip_settings(tmp_path):
     config = config_with(["allegro"])
-    variables = template_variables(config, tmp_path / "train.extxyz", ["Cu"], 11, 12)
+    variables = template_variables(
+        Settings.from_config(config), tmp_path / "train.extxyz", ["Cu"], 11, 12
+    )
     nequip = render_template(deploy.nequip_template(), variables)["training_module"]["model"]
     allegro = render_template(deploy.nequip_template(), variables, architecture="allegro")
     model = allegro["training_module"]["model"]

@@ -3,6 +3,7 @@
 import pytest
 
 from almomd.evaluation.convergence import decide
+from almomd.settings.sections import Convergence
 
 
 def heldout(force=0.08, ci=(0.07, 0.09), source="reference_md", covers=True, n=24):
@@ -21,7 +22,7 @@ def heldout(force=0.08, ci=(0.07, 0.09), source="reference_md", covers=True, n=2
 def rule(**changes):
     base = {"force_rmse": None, "energy_rmse": None, "min_selected": 0,
             "uncertain_fraction": None, "stable_iterations": 3}  # fmt: skip
-    return base | changes
+    return Convergence(**(base | changes))
 
 
 def test_goes_on_until_max_iterations():

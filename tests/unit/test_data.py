@@ -16,6 +16,7 @@ from almomd.data.frames import (
     subsample,
     write_frames,
 )
+from almomd.settings.sections import Settings
 
 
 def labeled(n, source="active", prefix="a"):
@@ -107,7 +108,7 @@ def test_user_supplied_initial_and_test_files(tmp_path, monkeypatch):
     raw["test_set"] = {"file": "my_test.extxyz"}
     config = validate_config(raw, tmp_path)
     stages.initial_datasets(
-        config,
+        Settings.from_config(config),
         candidates_file=None,
         labeled_files=[],
         failed_files=[],
@@ -150,7 +151,8 @@ def test_users_aimd_becomes_the_heldout_set_and_audit_frames_stay_out_of_trainin
             {"name": "vacancy", "from": "bulk", "remove": [0]},
         ],
     }
-    stages.heldout_dataset(config, files=[], out=str(tmp_path / "heldout.extxyz"))
+    out = str(tmp_path / "heldout.extxyz")
+    stages.heldout_dataset(Settings.from_config(config), files=[], out=out)
     frames = read_frames(tmp_path / "heldout.extxyz")
     assert frame_ids(frames) == [f"heldout-{i:04d}" for i in range(5)]
     assert {a.info["al_source"] for a in frames} == {"heldout"}
@@ -184,7 +186,7 @@ def test_labels_that_do_not_add_up_name_their_files(tmp_path):
     copies = [labeled_copy(a, a.get_potential_energy(), a.get_forces()) for a in frames]
     write_frames(labeled, copies)
     failed.write_text("")
-    settings = {"labeler": {"min_success_fraction": 0.5}}
+    settings = Settings.from_config({"labeler": {"name": "emt", "min_success_fraction": 0.5}})
     assert len(_gather_labels(settings, 3, [str(labeled)], [str(failed)], "labels")) == 3
     with pytest.raises(RuntimeError, match=r"4 frames sent to labeling but 3 came back in .*"
                        r"labeled_0.extxyz.*failed_0.extxyz"):  # fmt: skip

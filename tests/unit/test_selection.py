@@ -5,9 +5,10 @@ import pytest
 from ase.build import bulk
 
 from almomd.evaluation.statistics import Calibration
-from almomd.selection.acceptance import SelectionRule, acceptance_probability, in_window
+from almomd.selection.acceptance import acceptance_probability, in_window
 from almomd.selection.diversity import frame_distance
 from almomd.selection.select import select, uncertain_fraction
+from almomd.settings.sections import Selection
 
 
 def test_acceptance_is_half_at_mean_plus_shift_std_and_monotone():
@@ -62,7 +63,7 @@ def test_frame_distance_is_rms_displacement_with_minimum_image():
 def rule(**changes):
     base = dict(shift=0.0, gradient=1.0, max_frames=10, min_distance=1.0, min_frame_distance=0.0,
                 min_time_separation=0.0, fair_share=False)  # fmt: skip
-    return SelectionRule(**(base | changes))
+    return Selection(**(base | changes))
 
 
 def test_select_takes_the_most_uncertain_screens_and_caps():

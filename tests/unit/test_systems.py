@@ -11,12 +11,12 @@ from almomd.data.frames import UNASSIGNED, system_of
 from almomd.errors import ConfigError
 from almomd.evaluation import convergence, heldout
 from almomd.reporting.status import system_figures
-from almomd.selection.acceptance import SelectionRule
 from almomd.selection.select import select, summary_by_system, uncertain_fraction
 from almomd.settings import systems
-from almomd.settings.campaign import walkers
+from almomd.settings.campaign import conditions, walkers
 from almomd.settings.files import structures
 from almomd.settings.schema import validate_config
+from almomd.settings.sections import Convergence, Selection
 
 BULK = {"name": "bulk", "structure": "cu.xyz", "supercell": [2, 2, 2]}
 
@@ -107,9 +107,9 @@ def test_a_system_has_its_own_walkers_and_conditions():
     assert systems.exploration(config, "vacancy")["bias"] == bias
     assert systems.exploration(config, "bulk")["bias"] is None
     assert systems.exploration(config, "vacancy")["steps"] == config["exploration"]["steps"]
-    labels = [(c.system, c.label) for c in heldout.conditions(config)]
+    labels = [(c.system, c.label) for c in conditions(config)]
     assert labels == [("bulk", "bulk 600 K"), ("bulk", "bulk 900 K"), ("vacancy", "vacancy 800 K")]
-    assert heldout.condition_label(config, "vacancy", 800.0) == "vacancy 800 K"
+    assert heldout.condition_label(conditions(config), "vacancy", 800.0) == "vacancy 800 K"
 
 
 def test_frames_without_a_system_are_told_by_composition():
@@ -149,7 +149,7 @@ def test_each_system_is_judged_by_thresholds_from_its_own_frames():
     # the vacancy is intrinsically more uncertain than the bulk
     u = np.concatenate([rng.normal(0.10, 0.01, 20), rng.normal(0.50, 0.05, 20)])
     own = {"bulk": rng.normal(0.10, 0.01, 30), "vacancy": rng.normal(0.50, 0.05, 30)}
-    rule = SelectionRule(shift=1.0, max_frames=40, min_frame_distance=0.0, min_time_separation=0.0)
+    rule = Selection(shift=1.0, max_frames=40, min_frame_distance=0.0, min_time_separation=0.0)
     table = select(frames, u, np.concatenate(list(own.values())), rule,
                    np.random.default_rng(1), calibration_by_system=own)  # fmt: skip
     for name, values in own.items():
@@ -173,7 +173,7 @@ def test_a_system_without_calibration_frames_takes_the_pooled_ones():
     rng = np.random.default_rng(2)
     frames = system_frames("bulk", 5, 0, rng) + system_frames("surface", 5, 1, rng)
     pooled = np.array([0.1, 0.2, 0.3])
-    table = select(frames, rng.uniform(0, 1, 10), pooled, SelectionRule(), rng,
+    table = select(frames, rng.uniform(0, 1, 10), pooled, Selection(), rng,
                    calibration_by_system={"bulk": np.array([0.5, 0.7])})  # fmt: skip
     surface = table[table["system"] == "surface"]
     assert set(surface["calibration_scope"]) == {"pooled"}
@@ -212,7 +212,9 @@ def test_heldout_errors_and_overconfidence_are_reported_per_system():
     # all frames together are below the target, the vacancy alone is not: not converged
     summary |= {"source": "reference_md", "covers_conditions": True}
     summary["force_rmse_ci"] = [0.05, 0.06]
-    decision = convergence.decide(0, 3, summary, [math.nan], 4, {"force_rmse": 0.07})
+    decision = convergence.decide(
+        0, 3, summary, [math.nan], 4, Convergence(force_rmse=0.07, uncertain_fraction=None)
+    )
     names = {f.name: f.ok for f in decision.decided_by}
     assert names["force_rmse"] is True
     assert names["force_rmse[bulk]"] is True

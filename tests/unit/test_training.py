@@ -5,6 +5,7 @@ import yaml
 from conftest import REPO
 
 from almomd.settings.schema import validate_config
+from almomd.settings.sections import Settings
 from almomd.training.template import render_template, template_variables
 
 
@@ -16,7 +17,7 @@ def config():
 
 def test_variables_reach_the_template(config, tmp_path):
     variables = template_variables(
-        config, tmp_path / "subset.extxyz", ["Cu"], seed=11, data_seed=22
+        Settings.from_config(config), tmp_path / "subset.extxyz", ["Cu"], seed=11, data_seed=22
     )
     rendered = render_template(config["model"]["template"], variables)
     assert rendered["seed"] == 11 and rendered["data_seed"] == 22
@@ -31,14 +32,18 @@ def test_variables_reach_the_template(config, tmp_path):
 
 def test_stress_weight_switches_the_loss(config, tmp_path):
     config["training"]["stress_weight"] = 0.5
-    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    variables = template_variables(
+        Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2
+    )
     loss = render_template(config["model"]["template"], variables)["training_module"]["loss"]
     assert loss["_target_"] == "nequip.train.EnergyForceStressLoss"
     assert loss["coeffs"]["stress"] == "${stress_weight}"
 
 
 def test_reference_energies_replace_the_data_mean(config, tmp_path):
-    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    variables = template_variables(
+        Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2
+    )
     rendered = render_template(config["model"]["template"], variables, {"Cu": -3.5})
     assert rendered["training_module"]["model"]["per_type_energy_shifts"] == {"Cu": -3.5}
 
@@ -46,19 +51,25 @@ def test_reference_energies_replace_the_data_mean(config, tmp_path):
 def test_a_template_without_the_variables_is_refused(config, tmp_path):
     template = tmp_path / "bad.yaml"
     template.write_text("run: [train]\nseed: 0\n")
-    variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    variables = template_variables(
+        Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2
+    )
     with pytest.raises(ValueError, match="lacks the top-level variables"):
         render_template(template, variables)
 
 
 def test_warm_started_members_take_their_own_epochs_and_rate(config, tmp_path):
     config["training"].update(warm_start=True, warm_start_epochs=2, warm_start_learning_rate=0.005)
-    scratch = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
-    warm = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True)
+    scratch = template_variables(Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2)
+    warm = template_variables(
+        Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True
+    )
     assert (scratch["max_epochs"], scratch["learning_rate"]) == (6, 0.02)
     assert (warm["max_epochs"], warm["learning_rate"]) == (2, 0.005)
     config["training"].update(warm_start_epochs=None, warm_start_learning_rate=None)
-    same = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True)
+    same = template_variables(
+        Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2, warm_start=True
+    )
     assert (same["max_epochs"], same["learning_rate"]) == (6, 0.02)
 
 
@@ -71,7 +82,9 @@ def test_the_device_a_job_runs_on(config, tmp_path, monkeypatch):
     from almomd.settings.campaign import job_device
 
     def accelerator():
-        variables = template_variables(config, tmp_path / "s.extxyz", ["Cu"], 1, 2)
+        variables = template_variables(
+            Settings.from_config(config), tmp_path / "s.extxyz", ["Cu"], 1, 2
+        )
         return render_template(config["model"]["template"], variables)["accelerator"]
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU node

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from almomd.ensemble.uncertainty import metric_key, uncertainties
+from almomd.ensemble.uncertainty import uncertainties
+from almomd.settings.sections import Uncertainty
 
 
 def test_two_members_two_atoms_by_hand():
@@ -50,8 +51,6 @@ def test_identical_members_have_zero_uncertainty():
     assert all(value == 0.0 for value in u.values())
 
 
-def test_metric_key():
-    assert metric_key("force_max", "absolute") == "force_max"
-    assert metric_key("energy", "relative") == "energy_rel"
-    with pytest.raises(ValueError, match="unknown uncertainty metric"):
-        metric_key("stress", "absolute")
+def test_uncertainty_column_names_metric_and_kind():
+    assert Uncertainty().column == "u_force_max"
+    assert Uncertainty(metric="energy", kind="relative").column == "u_energy_rel"

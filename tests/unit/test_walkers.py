@@ -88,11 +88,12 @@ def test_a_walker_restarts_from_its_last_trusted_frame(tmp_path):
 )
 def test_the_ensemble_is_compiled_where_it_pays_off(setting, steps, periodic, aot, compiled):
     from almomd.ensemble.batched import COMPILE_SECONDS, SAVED_SECONDS_PER_ATOM_MEMBER_STEP
+    from almomd.settings.sections import Settings
     from almomd.stages.exploration import compile_choice
 
     start = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))  # 32 atoms
     start.pbc = periodic
     config = {"exploration": {"torch_compile": setting}, "training": {"compile": aot}}
-    assert compile_choice(config, start, steps, 4) is compiled
+    assert compile_choice(Settings.from_config(config), start, steps, 4) is compiled
     break_even = COMPILE_SECONDS / (len(start) * 4 * SAVED_SECONDS_PER_ATOM_MEMBER_STEP)
     assert 300 < break_even < 3000  # where the measured costs put the two walkers above

@@ -8,9 +8,9 @@ from almomd import layout
 from almomd.errors import ConfigError
 from almomd.settings.files import chemical_symbols
 from almomd.settings.history import check_unchanged_layout
-from almomd.settings.campaign import conditions, member_packs, members, walkers
+from almomd.settings.campaign import member_packs
 from almomd.settings.schema import validate_config
-from almomd.ensemble.uncertainty import uncertainty_column
+from almomd.settings.sections import Settings
 from almomd.planning.jobs import pack_resources, pack_rule, rule_resources
 from almomd.layout import FIGURES
 
@@ -23,18 +23,19 @@ except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
 
-MEMBERS = members(config)
+SETTINGS = Settings.from_config(config)  # the validated config, typed
+MEMBERS = SETTINGS.members()
 # training.members_per_job > 1: the members trained together, a rule per pack
-PACKS = member_packs(config) if config["training"]["members_per_job"] > 1 else []
-WALKERS = walkers(config)
-N_BATCHES = config["labeler"]["n_batches"]
-MAX_ITERATIONS = config["max_iterations"]
-HELDOUT = config["heldout"]["source"]
-CONDITIONS = conditions(config)
-GENERATE_INITIAL = config["initial_data"]["file"] is None
-COMPILED = config["training"]["compile"]
+PACKS = member_packs(config) if SETTINGS.training.members_per_job > 1 else []
+WALKERS = SETTINGS.walkers()
+N_BATCHES = SETTINGS.labeler.n_batches
+MAX_ITERATIONS = SETTINGS.max_iterations
+HELDOUT = SETTINGS.heldout.source
+CONDITIONS = SETTINGS.conditions()
+GENERATE_INITIAL = SETTINGS.initial_data.file is None
+COMPILED = SETTINGS.training.compile
 ELEMENTS = chemical_symbols(config, Path.cwd())
-UNCERTAINTY_KEY = uncertainty_column(config["uncertainty"])
+UNCERTAINTY_KEY = SETTINGS.uncertainty.column
 # what a finished campaign has, after every iteration: its status and report
 CAMPAIGN_TARGETS = [layout.STATUS, f"{layout.REPORT_DIR}/report.html"]
 
@@ -107,7 +108,7 @@ def train_inputs(wildcards):
     """A member's subset, and with training.warm_start its previous iteration's model."""
     iteration = int(wildcards.iteration)
     inputs = {"subset": layout.SUBSET.format(**wildcards)}
-    if config["training"]["warm_start"] and iteration > 0:
+    if SETTINGS.training.warm_start and iteration > 0:
         inputs["init"] = ancient(
             layout.member_file(
                 iteration - 1, int(wildcards.subset), int(wildcards.seed)
@@ -125,7 +126,7 @@ def pack_inputs(pack):
             f"subset_{k}": layout.SUBSET.format(iteration=iteration, subset=k)
             for k in sorted({k for k, _ in pack})
         }
-        if config["training"]["warm_start"] and iteration > 0:
+        if SETTINGS.training.warm_start and iteration > 0:
             for k, m in pack:
                 previous = layout.member_file(iteration - 1, k, m)
                 found[f"init_{k}_{m}"] = ancient(previous)
@@ -187,7 +188,7 @@ def previous_iteration(wildcards):
 def heldout_sources(wildcards):
     """The files the fixed held-out set is made of: reference MD per condition, or the user's."""
     if HELDOUT == "file":
-        return [config["heldout"]["file"]]
+        return [SETTINGS.heldout.file]
     return [layout.REFERENCE_MD.format(condition=c.index) for c in CONDITIONS]
 
 
@@ -217,7 +218,7 @@ def selection_history(wildcards):
 
 def campaign_decisions(wildcards):
     """Decisions of all iterations run, following the checkpoints until one stops."""
-    if config["plan_all_iterations"]:
+    if SETTINGS.plan_all_iterations:
         return [layout.DECISION.format(iteration=i) for i in range(MAX_ITERATIONS)]
     decisions = []
     for i in range(MAX_ITERATIONS):

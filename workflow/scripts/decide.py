@@ -2,9 +2,10 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0])
 from almomd import stages
+from almomd.settings.sections import Settings
 
 stages.decide(
-    snakemake.params.settings,
+    Settings.from_config(snakemake.params.settings),
     iteration=int(snakemake.wildcards.iteration),
     metrics_file=snakemake.input.metrics,
     heldout_summary=snakemake.input.heldout_summary,

@@ -2,9 +2,10 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0], snakemake.threads)
 from almomd import stages
+from almomd.settings.sections import Settings
 
 stages.evaluate_heldout(
-    snakemake.params.settings,
+    Settings.from_config(snakemake.params.settings),
     iteration=int(snakemake.wildcards.iteration),
     model_files=list(snakemake.input.models),
     test_file=snakemake.input.test,

@@ -2,7 +2,10 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0])
 from almomd import stages
+from almomd.settings.sections import Settings
 
 stages.heldout_dataset(
-    snakemake.params.settings, files=list(snakemake.input), out=snakemake.output[0]
+    Settings.from_config(snakemake.params.settings),
+    files=list(snakemake.input),
+    out=snakemake.output[0],
 )

@@ -2,9 +2,10 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0])
 from almomd import stages
+from almomd.settings.sections import Settings
 
 stages.select_frames(
-    snakemake.params.settings,
+    Settings.from_config(snakemake.params.settings),
     iteration=int(snakemake.wildcards.iteration),
     walker_files=list(snakemake.input.walkers),
     test_table=snakemake.input.test_table,

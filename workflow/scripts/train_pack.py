@@ -2,12 +2,13 @@ from almomd.runner import setup_job
 
 setup_job(snakemake.log[0], snakemake.threads)
 from almomd import layout, stages
+from almomd.settings.sections import Settings
 
 iteration = int(snakemake.wildcards.iteration)
 pack = [tuple(member) for member in snakemake.params.pack]
 inputs = dict(snakemake.input.items())
 stages.train_pack(
-    snakemake.params.settings,
+    Settings.from_config(snakemake.params.settings),
     iteration=iteration,
     pack=pack,
     elements=snakemake.params.elements,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 METRICS = ("energy", "force_mean", "force_max")
@@ -43,18 +41,3 @@ def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
         "force_max_rel": absolute["force_max"] / max(force_scale, _EPS),
     }
     return absolute | relative
-
-
-def uncertainty_column(settings: dict[str, Any]) -> str:
-    """The column of the configured uncertainty (section ``uncertainty``), e.g. ``u_force_max``.
-
-    The one place the name is made: selection, evaluation, MD and reports use it.
-    """
-    return "u_" + metric_key(settings["metric"], settings["kind"])
-
-
-def metric_key(metric: str, kind: str) -> str:
-    """Name of the uncertainty column for ``metric`` and ``kind``."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown uncertainty metric {metric!r}; use one of {METRICS}")
-    return metric if kind == "absolute" else f"{metric}_rel"

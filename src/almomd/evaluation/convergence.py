@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from almomd.settings.sections import Convergence
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -51,7 +53,7 @@ class Decision:
         return asdict(self)
 
 
-def _error_figures(heldout: dict[str, Any], rule: dict[str, Any]) -> list[Figure]:
+def _error_figures(heldout: dict[str, Any], rule: Convergence) -> list[Figure]:
     """The error figures of all held-out frames and, with several systems, of each system."""
     where = heldout["source"] + (
         "" if heldout["covers_conditions"] else ", not the exploration conditions"
@@ -65,14 +67,14 @@ def _error_figures(heldout: dict[str, Any], rule: dict[str, Any]) -> list[Figure
 
 
 def _figures_of(
-    summary: dict[str, Any], rule: dict[str, Any], where: str, level: float, system: str = ""
+    summary: dict[str, Any], rule: Convergence, where: str, level: float, system: str = ""
 ) -> list[Figure]:
     figures = []
     for key, label, unit in (
         ("force_rmse", "held-out force RMSE", "eV/A"),
         ("energy_rmse", "held-out energy RMSE", "eV/atom"),
     ):
-        target = rule.get(key)
+        target = getattr(rule, key)
         if target is None:
             continue
         value = summary[key]
@@ -88,11 +90,11 @@ def _figures_of(
     return figures
 
 
-def _uncertainty_figure(fractions: Sequence[float], rule: dict[str, Any]) -> Figure | None:
-    limit = rule.get("uncertain_fraction")
+def _uncertainty_figure(fractions: Sequence[float], rule: Convergence) -> Figure | None:
+    limit = rule.uncertain_fraction
     if limit is None:
         return None
-    needed = rule.get("stable_iterations", 3)
+    needed = rule.stable_iterations
     streak = 0
     for fraction in reversed(fractions):
         if math.isnan(fraction) or fraction > limit:
@@ -112,7 +114,7 @@ def decide(
     heldout: dict[str, Any],
     uncertain_fractions: Sequence[float],
     n_selected: int,
-    rule: dict[str, Any],
+    rule: Convergence,
 ) -> Decision:
     """Decide whether the campaign stops after ``iteration``.
 
@@ -134,7 +136,7 @@ def decide(
         )
     if figures and all(f.ok for f in figures):
         return Decision(iteration, True, True, f"converged: {texts}{caveat}", figures)
-    min_selected = rule.get("min_selected", 0)
+    min_selected = rule.min_selected
     if n_selected == 0:
         return Decision(
             iteration, True, True, "converged: no frame selected in exploration" + caveat, figures

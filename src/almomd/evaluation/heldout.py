@@ -43,7 +43,8 @@ from almomd.evaluation import statistics
 from almomd.exploration.md import MDSettings, start_dynamics
 from almomd.labeling.labelers import Labeler
 from almomd.labeling.single_points import single_point, wants_stress
-from almomd.settings.campaign import Condition, conditions
+from almomd.settings.campaign import Condition
+from almomd.settings.sections import Exploration
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,9 @@ COVERING_SOURCES = ("reference_md", "file", "audit")
 AUDIT = "audit"
 
 
-def condition_label(config: dict[str, Any], system: str, temperature: float) -> str:
-    """The label of system ``system``'s condition at ``temperature``."""
-    for condition in conditions(config):
+def condition_label(found: Sequence[Condition], system: str, temperature: float) -> str:
+    """The label of system ``system``'s condition at ``temperature`` among conditions ``found``."""
+    for condition in found:
         if condition.system == system and math.isclose(condition.temperature, temperature):
             return condition.label
     return f"{temperature:g} K"
@@ -139,19 +140,18 @@ def labeler_directory(out: str) -> Path:
     return path.parent / "calc" / path.stem
 
 
-def reference_settings(config: dict[str, Any], condition: Condition) -> MDSettings:
+def reference_settings(exploration: Exploration, condition: Condition) -> MDSettings:
     """MD settings of the reference MD at ``condition`` (thermostat as in exploration)."""
-    exploration = config["exploration"]
     return MDSettings(
-        thermostat=exploration["thermostat"],
+        thermostat=exploration.thermostat,
         temperature=condition.temperature,
-        timestep=exploration["timestep"],
-        friction=exploration["friction"],
+        timestep=exploration.timestep,
+        friction=exploration.friction,
         steps=0,
         log_interval=1,
-        min_distance=exploration["min_distance"],
-        pressure=exploration["pressure"],
-        barostat_time=exploration["barostat_time"],
+        min_distance=exploration.min_distance,
+        pressure=exploration.pressure,
+        barostat_time=exploration.barostat_time,
     )
 
 

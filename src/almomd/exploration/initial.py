@@ -8,7 +8,6 @@ calculator. They are labeled afterwards by the configured labeler.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -16,7 +15,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from almomd.labeling.single_points import make_calculator
-from almomd.settings import systems
+from almomd.settings.sections import InitialData, Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +54,14 @@ def md_snapshots(
     return frames
 
 
-def generate(config: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
+def generate(settings: Settings, rng: np.random.Generator) -> list[Atoms]:
     """Generate the unlabeled initial frames of every system, each with ``al_id`` and ``al_system``.
 
     ``initial_data.n_frames`` frames per system.
     """
     frames = []
-    for name in systems.names(config):
-        for frame in generate_for(systems.structure(config, name), config["initial_data"], rng):
+    for name in settings.system_names():
+        for frame in generate_for(settings.structure(name), settings.initial_data, rng):
             frame.info.update(
                 al_id=f"init-{len(frames):04d}", al_source="initial", al_iteration=-1,
                 al_system=name,
@@ -71,22 +70,22 @@ def generate(config: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
     return frames
 
 
-def generate_for(atoms: Atoms, settings: dict[str, Any], rng: np.random.Generator) -> list[Atoms]:
+def generate_for(atoms: Atoms, settings: InitialData, rng: np.random.Generator) -> list[Atoms]:
     """Rattled, strained copies of ``atoms`` and cheap MD snapshots (``initial_data`` settings)."""
-    n_total = settings["n_frames"]
-    n_md = round(settings["md_fraction"] * n_total)
+    n_total = settings.n_frames
+    n_md = round(settings.md_fraction * n_total)
     frames = []
     for i in range(n_total - n_md):
         # amplitudes from 0.5x to 1.5x the configured stdev for a spread of distortions
-        stdev = settings["rattle_stdev"] * (0.5 + i / max(1, n_total - n_md - 1))
-        frames.append(rattled(atoms, stdev, settings["strain"], rng))
+        stdev = settings.rattle_stdev * (0.5 + i / max(1, n_total - n_md - 1))
+        frames.append(rattled(atoms, stdev, settings.strain, rng))
     if n_md:
         frames += md_snapshots(
-            rattled(atoms, settings["rattle_stdev"], 0.0, rng),
+            rattled(atoms, settings.rattle_stdev, 0.0, rng),
             n_md,
-            settings["md_calculator"],
-            settings["md_temperature"],
-            settings["md_steps_between"],
+            settings.md_calculator,
+            settings.md_temperature,
+            settings.md_steps_between,
             rng,
         )
     return frames

@@ -268,7 +268,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class LabelerSettings:
-    """The ``labeler`` config section (the keys that decide how a frame is computed)."""
+    """The ``labeler`` config section: how a frame is computed, and in how many batches."""
 
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -278,6 +278,8 @@ class LabelerSettings:
     failure_patterns: tuple[str, ...] = ()
     keep_files: bool = True
     compress_above_kb: float = 256.0
+    n_batches: int = 2
+    min_success_fraction: float = 0.5
 
     @property
     def patterns(self) -> tuple[str, ...]:

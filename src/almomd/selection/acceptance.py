@@ -11,25 +11,6 @@ import numpy as np
 from almomd.evaluation.statistics import Calibration
 
 
-@dataclass(frozen=True)
-class SelectionRule:
-    """Parameters of the selection (the ``selection`` config section)."""
-
-    method: str = "active"
-    shift: float = 2.0
-    gradient: float = 1.0
-    window_low: float | None = None
-    window_high: float | None = None
-    max_frames: int = 8
-    min_distance: float = 1.0
-    min_frame_distance: float = 0.1
-    min_time_separation: float = 100.0
-    fair_share: bool = True
-    max_energy_above_mean: float | None = None
-    acceptance: str = "erf"
-    calibrated_probability: float = 0.5
-
-
 def acceptance_probability(
     u: np.ndarray | float, mean: float, std: float, shift: float, gradient: float
 ) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 from ase import Atoms
 from ase.geometry import find_mic
 
-from almomd.selection.acceptance import SelectionRule
+from almomd.settings.sections import Selection
 
 
 def frame_distance(a: Atoms, b: Atoms) -> float:
@@ -32,7 +32,7 @@ def spread(
     frames: Sequence[Atoms],
     table: pd.DataFrame,
     candidates: np.ndarray,
-    rule: SelectionRule,
+    rule: Selection,
 ) -> tuple[list[int], dict[int, str]]:
     """Pick at most ``rule.max_frames`` of ``candidates`` spread over walkers, time and space.
 

@@ -13,12 +13,12 @@ from ase import Atoms
 from almomd.data.frames import min_interatomic_distance, system_of
 from almomd.evaluation.statistics import Calibration
 from almomd.selection.acceptance import (
-    SelectionRule,
     acceptance_probability,
     in_window,
     thresholds_by_system,
 )
 from almomd.selection.diversity import spread
+from almomd.settings.sections import Selection
 
 
 def draw_audit(table: pd.DataFrame, ok: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +34,7 @@ def select(
     frames: Sequence[Atoms],
     u: Sequence[float],
     calibration: Sequence[float],
-    rule: SelectionRule,
+    rule: Selection,
     rng: np.random.Generator,
     audit_per_walker: int = 0,
     calibrated: Calibration | None = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -54,12 +53,6 @@ def conditions(config: dict[str, Any]) -> list[Condition]:
         for temperature in condition_temperatures(systems.exploration(config, name)):
             found.append(Condition(len(found), temperature, pressure, name, named))
     return found
-
-
-def from_section(cls: type, section: dict[str, Any], **given: Any) -> Any:
-    """Build the settings dataclass ``cls`` from a config section (plus ``given``)."""
-    names = {f.name for f in dataclasses.fields(cls)} - set(given)
-    return cls(**{name: section[name] for name in names}, **given)
 
 
 def condition_temperatures(exploration: dict[str, Any]) -> list[float]:

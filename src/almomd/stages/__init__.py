@@ -2,8 +2,9 @@
 
 Each function is named as its rule and its script (``workflow/scripts``), and is
 one call from there, so every step can be run and tested as a plain function.
-Its first argument holds the config sections the rule passes as ``params``;
-the files and wildcards follow as keyword-only arguments, named as in the rule.
+Its first argument is the :class:`~almomd.settings.sections.Settings` of the
+config sections the rule passes as ``params.settings``; the files and
+wildcards follow as keyword-only arguments, named as in the rule.
 :mod:`almomd.stages.data` makes and labels data, :mod:`almomd.stages.heldout`
 makes held-out truth, :mod:`almomd.stages.training` trains the ensemble,
 :mod:`almomd.stages.exploration` runs it and :mod:`almomd.stages.iteration`

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from almomd.data.frames import (
     check_unique_ids,
@@ -20,25 +19,24 @@ from almomd.data.frames import (
 )
 from almomd.evaluation import heldout
 from almomd.exploration import initial
-from almomd.labeling.labelers import Labeler, LabelerSettings
+from almomd.labeling.labelers import Labeler
 from almomd.labeling.single_points import batch_of, label_frames
 from almomd.seeds import rng_for
 from almomd.settings import systems
-from almomd.settings.campaign import from_section
-from almomd.settings.files import structures
+from almomd.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 
 
-def initial_candidates(config: dict[str, Any], *, out: str) -> None:
+def initial_candidates(settings: Settings, *, out: str) -> None:
     """Generate the unlabeled initial frames."""
-    frames = initial.generate(config, rng_for(config["seed"], "initial"))
+    frames = initial.generate(settings, rng_for(settings.seed, "initial"))
     write_frames(out, frames)
     log.info("wrote %d initial candidate frames to %s", len(frames), out)
 
 
 def label_batch(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     frames_file: str,
     batch: int,
@@ -52,16 +50,15 @@ def label_batch(
     command and parameters, so file-based codes start under the job's MPI
     allocation. Each frame runs in ``calc/<al_id>`` next to ``out_labeled``.
     """
-    settings = config["labeler"]
-    frames = batch_of(read_frames(frames_file), batch, settings["n_batches"])
-    log.info("batch %d: %d frames to label with %s", batch, len(frames), settings["name"])
-    labeler = Labeler(from_section(LabelerSettings, settings), launcher)
+    frames = batch_of(read_frames(frames_file), batch, settings.labeler.n_batches)
+    log.info("batch %d: %d frames to label with %s", batch, len(frames), settings.labeler.name)
+    labeler = Labeler(settings.labeler, launcher)
     n_ok, n_failed = label_frames(frames, labeler, out_labeled, out_failed)
     log.info("batch %d: %d labeled, %d failed", batch, n_ok, n_failed)
 
 
 def _gather_labels(
-    config: dict[str, Any],
+    settings: Settings,
     expected: int,
     labeled_files: Sequence[str],
     failed_files: Sequence[str],
@@ -76,14 +73,15 @@ def _gather_labels(
             "edited: delete the label files of that batch and rerun to label it again"
         )
     fraction = len(labeled) / expected if expected else 1.0
-    if expected and (not labeled or fraction < config["labeler"]["min_success_fraction"]):
+    least = settings.labeler.min_success_fraction
+    if expected and (not labeled or fraction < least):
         reasons = Counter(
             str(a.info.get("fail_reason")) for f in failed_files for a in read_frames(f)
         )
         common = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
         raise RuntimeError(
             f"{what}: only {len(labeled)} of {expected} frames were labeled "
-            f"(labeler.min_success_fraction = {config['labeler']['min_success_fraction']}). "
+            f"(labeler.min_success_fraction = {least}). "
             f"Failures: {common}. See the failed files {list(failed_files)} and the "
             "labeling logs"
         )
@@ -91,7 +89,7 @@ def _gather_labels(
 
 
 def initial_datasets(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     candidates_file: str | None,
     labeled_files: Sequence[str],
@@ -100,20 +98,20 @@ def initial_datasets(
     out_test: str,
 ) -> None:
     """Build the first training set and the fixed test set."""
-    if config["initial_data"]["file"] is not None:
-        frames = read_user_frames(config["initial_data"]["file"], "user")
+    if settings.initial_data.file is not None:
+        frames = read_user_frames(settings.initial_data.file, "user")
     else:
         expected = len(read_frames(candidates_file))
-        frames = _gather_labels(config, expected, labeled_files, failed_files, "initial data")
-    built = structures(config)
+        frames = _gather_labels(settings, expected, labeled_files, failed_files, "initial data")
+    built = settings.structures()
     systems.tag(frames, built)
-    if config["test_set"]["file"] is not None:
-        test = read_user_frames(config["test_set"]["file"], "test")
+    if settings.test_set.file is not None:
+        test = read_user_frames(settings.test_set.file, "test")
         systems.tag(test, built)
         train = frames
     else:
         train, test = split_test_set_by_system(
-            frames, config["test_set"]["size"], rng_for(config["seed"], "test_split")
+            frames, settings.test_set.size, rng_for(settings.seed, "test_split")
         )
     check_unique_ids(train + test, "initial data")
     write_frames(out_train, train)
@@ -122,7 +120,7 @@ def initial_datasets(
 
 
 def merge_labels(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     train_file: str,
     selected_file: str,
@@ -132,7 +130,7 @@ def merge_labels(
 ) -> None:
     """Write the next training set: the current one plus the new labels."""
     expected = len(read_frames(selected_file))
-    labeled = _gather_labels(config, expected, labeled_files, failed_files, f"labels for {out}")
+    labeled = _gather_labels(settings, expected, labeled_files, failed_files, f"labels for {out}")
     new = heldout.training_frames(labeled)
     merged = merge(read_frames(train_file), new)
     write_frames(out, merged)

@@ -5,25 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import ase.io
 from ase import Atoms
 
 from almomd.data.frames import write_json
 from almomd.ensemble.calculator import EnsembleCalculator
-from almomd.ensemble.uncertainty import uncertainty_column
 from almomd.exploration.md import MDSettings, run_walker
 from almomd.seeds import rng_for
-from almomd.settings import systems
-from almomd.settings.campaign import from_section, job_device, members, walkers
+from almomd.settings.sections import Settings, section
 
 log = logging.getLogger(__name__)
 
 COMPILE_CACHE = Path(".cache/torch_compile")  # torch.compile's caches, in the working directory
 
 
-def compile_choice(config: dict[str, Any], start: Atoms, steps: int, members: int) -> bool:
+def compile_choice(settings: Settings, start: Atoms, steps: int, members: int) -> bool:
     """Whether to compile the ensemble for ``steps`` MD steps from ``start``.
 
     ``exploration.torch_compile``: true or false as set; ``auto`` compiles where
@@ -32,10 +29,10 @@ def compile_choice(config: dict[str, Any], start: Atoms, steps: int, members: in
     """
     from almomd.ensemble.batched import compile_pays_off
 
-    setting = config["exploration"]["torch_compile"]
+    setting = settings.exploration.torch_compile
     if setting != "auto":
         return bool(setting)
-    if config["training"]["compile"]:
+    if settings.training.compile:
         why, pays = "AOTInductor members (training.compile) run one by one", False
     elif not start.pbc.all() or start.cell.rank < 3:
         why, pays = "the structure is not periodic in 3 dimensions", False
@@ -46,7 +43,7 @@ def compile_choice(config: dict[str, Any], start: Atoms, steps: int, members: in
 
 
 def ensemble(
-    config: dict[str, Any],
+    settings: Settings,
     model_files: Sequence[str],
     start: Atoms | None = None,
     steps: int = 0,
@@ -56,35 +53,35 @@ def ensemble(
     For MD of ``steps`` steps from ``start`` it is compiled if
     :func:`compile_choice` says so, with the campaign's compile cache.
     """
-    compile = start is not None and compile_choice(config, start, steps, len(model_files))
+    compile = start is not None and compile_choice(settings, start, steps, len(model_files))
     if compile:
         from almomd.ensemble.batched import compile_cache
 
         compile_cache(COMPILE_CACHE)
         log.info("compiling the ensemble (torch.compile): the first step takes a while")
-    device = job_device(config)
-    log.info("device: %s (training.device: %s)", device, config["training"]["device"])
+    device = settings.job_device()
+    log.info("device: %s (training.device: %s)", device, settings.training.device)
     return EnsembleCalculator(model_files, device=device, compile=compile)
 
 
 def explore(
-    config: dict[str, Any], *, iteration: int, walker: int, model_files: Sequence[str], out: str
+    settings: Settings, *, iteration: int, walker: int, model_files: Sequence[str], out: str
 ) -> None:
     """Run exploration walker ``walker`` of iteration ``iteration``."""
-    spec = walkers(config)[walker]
-    md = from_section(
+    spec = settings.walkers()[walker]
+    md = section(
         MDSettings,
-        systems.exploration(config, spec.system),
+        settings.exploration_of(spec.system),
         temperature=spec.temperature,
-        uncertainty_column=uncertainty_column(config["uncertainty"]),
+        uncertainty_column=settings.uncertainty.column,
     )
-    start = systems.structure(config, spec.system)
+    start = settings.structure(spec.system)
     frames, reason = run_walker(
         start,
-        ensemble(config, model_files, start, md.steps),
+        ensemble(settings, model_files, start, md.steps),
         md,
         walker,
-        rng_for(config["seed"], "md", iteration, walker),
+        rng_for(settings.seed, "md", iteration, walker),
         out,
         iteration,
         system=spec.system,
@@ -95,7 +92,7 @@ def explore(
     )  # fmt: skip
 
 
-def production_md(config: dict[str, Any], *, root: str, out: str, out_summary: str) -> dict:
+def production_md(settings: Settings, *, root: str, out: str, out_summary: str) -> dict:
     """Production MD with the ensemble of ``production.iteration``.
 
     See :mod:`almomd.exploration.production`.
@@ -104,44 +101,45 @@ def production_md(config: dict[str, Any], *, root: str, out: str, out_summary: s
     """
     from almomd.exploration import production as prod
 
-    settings = config["production"]
-    iteration = settings["iteration"]
+    run = settings.production
+    iteration = run.iteration
     if iteration is None:
         iteration = prod.choose_iteration(root)
-    system = settings["system"]
-    if settings["structure"] is None:
-        system = system or systems.names(config)[0]
-        start = systems.structure(config, system)
+    system = run.system
+    if run.structure is None:
+        system = system or settings.system_names()[0]
+        start = settings.structure(system)
     else:
-        start = ase.io.read(settings["structure"], index=0)
+        start = ase.io.read(run.structure, index=0)
         start.calc = None
-    key = uncertainty_column(config["uncertainty"])
-    threshold = prod.uncertainty_threshold(
-        root, iteration, key, settings["threshold_sigmas"], system
-    )
-    md = from_section(
+    key = settings.uncertainty.column
+    threshold = prod.uncertainty_threshold(root, iteration, key, run.threshold_sigmas, system)
+    md = section(
         MDSettings,
-        config["exploration"] | {k: settings[k] for k in ("thermostat", "pressure", "steps")},
-        temperature=settings["temperature"],
-        log_interval=settings["log_interval"],
+        settings.exploration,
+        thermostat=run.thermostat,
+        pressure=run.pressure,
+        steps=run.steps,
+        temperature=run.temperature,
+        log_interval=run.log_interval,
         max_uncertainty=None,
         uncertainty_column=key,
         temperature_end=None,  # production MD: the unbiased potential at one temperature
         bias=None,
         restarts=0,
     )
-    models = prod.model_files(root, iteration, members(config))
+    models = prod.model_files(root, iteration, settings.members())
     log.info(
         "production MD: iteration %d (%d members), %s at %g K, %d steps, threshold %s = %.4g",
         iteration, len(models), md.thermostat, md.temperature, md.steps, key, threshold,
     )  # fmt: skip
-    rng = rng_for(config["seed"], "production", iteration, settings["temperature"])
+    rng = rng_for(settings.seed, "production", iteration, run.temperature)
     summary = prod.run_production(
         start,
-        ensemble(config, [str(m) for m in models], start, md.steps),
+        ensemble(settings, [str(m) for m in models], start, md.steps),
         md,
         threshold,
-        settings["stop_above_threshold"],
+        run.stop_above_threshold,
         out,
         rng,
     )

@@ -13,21 +13,19 @@ import numpy as np
 import pandas as pd
 
 from almomd.data.frames import read_frames, system_of, write_frames, write_json
-from almomd.ensemble.uncertainty import uncertainty_column
 from almomd.evaluation import convergence, heldout, statistics
 from almomd.evaluation.test_set import evaluate as evaluate_ensemble
 from almomd.seeds import rng_for
-from almomd.selection import acceptance, select
+from almomd.selection import select
 from almomd.settings import systems
-from almomd.settings.campaign import from_section, walkers
-from almomd.settings.files import structures
+from almomd.settings.sections import Settings
 from almomd.stages.exploration import ensemble
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     model_files: Sequence[str],
     test_file: str,
@@ -37,7 +35,7 @@ def evaluate(
 ) -> None:
     """Evaluate the ensemble on the test set."""
     frames = read_frames(test_file)
-    table, metrics, forces = evaluate_ensemble(ensemble(config, model_files), frames)
+    table, metrics, forces = evaluate_ensemble(ensemble(settings, model_files), frames)
     table.to_csv(out_table, index=False)
     np.savetxt(out_forces, forces, header="reference predicted (eV/Angstrom)", fmt="%.6g")
     write_json(out_metrics, metrics)
@@ -45,7 +43,7 @@ def evaluate(
 
 
 def evaluate_heldout(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     iteration: int,
     model_files: Sequence[str],
@@ -61,19 +59,19 @@ def evaluate_heldout(
     held-out frames (``test_set``, or no audit label yet) the test set is used
     and flagged as not covering the exploration conditions.
     """
-    source = config["heldout"]["source"]
+    source = settings.heldout.source
     frames = [a for f in frame_files for a in read_frames(f)]
     if source == "audit":
         frames = heldout.audit_frames(frames)
     if not frames:
         frames, source = read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
-    systems.tag(frames, structures(config))
-    table, metrics, _ = evaluate_ensemble(ensemble(config, model_files), frames)
+    systems.tag(frames, settings.structures())
+    table, metrics, _ = evaluate_ensemble(ensemble(settings, model_files), frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
     table["energy_abs_error"] = table["energy_error_per_atom"].abs()
     table.to_csv(out_table, index=False)
-    targets = config["convergence"]
+    targets = settings.convergence
     summary = {
         "iteration": iteration,
         "source": source,
@@ -81,11 +79,11 @@ def evaluate_heldout(
         "n_members": metrics["n_members"],
         **heldout.summarize(
             table,
-            rng_for(config["seed"], "bootstrap", iteration),
-            uncertainty_column(config["uncertainty"]),
-            targets["force_rmse"],
-            targets["energy_rmse"],
-            config["selection"]["calibrated_probability"],
+            rng_for(settings.seed, "bootstrap", iteration),
+            settings.uncertainty.column,
+            targets.force_rmse,
+            targets.energy_rmse,
+            settings.selection.calibrated_probability,
         ),
     }
     write_json(out_summary, summary)
@@ -97,7 +95,7 @@ def evaluate_heldout(
 
 
 def select_frames(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     iteration: int,
     walker_files: Sequence[str],
@@ -109,19 +107,19 @@ def select_frames(
     out_summary: str,
 ) -> None:
     """Select the frames of iteration ``iteration`` to label (and draw its audit frames)."""
-    key = uncertainty_column(config["uncertainty"])
+    key = settings.uncertainty.column
     trajectories = [read_frames(f) for f in walker_files]
     frames = [a for trajectory in trajectories for a in trajectory]
     u = [float(a.info[key]) for a in frames]
-    settings = config["selection"]
-    if settings["calibration"] == "walker_start":
-        n_start = settings["calibration_frames"]
+    rule = settings.selection
+    if rule.calibration == "walker_start":
+        n_start = rule.calibration_frames
         start = [a for trajectory in trajectories for a in trajectory[:n_start]]
         calibration = pd.DataFrame(
             {"system": [system_of(a) for a in start], key: [a.info[key] for a in start]}
         )
     else:
-        table_file = test_table if settings["calibration"] == "test_set" else heldout_table
+        table_file = test_table if rule.calibration == "test_set" else heldout_table
         calibration = pd.read_csv(table_file, dtype={"system": str})
     held = json.loads(Path(heldout_summary).read_text())
     fit = held["calibration"]
@@ -130,14 +128,13 @@ def select_frames(
         for name, figures in held.get("per_system", {}).items()
         if figures.get("calibration")
     }
-    rule = from_section(acceptance.SelectionRule, settings)
-    audit = config["heldout"]["audit_per_walker"] if config["heldout"]["source"] == "audit" else 0
+    audit = settings.heldout.audit_per_walker if settings.heldout.source == "audit" else 0
     table = select.select(
         frames,
         u,
         calibration[key].to_numpy(dtype=float),
         rule,
-        rng_for(config["seed"], "select", iteration),
+        rng_for(settings.seed, "select", iteration),
         audit_per_walker=audit,
         calibrated=statistics.Calibration(**fit) if fit else None,
         target=held["error_target"],
@@ -151,12 +148,12 @@ def select_frames(
     )
     table["metric"] = key[2:]
     table.to_csv(out_table, index=False)
-    chosen = []
+    chosen, walkers = [], settings.walkers()
     for i in table.index[table["selected"] | (table["decision"] == "audit")]:
         atoms = frames[i]
-        source = "audit" if table.at[i, "decision"] == "audit" else settings["method"]
-        spec = walkers(config)[int(atoms.info["al_walker"])]
-        condition = heldout.condition_label(config, spec.system, spec.temperature)
+        source = "audit" if table.at[i, "decision"] == "audit" else rule.method
+        spec = walkers[int(atoms.info["al_walker"])]
+        condition = heldout.condition_label(settings.conditions(), spec.system, spec.temperature)
         atoms.info.update(al_source=source, al_uncertainty=u[i], al_condition=condition)
         chosen.append(atoms)
     write_frames(out_frames, chosen)
@@ -175,7 +172,7 @@ def select_frames(
 
 
 def decide(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     iteration: int,
     metrics_file: str,
@@ -199,13 +196,13 @@ def decide(
                  for s in summaries]  # fmt: skip
     decision = convergence.decide(
         iteration,
-        config["max_iterations"],
+        settings.max_iterations,
         held,
         fractions,
         current["n_selected"],
-        config["convergence"],
+        settings.convergence,
     )
-    key = uncertainty_column(config["uncertainty"])
+    key = settings.uncertainty.column
     target = held["error_target"]
     table = pd.read_csv(heldout_table, dtype={"system": str})
     payload = decision.to_dict() | {

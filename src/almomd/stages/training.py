@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from almomd.data.frames import read_frames, subsample, write_frames
 from almomd.seeds import derive_seed, rng_for
-from almomd.settings.campaign import job_device, member_architecture
+from almomd.settings.sections import Settings
 from almomd.training import trainer
 
 log = logging.getLogger(__name__)
 
 
-def subset(
-    config: dict[str, Any], *, iteration: int, index: int, train_file: str, out: str
-) -> None:
+def subset(settings: Settings, *, iteration: int, index: int, train_file: str, out: str) -> None:
     """Write subsample ``index`` of iteration ``iteration``'s training set."""
     frames = read_frames(train_file)
-    chosen = subsample(
-        frames,
-        config["ensemble"]["subset_fraction"],
-        rng_for(config["seed"], "subset", iteration, index),
-    )
+    rng = rng_for(settings.seed, "subset", iteration, index)
+    chosen = subsample(frames, settings.ensemble.subset_fraction, rng)
     write_frames(out, chosen)
     log.info("subset %d: %d of %d frames", index, len(chosen), len(frames))
 
 
 def train_member(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     iteration: int,
     subset_index: int,
@@ -43,7 +37,7 @@ def train_member(
     """Train and package one ensemble member (from ``init_model`` if given)."""
     member = (subset_index, seed_index)
     train_pack(
-        config,
+        settings,
         iteration=iteration,
         pack=[member],
         elements=elements,
@@ -55,7 +49,7 @@ def train_member(
 
 
 def train_pack(
-    config: dict[str, Any],
+    settings: Settings,
     *,
     iteration: int,
     pack: Sequence[tuple[int, int]],
@@ -75,24 +69,24 @@ def train_pack(
     runs = [
         trainer.MemberRun(
             train_file=subset_files[k],
-            seed=derive_seed(config["seed"], "model", iteration, k, m),
-            data_seed=derive_seed(config["seed"], "data", iteration, k, m),
+            seed=derive_seed(settings.seed, "model", iteration, k, m),
+            data_seed=derive_seed(settings.seed, "data", iteration, k, m),
             run_dir=run_dir,
             model_out=model_out,
             init_model=init_models.get((k, m)),
-            architecture=member_architecture(config, m),
+            architecture=settings.member_architecture(m),
         )
         for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True)
     ]
     for (k, m), run in zip(pack, runs, strict=True):
         start = f"warm start from {run.init_model}" if run.init_model else "from scratch"
         log.info("member (%d, %d, %d): %s, %s", iteration, k, m, run.architecture, start)
-    times = trainer.train_members(config, list(elements), runs, log_file)
+    times = trainer.train_members(settings, list(elements), runs, log_file)
     for (k, m), took in zip(pack, times, strict=True):
         log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
 
 
-def compile_member(config: dict[str, Any], *, model: str, out: str, log_file: str) -> None:
+def compile_member(settings: Settings, *, model: str, out: str, log_file: str) -> None:
     """Compile a packaged member for the configured device."""
-    seconds = trainer.compile_model(model, out, job_device(config), log_file)
+    seconds = trainer.compile_model(model, out, settings.job_device(), log_file)
     log.info("compiled %s in %.1f s", out, seconds)

@@ -9,13 +9,13 @@ from typing import Any
 import yaml
 
 from almomd import deploy
-from almomd.settings.campaign import job_device
+from almomd.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 
 
 def template_variables(
-    config: dict[str, Any],
+    settings: Settings,
     train_file: Path,
     chemical_symbols: list[str],
     seed: int,
@@ -27,35 +27,35 @@ def template_variables(
     ``warm_start``: the member fine-tunes a previous model, with the
     ``training.warm_start_*`` epochs and learning rate where they are set.
     """
-    model, training = config["model"], config["training"]
-    val = training["val_fraction"]
-    epochs, rate = training["max_epochs"], training["learning_rate"]
+    model, training = settings.model, settings.training
+    val = training.val_fraction
+    epochs, rate = training.max_epochs, training.learning_rate
     if warm_start:
-        epochs = training["warm_start_epochs"] or epochs
-        rate = training["warm_start_learning_rate"] or rate
+        epochs = training.warm_start_epochs or epochs
+        rate = training.warm_start_learning_rate or rate
     return {
         "seed": seed,
         "data_seed": data_seed,
         "train_file": str(Path(train_file).resolve()),
         "train_fraction": round(1.0 - val, 10),
         "val_fraction": val,
-        "cutoff_radius": model["r_max"],
+        "cutoff_radius": model.r_max,
         "chemical_symbols": list(chemical_symbols),
-        "l_max": model["l_max"],
-        "num_layers": model["num_layers"],
-        "num_features": model["num_features"],
-        "radial_mlp_depth": model["radial_mlp_depth"],
-        "radial_mlp_width": model["radial_mlp_width"],
-        "parity": model["parity"],
-        "model_dtype": model["model_dtype"],
+        "l_max": model.l_max,
+        "num_layers": model.num_layers,
+        "num_features": model.num_features,
+        "radial_mlp_depth": model.radial_mlp_depth,
+        "radial_mlp_width": model.radial_mlp_width,
+        "parity": model.parity,
+        "model_dtype": model.model_dtype,
         "max_epochs": epochs,
-        "batch_size": training["batch_size"],
+        "batch_size": training.batch_size,
         "learning_rate": rate,
-        "energy_weight": training["energy_weight"],
-        "force_weight": training["force_weight"],
-        "stress_weight": training["stress_weight"],
-        "patience": training["patience"],
-        "accelerator": "gpu" if job_device(config) == "cuda" else "cpu",
+        "energy_weight": training.energy_weight,
+        "force_weight": training.force_weight,
+        "stress_weight": training.stress_weight,
+        "patience": training.patience,
+        "accelerator": "gpu" if settings.job_device() == "cuda" else "cpu",
     }
 
 

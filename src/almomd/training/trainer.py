@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from almomd.runner import console_script
+from almomd.settings.sections import Settings
 from almomd.training import nequip_run
 from almomd.training.template import render_template, template_variables
 
@@ -59,7 +59,7 @@ class MemberRun:
 
 
 def train_members(
-    config: dict[str, Any],
+    settings: Settings,
     chemical_symbols: list[str],
     runs: Sequence[MemberRun],
     log_file: Path | str | None = None,
@@ -82,7 +82,7 @@ def train_members(
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         variables = template_variables(
-            config,
+            settings,
             Path(run.train_file),
             chemical_symbols,
             run.seed,
@@ -90,9 +90,9 @@ def train_members(
             run.init_model is not None,
         )
         rendered = render_template(
-            config["model"]["template"],
+            settings.model.template,
             variables,
-            config["model"]["reference_energies"],
+            settings.model.reference_energies,
             run.init_model,
             run.architecture,
         )
@@ -113,7 +113,7 @@ def train_members(
 
 
 def train_member(
-    config: dict[str, Any],
+    settings: Settings,
     train_file: Path | str,
     chemical_symbols: list[str],
     seed: int,
@@ -128,7 +128,7 @@ def train_member(
     Returns the wall times (s) of the steps.
     """
     run = MemberRun(train_file, seed, data_seed, run_dir, model_out, init_model, architecture)
-    return train_members(config, chemical_symbols, [run])[0]
+    return train_members(settings, chemical_symbols, [run])[0]
 
 
 def compile_model(model: Path | str, out: Path | str, device: str, log_file: Path | str) -> float:
