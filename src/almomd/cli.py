@@ -13,6 +13,7 @@ from almomd.errors import ConfigError
 from almomd.settings import systems
 from almomd.settings.history import changed_settings
 from almomd.settings.schema import load_config
+from almomd.settings.sections import Settings
 
 CONFIG = "config/config.yaml"  # a campaign directory's settings (see almomd init)
 
@@ -171,7 +172,7 @@ def _md(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         summary = stages.production_md(
-            config, root=".", out=str(out), out_summary=str(out.with_suffix(".json"))
+            Settings.from_config(config), root=".", out=str(out), out_summary=str(out.with_suffix(".json"))
         )
     except FileNotFoundError as error:
         print(f"almomd md: {error}", file=sys.stderr)

@@ -64,6 +64,6 @@ def test_md_runs_on_the_gpu(cuda_members):
 
     config, runs, frames = cuda_members
     atoms = read_frames(frames)[0]
-    atoms.calc = ensemble(config, [str(run.model_out) for run in runs])
+    atoms.calc = ensemble(Settings.from_config(config), [str(run.model_out) for run in runs])
     Langevin(atoms, 1.0 * units.fs, temperature_K=300, friction=0.02).run(5)
     assert np.isfinite(atoms.get_forces()).all()
