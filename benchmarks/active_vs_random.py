@@ -138,6 +138,14 @@ def finished_iterations(workdir: Path) -> int:
     return len(json.loads(status.read_text())) if status.is_file() else 0
 
 
+def snapshot_code(out: Path) -> Path:
+    """Copy the package, workflow, config and profiles under test into ``out``: safe from edits."""
+    snapshot = out / f"code-{os.getpid()}"
+    for part in ("src", "workflow", "config", "profiles"):
+        shutil.copytree(REPO / part, snapshot / part)
+    return snapshot
+
+
 def start(run: Run, snapshot: Path) -> None:
     """Start ``run``; a finished campaign with fewer iterations is continued, not redone."""
     extend = finished_iterations(run.workdir) > 0
@@ -342,8 +350,7 @@ def main() -> int:
     points = [per_iteration * k for k in range(1, args.iterations)]
     active_iterations = args.active_iterations or args.iterations + 2
     if not args.analyse_only:
-        snapshot = out / f"code-{os.getpid()}"  # the code under test, safe from later edits
-        shutil.copytree(REPO / "src", snapshot / "src")
+        snapshot = snapshot_code(out)
         print("reference MD (GFN1-xTB) at the exploration temperatures ...", flush=True)
         jobs = []
         with ProcessPoolExecutor(args.parallel) as pool:

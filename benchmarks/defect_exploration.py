@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -65,6 +63,7 @@ from active_vs_random import (  # noqa: E402
     output_directory,
     ratio_interval,
     schedule,
+    snapshot_code,
 )
 
 ARMS = ("pristine", "plain", "biased")
@@ -167,8 +166,7 @@ def main() -> int:
     reference = validate_config(reference | {"heldout": {"source": "reference_md"}}, DEMO)
     reference["heldout"] |= {"equilibration_steps": 40, "steps_between": 40}
     if not args.analyse_only:
-        snapshot = out / f"code-{os.getpid()}"  # the code under test, safe from later edits
-        shutil.copytree(REPO / "src", snapshot / "src")
+        snapshot = snapshot_code(out)
         print("reference MD (GFN1-xTB) of each system at 600 K ...", flush=True)
         with ProcessPoolExecutor(args.parallel) as pool:
             jobs = [pool.submit(reference_frames, reference, s, args.heldout_frames,

@@ -172,7 +172,10 @@ def _md(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         summary = stages.production_md(
-            Settings.from_config(config), root=".", out=str(out), out_summary=str(out.with_suffix(".json"))
+            Settings.from_config(config),
+            root=".",
+            out=str(out),
+            out_summary=str(out.with_suffix(".json")),
         )
     except FileNotFoundError as error:
         print(f"almomd md: {error}", file=sys.stderr)

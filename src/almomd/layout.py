@@ -27,6 +27,7 @@ SUBSET = ITERATION + "/subsets/subset_{subset}.extxyz"
 MODELS = ITERATION + "/models"
 MEMBER = MODELS + "/member_{subset}_{seed}.nequip.zip"
 MEMBER_COMPILED = MODELS + "/member_{subset}_{seed}.nequip.pt2"
+NOVELTY = MODELS + "/novelty.npz"  # the training set's environments, as the members see them
 TRAINING_RUN = ITERATION + "/training/member_{subset}_{seed}"
 WALKER = ITERATION + "/explore/walker_{walker}.extxyz"
 TEST_METRICS = ITERATION + "/eval/metrics.json"

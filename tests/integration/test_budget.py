@@ -83,7 +83,10 @@ def test_small_plan_equals_hand_count(tmp_path):
         sum(t[0] for t in totals.values())
     )
     held = config["heldout"]
-    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    trajectories = held["trajectories_per_condition"]  # each equilibrates, then frames
+    steps = trajectories * held["equilibration_steps"] + held["steps_between"] * (
+        held["frames_per_condition"] - trajectories
+    )
     n_initial = config["initial_data"]["n_frames"]
     assert planned["labels"] == {
         "selected_per_iteration": config["selection"]["max_frames"],

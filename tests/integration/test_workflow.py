@@ -296,8 +296,8 @@ def test_members_with_different_geometry_share_none(campaign):
     batched = BatchedMembers(networks)
     assert not batched.shared_geometry
     data = ensemble._to_data(rattled_test_frame(campaign))
-    energies, forces, _ = batched(data)
-    reference, reference_forces, _ = ensemble._one_by_one(data)
+    energies, forces, _, _ = batched(data)
+    reference, reference_forces, *_ = ensemble._one_by_one(data)
     np.testing.assert_allclose(energies.numpy(), reference, rtol=1e-5)
     np.testing.assert_allclose(forces.numpy(), reference_forces, rtol=1e-5, atol=1e-6)
     shared = BatchedMembers([networks[0], networks[0]])

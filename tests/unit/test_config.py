@@ -33,6 +33,17 @@ BROKEN = {
         lambda c: (c["exploration"].update(torch_compile=True), c["training"].update(compile=True)),
         "exploration.torch_compile",
     ),
+    "relative novelty": (
+        lambda c: c["uncertainty"].update(metric="novelty", kind="relative"),
+        "uncertainty.kind",
+    ),
+    "novelty of AOTInductor members": (
+        lambda c: (
+            c["uncertainty"].update(metric="force_max_novelty"),
+            c["training"].update(compile=True),
+        ),
+        "uncertainty.metric",
+    ),  # fmt: skip
     "warm-start epochs without warm start": (
         lambda c: c["training"].update(warm_start_epochs=3),
         "training.warm_start_epochs",

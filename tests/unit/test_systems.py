@@ -209,6 +209,17 @@ def test_heldout_errors_and_overconfidence_are_reported_per_system():
     assert bulk_fig["error_to_uncertainty"] == pytest.approx(
         np.sqrt(np.mean(bulk_errors**2)) / np.sqrt(np.mean(u**2))
     )
+    pooled = np.sqrt(np.mean(np.r_[bulk_errors, defect_errors] ** 2)) / np.sqrt(np.mean(u**2))
+    assert summary["error_to_uncertainty"] == pytest.approx(pooled)
+    assert vacancy_fig["overconfidence"] == pytest.approx(
+        vacancy_fig["error_to_uncertainty"] / pooled
+    )
+    assert vacancy_fig["overconfidence"] > 1 > bulk_fig["overconfidence"]
+    assert vacancy_fig["novelty"] is None  # the table has no novelty column
+    table["u_novelty"] = np.r_[np.full(12, 0.5), np.full(12, 3.0)]
+    with_novelty = heldout.summarize(table, rng, "u_force_max", 0.07, None, 0.5)
+    assert with_novelty["per_system"]["vacancy"]["novelty"] == pytest.approx(3.0)
+    assert with_novelty["novelty"] == pytest.approx(1.75)
     # all frames together are below the target, the vacancy alone is not: not converged
     summary |= {"source": "reference_md", "covers_conditions": True}
     summary["force_rmse_ci"] = [0.05, 0.06]
@@ -232,6 +243,8 @@ def test_status_carries_each_systems_figures():
         "energy_rmse": 0.01,
         "spearman": {"rho": 0.5},
         "error_to_uncertainty": 2.0,
+        "overconfidence": 1.5,
+        "novelty": 2.5,
     }
     held = {"per_system": {"vacancy": vacancy_held}}
     figures = system_figures(selection, held)
@@ -239,6 +252,8 @@ def test_status_carries_each_systems_figures():
     assert figures["bulk"]["n_selected"] == 3 and figures["bulk"]["heldout_force_rmse"] is None
     assert figures["vacancy"]["heldout_force_rmse"] == 0.2
     assert figures["vacancy"]["error_to_uncertainty"] == 2.0
+    assert figures["vacancy"]["overconfidence"] == 1.5
+    assert figures["vacancy"]["novelty_heldout"] == 2.5
 
 
 def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
@@ -247,7 +262,10 @@ def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
     config = completed(lambda c: two_systems(c, exploration={"temperatures": [800]}))
     labels = budget.label_budget(config)
     held = config["heldout"]
-    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    trajectories = held["trajectories_per_condition"]  # each equilibrates, then frames
+    steps = trajectories * held["equilibration_steps"] + held["steps_between"] * (
+        held["frames_per_condition"] - trajectories
+    )
     assert labels["initial"] == 2 * config["initial_data"]["n_frames"]
     assert labels["reference_md"] == 3 * steps  # bulk at 600 and 900 K, the vacancy at 800 K
 

@@ -104,6 +104,12 @@ def member_models(wildcards):
     return [ancient(path) for path in ensemble_files(int(wildcards.iteration))]
 
 
+def packaged_members(wildcards):
+    """The iteration's packaged members (their features: compiled ones give none)."""
+    iteration = int(wildcards.iteration)
+    return [ancient(layout.member_file(iteration, k, m)) for k, m in MEMBERS]
+
+
 def train_inputs(wildcards):
     """A member's subset, and with training.warm_start its previous iteration's model."""
     iteration = int(wildcards.iteration)

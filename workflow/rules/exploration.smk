@@ -3,7 +3,8 @@
 
 rule explore:
     input:
-        member_models,
+        models=member_models,
+        novelty=ancient(layout.NOVELTY),
     output:
         layout.WALKER,
     log:
@@ -24,6 +25,7 @@ rule explore:
 rule evaluate:
     input:
         models=member_models,
+        novelty=ancient(layout.NOVELTY),
         test=layout.TEST_SET,
     output:
         metrics=layout.TEST_METRICS,

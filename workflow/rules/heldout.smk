@@ -39,6 +39,7 @@ rule heldout_dataset:
 rule evaluate_heldout:
     input:
         models=member_models,
+        novelty=ancient(layout.NOVELTY),
         test=layout.TEST_SET,
         frames=heldout_frames,
     output:

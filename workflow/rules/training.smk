@@ -1,4 +1,4 @@
-# Training the ensemble: K subsets x M seeds, a job per member or per pack of members.
+# Training the ensemble: K subsets x M seeds, a job per member or per pack of members; the novelty reference.
 
 
 rule subset:
@@ -86,3 +86,20 @@ rule compile_member:
         settings=settings("training"),
     script:
         "../scripts/compile_member.py"
+
+
+rule fit_novelty:
+    input:
+        models=packaged_members,
+        train=layout.TRAIN,
+    output:
+        layout.NOVELTY,
+    log:
+        layout.log("fit_novelty"),
+    localrule: True
+    conda:
+        "../envs/almomd.yaml"
+    params:
+        settings=settings("seed", "training"),
+    script:
+        "../scripts/fit_novelty.py"

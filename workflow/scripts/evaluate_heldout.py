@@ -8,6 +8,7 @@ stages.evaluate_heldout(
     Settings.from_config(snakemake.params.settings),
     iteration=int(snakemake.wildcards.iteration),
     model_files=list(snakemake.input.models),
+    novelty_file=snakemake.input.novelty,
     test_file=snakemake.input.test,
     frame_files=list(snakemake.input.frames),
     out_summary=snakemake.output.summary,

@@ -8,6 +8,7 @@ stages.explore(
     Settings.from_config(snakemake.params.settings),
     iteration=int(snakemake.wildcards.iteration),
     walker=int(snakemake.wildcards.walker),
-    model_files=list(snakemake.input),
+    model_files=list(snakemake.input.models),
+    novelty_file=snakemake.input.novelty,
     out=snakemake.output[0],
 )

@@ -44,6 +44,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.func import functional_call, vmap
@@ -184,6 +185,15 @@ def compile_pays_off(steps: int, atoms: int, members: int) -> tuple[bool, str]:
 _HEADROOM = 1.10  # edge capacity over the edges seen, when compiled
 
 
+class Outputs(NamedTuple):
+    """What one pass gives for every member (units the models' own)."""
+
+    energies: torch.Tensor
+    forces: torch.Tensor
+    stress: torch.Tensor | None
+    features: torch.Tensor
+
+
 class BatchedMembers:
     """Energies, forces and stresses of every member from one mapped pass.
 
@@ -220,7 +230,7 @@ class BatchedMembers:
         data = dict(data)
         data.update(geometry)
         out = functional_call(self._rest, (params, buffers), (data,))
-        return out[self._keys.TOTAL_ENERGY_KEY].sum()
+        return out[self._keys.TOTAL_ENERGY_KEY].sum(), out[self._keys.NODE_FEATURES_KEY]
 
     def _strained(self, data: dict, positions: torch.Tensor, strain: torch.Tensor) -> dict:
         keys = self._keys
@@ -232,8 +242,9 @@ class BatchedMembers:
             data[keys.CELL_KEY] = cell + cell @ symmetric
         return data
 
-    def __call__(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Return energies ``(M,)``, forces ``(M, N, 3)`` and stresses ``(M, 3, 3)``.
+    def __call__(self, data: dict) -> Outputs:
+        """Return energies ``(M,)``, forces ``(M, N, 3)``, stresses ``(M, 3, 3)`` and
+        the last node features ``(M, N, F)`` (the input of the energy readout).
 
         Stresses are ``None`` without a cell; units are the models' own.
         """
@@ -247,7 +258,7 @@ class BatchedMembers:
             self.compiled, self._mapped = False, self._eager
             return self._evaluate(data)
 
-    def _evaluate(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _evaluate(self, data: dict) -> Outputs:
         keys = self._keys
         positions = data[keys.POSITIONS_KEY].detach().requires_grad_(True)
         strain = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
@@ -261,7 +272,7 @@ class BatchedMembers:
             copies[key] = value.expand(self.n_members, *value.shape).clone().requires_grad_(True)
         constant = {k: v for k, v in shared.items() if k not in copies}
         with _out_of_place_scatter(self._scatter_namespaces):
-            energies = self._mapped(self.params, self.buffers, copies, constant)
+            energies, features = self._mapped(self.params, self.buffers, copies, constant)
         grads = torch.autograd.grad(energies.sum(), list(copies.values()), allow_unused=True)
         used = [(shared[k], g) for k, g in zip(moving, grads, strict=True) if g is not None]
         d_positions, d_strain = torch.autograd.grad(
@@ -275,7 +286,8 @@ class BatchedMembers:
         if keys.CELL_KEY in data:
             volume = torch.linalg.det(data[keys.CELL_KEY].reshape(3, 3)).abs()
             stress = d_strain / volume
-        return energies.detach(), -d_positions, stress
+        n_atoms = positions.shape[0]
+        return Outputs(energies.detach(), -d_positions, stress, features[:, :n_atoms].detach())
 
     def _padded(self, data: dict) -> dict:
         """``data`` with its edge list padded to :attr:`edge_capacity` (see module doc)."""

@@ -10,6 +10,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from almomd.ensemble.novelty import NoveltyReference
 from almomd.ensemble.uncertainty import uncertainties
 
 
@@ -37,7 +38,10 @@ class EnsembleCalculator(Calculator):
     that graph. ``results`` holds the mean ``energy``,
     ``forces`` and ``stress`` plus ``member_energies`` ``(M,)``,
     ``member_forces`` ``(M, N, 3)`` and the :func:`uncertainties` under
-    ``uncertainty``.
+    ``uncertainty``. With a ``novelty``
+    reference (:class:`~almomd.ensemble.novelty.NoveltyReference` or its file)
+    also the per-atom ``novelty`` ``(N,)``, from the members' node features of
+    the same pass, and the novelty metrics among the uncertainties.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -48,11 +52,15 @@ class EnsembleCalculator(Calculator):
         device: str = "cpu",
         batched: bool = True,
         compile: bool = False,
+        novelty: NoveltyReference | Path | str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not model_paths:
             raise ValueError("an ensemble needs at least one model")
+        if novelty is not None and not isinstance(novelty, NoveltyReference):
+            novelty = NoveltyReference.load(novelty)
+        self.novelty = novelty
         self.members = [_load_member(Path(p), device) for p in model_paths]
         first = self.members[0]
         self._to_data = first.atoms_to_data
@@ -80,39 +88,57 @@ class EnsembleCalculator(Calculator):
         """Whether the members run in one mapped pass."""
         return self._batched is not None
 
-    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
         from nequip.data import AtomicDataDict
 
-        energies, forces, stresses = [], [], []
+        energies, forces, stresses, features = [], [], [], []
         for member in self.members:
             out = member.call_model(dict(data))
             energies.append(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu()))
             forces.append(out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy())
             if AtomicDataDict.STRESS_KEY in out:
                 stresses.append(out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy())
-        return np.array(energies), np.stack(forces), stresses
+            if AtomicDataDict.NODE_FEATURES_KEY in out:  # compiled members do not give them
+                features.append(out[AtomicDataDict.NODE_FEATURES_KEY].detach().cpu().numpy())
+        stacked = np.stack(features) if len(features) == len(self.members) else None
+        return np.array(energies), np.stack(forces), stresses, stacked
+
+    def features(self, atoms: Atoms) -> np.ndarray:
+        """The members' last node features of ``atoms`` ``(M, N, F)``."""
+        return self._pass(self._to_data(atoms))[3]
+
+    def _pass(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]:
+        if self._batched is None:
+            return self._one_by_one(data)
+        energies, forces, stress, features = self._batched(data)
+        stresses = [] if stress is None else list(stress.detach().cpu().numpy())
+        return energies.cpu().numpy(), forces.detach().cpu().numpy(), stresses, features.numpy()
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         from ase.stress import full_3x3_to_voigt_6_stress
 
         Calculator.calculate(self, atoms, properties, system_changes)
-        data = self._to_data(self.atoms)
-        if self._batched is not None:
-            energies, forces, stress = self._batched(data)
-            energies, forces = energies.cpu().numpy(), forces.detach().cpu().numpy()
-            stresses = [] if stress is None else list(stress.detach().cpu().numpy())
-        else:
-            energies, forces, stresses = self._one_by_one(data)
+        energies, forces, stresses, features = self._pass(self._to_data(self.atoms))
         member_energies = energies.astype(float) * self._energy_factor
         member_forces = forces.astype(float) * self._force_factor
+        novelty = None
+        if self.novelty is not None:
+            if features is None:
+                raise ValueError(
+                    "compiled members (.nequip.pt2) give no node features, so no novelty: "
+                    "use the packaged members (training.compile: false) with a novelty metric"
+                )
+            novelty = self.novelty.novelty(features, self.atoms.get_chemical_symbols())
         self.results = {
             "energy": float(member_energies.mean()),
             "free_energy": float(member_energies.mean()),
             "forces": member_forces.mean(axis=0),
             "member_energies": member_energies,
             "member_forces": member_forces,
-            "uncertainty": uncertainties(member_energies, member_forces),
+            "uncertainty": uncertainties(member_energies, member_forces, novelty),
         }
+        if novelty is not None:
+            self.results["novelty"] = novelty
         if stresses and self.atoms.cell.rank == 3:
             voigt = [full_3x3_to_voigt_6_stress(s.reshape(3, 3)) for s in stresses]
             self.results["stress"] = np.mean(voigt, axis=0) * self._stress_factor

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("energy", "force_mean", "force_max")
+from almomd.ensemble.novelty import combined
+
+METRICS = ("energy", "force_mean", "force_max", "novelty", "force_max_novelty")
+#: Metrics that need the ensemble's novelty reference (no relative kind).
+NOVELTY_METRICS = ("novelty", "force_max_novelty")
 _EPS = 1e-12
 
 
-def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
+def force_spread(forces: np.ndarray) -> np.ndarray:
+    """Each atom's force spread over the members ``(N,)``: RMS deviation from the mean."""
+    forces = np.asarray(forces, dtype=float)
+    return np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
+
+
+def uncertainties(
+    energies: np.ndarray, forces: np.ndarray, novelty: np.ndarray | None = None
+) -> dict[str, float]:
     """Return every uncertainty metric, absolute and relative, for one frame.
 
     Parameters
@@ -17,17 +29,22 @@ def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
         Member energies, shape ``(M,)`` (eV).
     forces
         Member forces, shape ``(M, N, 3)`` (eV/Angstrom).
+    novelty
+        Per-atom novelty ``(N,)`` (:mod:`almomd.ensemble.novelty`), where the
+        ensemble has a novelty reference.
 
     Returns
     -------
     dict
-        ``energy``, ``force_mean``, ``force_max`` and the same with ``_rel``.
+        ``energy``, ``force_mean``, ``force_max`` and the same with ``_rel``;
+        with ``novelty`` also ``novelty`` (its largest atom value) and
+        ``force_max_novelty``.
     """
     energies = np.asarray(energies, dtype=float)
     forces = np.asarray(forces, dtype=float)
     n_atoms = forces.shape[1]
     mean_forces = forces.mean(axis=0)
-    sigma = np.sqrt(((forces - mean_forces) ** 2).sum(axis=2).mean(axis=0))
+    sigma = force_spread(forces)
     absolute = {
         "energy": float(energies.std() / n_atoms),
         "force_mean": float(sigma.mean()),
@@ -40,4 +57,7 @@ def uncertainties(energies: np.ndarray, forces: np.ndarray) -> dict[str, float]:
         "force_mean_rel": absolute["force_mean"] / max(force_scale, _EPS),
         "force_max_rel": absolute["force_max"] / max(force_scale, _EPS),
     }
-    return absolute | relative
+    found = absolute | relative
+    if novelty is not None:
+        found |= {"novelty": float(np.max(novelty)), "force_max_novelty": combined(sigma, novelty)}
+    return found

@@ -4,11 +4,11 @@ A potential must be judged on frames from the conditions it will run at. The
 ``heldout.source`` setting chooses where those frames come from:
 
 ``reference_md``
-    a short MD with the labeler itself at every exploration condition
-    (temperature, and pressure under NPT), starting from the campaign's
-    structure; after ``equilibration_steps`` one frame every ``steps_between``
-    steps is kept, ``frames_per_condition`` per condition. For cheap labelers
-    (xTB, EMT, a reference MLIP): every MD step is a single point.
+    short MD runs with the labeler itself at every exploration condition
+    (temperature, and pressure under NPT), ``trajectories_per_condition``
+    independent ones, starting from the campaign's structure, with frames at
+    least an autocorrelation time apart (:mod:`almomd.evaluation.reference_md`).
+    For cheap labelers (xTB, EMT, a reference MLIP): every MD step is a single point.
 ``file``
     labeled frames the user has anyway (aiMD: FHI-vibes ``trajectory.son``,
     extxyz, ...), taken as representing the exploration conditions.
@@ -29,22 +29,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from almomd.data.frames import labeled_copy, min_interatomic_distance, write_frames
 from almomd.evaluation import statistics
-from almomd.exploration.md import MDSettings, start_dynamics
-from almomd.labeling.labelers import Labeler
-from almomd.labeling.single_points import single_point, wants_stress
 from almomd.settings.campaign import Condition
-from almomd.settings.sections import Exploration
 
 log = logging.getLogger(__name__)
 
@@ -62,97 +55,21 @@ def condition_label(found: Sequence[Condition], system: str, temperature: float)
     return f"{temperature:g} K"
 
 
-def reference_md(
-    start: Atoms,
-    labeler: Labeler,
-    md: MDSettings,
-    condition: Condition,
-    n_frames: int,
-    equilibration_steps: int,
-    steps_between: int,
-    rng: np.random.Generator,
-    out: str,
-    stress: bool = False,
-) -> list[Atoms]:
-    """Run MD with the labeler itself and write the kept, labeled frames to ``out``.
+def trajectory_of(atoms: Atoms) -> str | None:
+    """The trajectory a held-out frame comes from, the unit its intervals resample.
 
-    The MD stops early (keeping what it has) when the labeler fails or the
-    structure becomes unphysical; fewer than two kept frames is an error.
+    Reference MD frames carry theirs (``al_trajectory``; one per condition in
+    campaigns of earlier versions); an audit frame's is its walker's MD of its
+    iteration; frames of the user's file carry ``al_trajectory`` where given.
     """
-    directory = labeler_directory(out)
-    calc = labeler.calculator(directory)
-    atoms, dyn, _ = start_dynamics(start, calc, md, rng)
-    label = condition.label
-    frames: list[Atoms] = []
-    started = time.perf_counter()
-    step = 0
-    total = equilibration_steps + steps_between * (n_frames - 1)
-    reason = "completed"
-    while len(frames) < n_frames:
-        chunk = steps_between if frames else equilibration_steps
-        try:
-            dyn.run(chunk)
-            step += chunk
-            energy, forces, sigma = single_point(atoms, calc, wants_stress(atoms, calc, stress))
-        except Exception as exc:  # a code fails in its own way; keep the frames so far
-            reason = f"labeler failed at step {step}: {type(exc).__name__}: {exc}"
-            break
-        if (
-            not np.isfinite(atoms.positions).all()
-            or min_interatomic_distance(atoms) < md.min_distance
-        ):
-            reason = f"unphysical structure at step {step}"
-            break
-        frames.append(
-            labeled_copy(
-                atoms,
-                energy,
-                forces,
-                sigma,
-                al_id=f"ref-c{condition.index}-s{step:06d}",
-                al_source="reference_md",
-                al_step=step,
-                al_labeler=labeler.name,
-                al_condition=label,
-                al_system=condition.system,
-            )
-        )
-        elapsed = time.perf_counter() - started
-        left = elapsed / step * (total - step) if step else 0.0
-        log.info(
-            "reference MD %s: frame %d/%d at step %d, T=%.0f K (%.0f s, about %.0f s left)",
-            label, len(frames), n_frames, step, atoms.get_temperature(), elapsed, left,
-        )  # fmt: skip
-    if reason != "completed":
-        log.warning("reference MD %s stopped: %s", label, reason)
-    if len(frames) < 2:
-        raise RuntimeError(
-            f"reference MD at {label} kept {len(frames)} frame(s) ({reason}); held-out truth needs "
-            "at least 2: check the labeler (see the log), or use heldout.source: audit or file"
-        )
-    write_frames(out, frames)
-    return frames
-
-
-def labeler_directory(out: str) -> Path:
-    """Where the reference MD's labeler runs (next to its output)."""
-    path = Path(out)
-    return path.parent / "calc" / path.stem
-
-
-def reference_settings(exploration: Exploration, condition: Condition) -> MDSettings:
-    """MD settings of the reference MD at ``condition`` (thermostat as in exploration)."""
-    return MDSettings(
-        thermostat=exploration.thermostat,
-        temperature=condition.temperature,
-        timestep=exploration.timestep,
-        friction=exploration.friction,
-        steps=0,
-        log_interval=1,
-        min_distance=exploration.min_distance,
-        pressure=exploration.pressure,
-        barostat_time=exploration.barostat_time,
-    )
+    info = atoms.info
+    if "al_trajectory" in info:
+        return str(info["al_trajectory"])
+    if info.get("al_source") == AUDIT:
+        return f"it{info.get('al_iteration')}-w{info.get('al_walker')}"
+    if info.get("al_source") == "reference_md":
+        return str(info.get("al_condition"))
+    return None
 
 
 def audit_frames(labeled: Sequence[Atoms]) -> list[Atoms]:
@@ -173,15 +90,25 @@ def _per_frame_sums(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def errors(table: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
-    """Frames, force and energy RMSE with their bootstrap intervals, of a per-frame table."""
+    """Frames, force and energy RMSE with their bootstrap intervals, of a per-frame table.
+
+    Where the table has a ``trajectory`` column (the reference MD trajectory or
+    the audit frame's walker), the intervals resample trajectories within each
+    ``condition``, then frames (:func:`almomd.evaluation.statistics.resample`);
+    ``n_eff`` is the effective number of independent frames.
+    """
     force_sq, counts, energy_sq = _per_frame_sums(table)
     ones = np.ones(len(table))
+    groups = table.get("trajectory")
+    strata = table["condition"] if groups is not None and "condition" in table else None
+    by = {"groups": groups, "strata": strata}
     return {
         "n_frames": len(table),
+        "n_eff": statistics.effective_n(force_sq / np.maximum(counts, 1), **by),
         "force_rmse": statistics.rmse(force_sq, counts),
-        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng)),
+        "force_rmse_ci": list(statistics.rmse_interval(force_sq, counts, rng, **by)),
         "energy_rmse": statistics.rmse(energy_sq, ones),
-        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng)),
+        "energy_rmse_ci": list(statistics.rmse_interval(energy_sq, ones, rng, **by)),
     }
 
 
@@ -226,18 +153,41 @@ def summarize(
     if "condition" in table:
         summary["per_condition"] = {}
         for name, group in table.groupby("condition"):
-            sq, n, _ = _per_frame_sums(group)
+            found = errors(group, rng)
             summary["per_condition"][str(name)] = {
-                "n_frames": len(group),
-                "force_rmse": statistics.rmse(sq, n),
-                "force_rmse_ci": list(statistics.rmse_interval(sq, n, rng)),
+                key: found[key] for key in ("n_frames", "n_eff", "force_rmse", "force_rmse_ci")
             }
+    summary["error_to_uncertainty"] = error_to_uncertainty(table, selection_key)
+    summary["novelty"] = _mean_novelty(table)
     if "system" in table:
         summary["per_system"] = {
             str(name): system_summary(group, rng, selection_key, target, probability)
             for name, group in table.groupby("system", sort=False)
         }
+        for figures in summary["per_system"].values():  # 1: as confident as on all frames
+            pooled = summary["error_to_uncertainty"]
+            figures["overconfidence"] = figures["error_to_uncertainty"] / pooled
     return summary
+
+
+def error_to_uncertainty(table: pd.DataFrame, selection_key: str) -> float:
+    """The error (force RMSE, or energy RMSE for the energy metric) over the metric's RMS."""
+    metric = selection_key[2:]
+    force_sq, counts, energy_sq = _per_frame_sums(table)
+    if metric.startswith("energy"):
+        error = statistics.rmse(energy_sq, np.ones(len(table)))
+    else:
+        error = statistics.rmse(force_sq, counts)
+    u = table[selection_key].to_numpy(dtype=float)
+    u_rms = float(np.sqrt(np.mean(u**2))) if u.size else math.nan
+    return error / u_rms if u_rms > 0 else math.nan
+
+
+def _mean_novelty(table: pd.DataFrame) -> float | None:
+    """The frames' mean novelty (their most novel atom's), where the ensemble gave it."""
+    if "u_novelty" not in table or table.empty:
+        return None
+    return float(table["u_novelty"].mean())
 
 
 def system_summary(
@@ -252,17 +202,18 @@ def system_summary(
     ``error_to_uncertainty`` is the error (force RMSE, or energy RMSE for the
     energy metric) over the root mean square of the selection metric: where it
     is larger than on another system, the ensemble is overconfident there.
+    ``novelty`` is the frames' mean novelty (:mod:`almomd.ensemble.novelty`).
     """
     figures = errors(table, rng)
     metric = selection_key[2:]
     u = table[selection_key].to_numpy(dtype=float)
-    error = figures["energy_rmse" if metric.startswith("energy") else "force_rmse"]
     u_rms = float(np.sqrt(np.mean(u**2))) if u.size else math.nan
     rho = statistics.spearman_interval(table[selection_key], table[error_for(metric)], rng)
     calibration = statistics.calibrate(table[selection_key], table[error_for(metric)])
     return figures | {
         "uncertainty_rms": u_rms,
-        "error_to_uncertainty": error / u_rms if u_rms > 0 else math.nan,
+        "error_to_uncertainty": error_to_uncertainty(table, selection_key),
+        "novelty": _mean_novelty(table),
         "spearman": rho.to_dict(),
         "calibration": calibration.to_dict() if calibration else None,
         "calibrated_threshold": (
@@ -298,6 +249,7 @@ def status_figures(summary: dict[str, Any]) -> dict[str, Any]:
         "heldout_source": summary["source"],
         "heldout_covers_conditions": summary["covers_conditions"],
         "heldout_n": summary["n_frames"],
+        "heldout_n_eff": summary.get("n_eff"),  # summaries of earlier versions lack it
         "heldout_force_rmse": summary["force_rmse"],
         "heldout_force_rmse_ci": summary["force_rmse_ci"],
         "heldout_energy_rmse": summary["energy_rmse"],

@@ -27,6 +27,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from almomd.data.frames import min_interatomic_distance, write_frames
 from almomd.ensemble.calculator import EnsembleCalculator
+from almomd.ensemble.uncertainty import force_spread
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def snapshot(
         pbc=atoms.get_pbc(),
     )
     frame.arrays["ens_forces"] = np.mean(results["member_forces"], axis=0)
+    frame.arrays["force_spread"] = force_spread(results["member_forces"])  # where it is uncertain
+    if "novelty" in results:  # and where it is new
+        frame.arrays["novelty"] = results["novelty"]
     frame.info.update(
         al_walker=walker,
         al_step=step,

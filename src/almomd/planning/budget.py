@@ -101,11 +101,11 @@ def label_budget(config: dict) -> dict:
     system) and, with
     ``heldout.source: reference_md``, every MD step of the reference MD.
     """
-    from almomd.settings.campaign import conditions, walkers
+    from almomd.settings.campaign import conditions, reference_md_steps, walkers
 
     held = config["heldout"]
     audit = held["audit_per_walker"] * len(walkers(config)) if held["source"] == "audit" else 0
-    steps = held["equilibration_steps"] + held["steps_between"] * (held["frames_per_condition"] - 1)
+    steps = reference_md_steps(held)
     reference = len(conditions(config)) * steps if held["source"] == "reference_md" else 0
     generated = config["initial_data"]["n_frames"] * len(config["systems"])  # per system
     initial = generated if config["initial_data"]["file"] is None else 0

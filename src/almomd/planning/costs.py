@@ -186,7 +186,13 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     when iteration ``upto`` started).
     """
     from almomd.data.frames import read_frames
-    from almomd.settings.campaign import conditions, member_packs, members, walkers
+    from almomd.settings.campaign import (
+        conditions,
+        member_packs,
+        members,
+        reference_md_steps,
+        walkers,
+    )
     from almomd.settings.files import structures
 
     atoms = {name: len(a) for name, a in structures(config, root).items()}
@@ -227,8 +233,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         n_initial=config["initial_data"]["n_frames"] * n_systems,
         n_test=config["test_set"]["size"] * n_systems,
         n_heldout=n_heldout,
-        reference_steps=held["equilibration_steps"]
-        + held["steps_between"] * (held["frames_per_condition"] - 1),
+        reference_steps=reference_md_steps(held),
         condition_atoms={c.index: atoms[c.system] for c in conditions(config)},
     )
 

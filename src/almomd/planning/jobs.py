@@ -31,6 +31,7 @@ LOCAL_RULES = frozenset(
         "initial_datasets",
         "heldout_dataset",
         "subset",
+        "fit_novelty",
         "select_frames",
         "merge_labels",
         "decide",

@@ -54,17 +54,21 @@ def learning_curve_figure(status: list[dict], out: Path) -> None:
 
 
 def systems_figure(table: pd.DataFrame, out: Path) -> None:
-    """Held-out force error and error/uncertainty per system over the iterations."""
-    fig, (ax_f, ax_r) = plt.subplots(1, 2, figsize=(9, 3.6))
+    """Held-out force error, error/uncertainty and novelty per system over the iterations."""
+    fig, (ax_f, ax_r, ax_n) = plt.subplots(1, 3, figsize=(12, 3.6))
     if not table.empty:
         for name, group in table.groupby(level="system", sort=False):
             iterations = group.index.get_level_values("iteration")
             ax_f.plot(iterations, group["heldout_force_rmse"].astype(float), "o-", label=name)
             ax_r.plot(iterations, group["error_to_uncertainty"].astype(float), "o-", label=name)
+            if "novelty_heldout" in group:
+                ax_n.plot(iterations, group["novelty_heldout"].astype(float), "o-", label=name)
         ax_f.legend(fontsize=7)
     ax_f.set_ylabel("held-out force RMSE (eV/Å)")
     ax_r.set_ylabel("error / RMS uncertainty")
-    for ax in (ax_f, ax_r):
+    ax_n.set_ylabel("mean novelty of held-out frames")
+    ax_n.axhline(1.0, color="0.6", lw=0.8)  # about the training set's own spacing
+    for ax in (ax_f, ax_r, ax_n):
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Per system (a higher error/uncertainty: the ensemble is overconfident there)")

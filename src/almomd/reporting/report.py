@@ -174,6 +174,7 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
         "heldout_source": held["source"],
         "heldout_covers_conditions": held["covers_conditions"],
         "heldout_n": held["n_frames"],
+        "heldout_n_eff": held.get("n_eff"),
         "final_heldout_force_rmse": held["force_rmse"],
         "final_heldout_force_rmse_ci": held["force_rmse_ci"],
         "spearman_latest": rho.get("rho"),

@@ -27,6 +27,7 @@ KEYS = (
     "heldout_source",
     "heldout_covers_conditions",
     "heldout_n",
+    "heldout_n_eff",
     "heldout_force_rmse",
     "heldout_force_rmse_ci",
     "heldout_energy_rmse",
@@ -46,11 +47,14 @@ SYSTEM_KEYS = (
     "calibration_scope",
     "uncertain_fraction",
     "heldout_n",
+    "heldout_n_eff",
     "heldout_force_rmse",
     "heldout_force_rmse_ci",
     "heldout_energy_rmse",
     "spearman_heldout",
     "error_to_uncertainty",
+    "overconfidence",
+    "novelty_heldout",
 )
 
 
@@ -68,11 +72,14 @@ def system_figures(
             h = held[name]
             row |= {
                 "heldout_n": h["n_frames"],
+                "heldout_n_eff": h.get("n_eff"),
                 "heldout_force_rmse": h["force_rmse"],
                 "heldout_force_rmse_ci": h["force_rmse_ci"],
                 "heldout_energy_rmse": h["energy_rmse"],
                 "spearman_heldout": h["spearman"].get("rho"),
                 "error_to_uncertainty": h["error_to_uncertainty"],
+                "overconfidence": h.get("overconfidence"),  # older summaries lack the two
+                "novelty_heldout": h.get("novelty"),
             }
         figures[name] = row
     return figures
@@ -170,6 +177,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("held-out F eV/A", lambda r: _fmt(r["heldout_force_rmse"])),
     ("95% CI", lambda r: format_interval(r["heldout_force_rmse_ci"])),
     ("n", lambda r: _fmt(r["heldout_n"])),
+    ("n_eff", lambda r: _fmt(r["heldout_n_eff"], 3)),
     ("held-out E eV/at", lambda r: _fmt(r["heldout_energy_rmse"])),
     ("rho(u,err)", lambda r: _fmt(r["spearman_heldout"], 2)),
     ("uncertain", lambda r: _fmt(r["uncertain_fraction"], 2)),
@@ -208,7 +216,9 @@ def _system_lines(row: dict[str, Any]) -> list[str]:
         f"system {name}: selected {_fmt(f['n_selected'])} of {_fmt(f['n_candidates'])}, "
         f"threshold {_fmt(f['threshold'])} ({_fmt(f['calibration_scope'])}), held-out F "
         f"{_fmt(f['heldout_force_rmse'])} eV/A "
-        f"(95% CI {format_interval(f['heldout_force_rmse_ci'])}, n={_fmt(f['heldout_n'])}), "
-        f"error/uncertainty {_fmt(f['error_to_uncertainty'], 3)}"
+        f"(95% CI {format_interval(f['heldout_force_rmse_ci'])}, n={_fmt(f['heldout_n'])}, "
+        f"n_eff={_fmt(f['heldout_n_eff'], 3)}), "
+        f"error/uncertainty {_fmt(f['error_to_uncertainty'], 3)} "
+        f"({_fmt(f['overconfidence'], 3)}x all frames'), novelty {_fmt(f['novelty_heldout'], 3)}"
         for name, f in row["systems"].items()
     ]

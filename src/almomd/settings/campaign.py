@@ -63,6 +63,20 @@ def condition_temperatures(exploration: dict[str, Any]) -> list[float]:
     return sorted(temperatures)
 
 
+def reference_md_steps(heldout: dict[str, Any]) -> int:
+    """Labeled MD steps of one condition's reference MD, as planned.
+
+    Each trajectory equilibrates, then its frames are ``steps_between`` apart;
+    a trajectory whose measured autocorrelation time asks for more runs longer
+    (up to 4x, :mod:`almomd.evaluation.reference_md`).
+    """
+    trajectories = heldout["trajectories_per_condition"]
+    frames = heldout["frames_per_condition"]
+    return trajectories * heldout["equilibration_steps"] + heldout["steps_between"] * (
+        frames - trajectories
+    )
+
+
 def walkers(config: dict[str, Any]) -> list[Walker]:
     """Return the exploration walkers: per system, every temperature times every replica."""
     found = []

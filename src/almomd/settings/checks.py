@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from almomd.ensemble.uncertainty import NOVELTY_METRICS
 from almomd.errors import ConfigError
 from almomd.settings import systems
 from almomd.settings.files import chemical_symbols, read_data_frames, structures
@@ -132,6 +133,19 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
                     "config key exploration.torch_compile: needs periodic structures (pbc and "
                     f"a full cell; system {name} has not) to pad its edge list; set it to false"
                 )
+    metric = config["uncertainty"]["metric"]
+    if metric in NOVELTY_METRICS:
+        if config["uncertainty"]["kind"] != "absolute":
+            raise ConfigError(
+                f"config key uncertainty.kind: {metric} is a distance, not a prediction; "
+                "it has no relative kind: set uncertainty.kind: absolute"
+            )
+        if config["training"]["compile"]:
+            raise ConfigError(
+                f"config key uncertainty.metric: {metric} needs the members' node features, "
+                "which AOTInductor members (training.compile: true) do not give; set "
+                "training.compile: false or choose force_max"
+            )
     _check_heldout(config, base_dir)
     production_system = config["production"]["system"]
     if production_system is not None and production_system not in built:
@@ -162,6 +176,14 @@ def _check_heldout(config: dict[str, Any], base_dir: Path) -> None:
             f"(it is {held['source']}); "
             "set heldout.source: file or remove heldout.file"
         )
+    if held["source"] == "reference_md":
+        trajectories = held["trajectories_per_condition"]
+        if held["frames_per_condition"] < 2 * trajectories:
+            raise ConfigError(
+                "config key heldout.frames_per_condition: each of the "
+                f"{trajectories} trajectories per condition (heldout.trajectories_per_condition) "
+                f"needs at least 2 frames; give at least {2 * trajectories} or fewer trajectories"
+            )
     metric = config["uncertainty"]["metric"]
     target_key = "energy_rmse" if metric == "energy" else "force_rmse"
     if (

@@ -53,6 +53,7 @@ class Heldout:
     source: str = "audit"
     file: str | None = None
     frames_per_condition: int = 8
+    trajectories_per_condition: int = 2
     equilibration_steps: int = 40
     steps_between: int = 40
     audit_per_walker: int = 2

@@ -6,16 +6,22 @@ Its first argument is the :class:`~almomd.settings.sections.Settings` of the
 config sections the rule passes as ``params.settings``; the files and
 wildcards follow as keyword-only arguments, named as in the rule.
 :mod:`almomd.stages.data` makes and labels data, :mod:`almomd.stages.heldout`
-makes held-out truth, :mod:`almomd.stages.training` trains the ensemble,
-:mod:`almomd.stages.exploration` runs it and :mod:`almomd.stages.iteration`
-judges the iteration and decides.
+makes held-out truth, :mod:`almomd.stages.training` trains the ensemble (and
+fits its novelty reference), :mod:`almomd.stages.exploration` runs it and
+:mod:`almomd.stages.iteration` judges the iteration and decides.
 """
 
 from almomd.stages.data import initial_candidates, initial_datasets, label_batch, merge_labels
 from almomd.stages.exploration import explore, production_md
 from almomd.stages.heldout import heldout_dataset, reference_md
 from almomd.stages.iteration import decide, evaluate, evaluate_heldout, select_frames
-from almomd.stages.training import compile_member, subset, train_member, train_pack
+from almomd.stages.training import (
+    compile_member,
+    fit_novelty,
+    subset,
+    train_member,
+    train_pack,
+)
 
 __all__ = [
     "compile_member",
@@ -23,6 +29,7 @@ __all__ = [
     "evaluate",
     "evaluate_heldout",
     "explore",
+    "fit_novelty",
     "heldout_dataset",
     "initial_candidates",
     "initial_datasets",

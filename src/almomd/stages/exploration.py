@@ -9,6 +9,7 @@ from pathlib import Path
 import ase.io
 from ase import Atoms
 
+from almomd import layout
 from almomd.data.frames import write_json
 from almomd.ensemble.calculator import EnsembleCalculator
 from almomd.exploration.md import MDSettings, run_walker
@@ -47,12 +48,19 @@ def ensemble(
     model_files: Sequence[str],
     start: Atoms | None = None,
     steps: int = 0,
+    novelty_file: str | Path | None = None,
 ) -> EnsembleCalculator:
     """Load the ensemble of ``model_files`` on the configured device.
 
     For MD of ``steps`` steps from ``start`` it is compiled if
-    :func:`compile_choice` says so, with the campaign's compile cache.
+    :func:`compile_choice` says so, with the campaign's compile cache. With
+    ``novelty_file`` (the iteration's novelty reference) it gives every atom's
+    novelty too, unless the members are AOTInductor-compiled (they give no
+    features; the config check refuses a novelty metric with them).
     """
+    if novelty_file is not None and any(str(f).endswith(".pt2") for f in model_files):
+        log.info("compiled members (training.compile) give no features: no novelty")
+        novelty_file = None
     compile = start is not None and compile_choice(settings, start, steps, len(model_files))
     if compile:
         from almomd.ensemble.batched import compile_cache
@@ -61,11 +69,17 @@ def ensemble(
         log.info("compiling the ensemble (torch.compile): the first step takes a while")
     device = settings.job_device()
     log.info("device: %s (training.device: %s)", device, settings.training.device)
-    return EnsembleCalculator(model_files, device=device, compile=compile)
+    return EnsembleCalculator(model_files, device=device, compile=compile, novelty=novelty_file)
 
 
 def explore(
-    settings: Settings, *, iteration: int, walker: int, model_files: Sequence[str], out: str
+    settings: Settings,
+    *,
+    iteration: int,
+    walker: int,
+    model_files: Sequence[str],
+    out: str,
+    novelty_file: str | None = None,
 ) -> None:
     """Run exploration walker ``walker`` of iteration ``iteration``."""
     spec = settings.walkers()[walker]
@@ -78,7 +92,7 @@ def explore(
     start = settings.structure(spec.system)
     frames, reason = run_walker(
         start,
-        ensemble(settings, model_files, start, md.steps),
+        ensemble(settings, model_files, start, md.steps, novelty_file),
         md,
         walker,
         rng_for(settings.seed, "md", iteration, walker),
@@ -129,6 +143,10 @@ def production_md(settings: Settings, *, root: str, out: str, out_summary: str) 
         restarts=0,
     )
     models = prod.model_files(root, iteration, settings.members())
+    novelty = layout.path(layout.NOVELTY, root, iteration=iteration)
+    if not novelty.is_file():  # an iteration of a version before the novelty reference
+        log.warning("%s is missing: production MD without novelty", novelty)
+        novelty = None
     log.info(
         "production MD: iteration %d (%d members), %s at %g K, %d steps, threshold %s = %.4g",
         iteration, len(models), md.thermostat, md.temperature, md.steps, key, threshold,
@@ -136,7 +154,7 @@ def production_md(settings: Settings, *, root: str, out: str, out_summary: str) 
     rng = rng_for(settings.seed, "production", iteration, run.temperature)
     summary = prod.run_production(
         start,
-        ensemble(settings, [str(m) for m in models], start, md.steps),
+        ensemble(settings, [str(m) for m in models], start, md.steps, novelty),
         md,
         threshold,
         run.stop_above_threshold,

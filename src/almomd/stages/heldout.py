@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from almomd.data.frames import check_unique_ids, read_frames, read_user_frames, write_frames
-from almomd.evaluation import heldout
+from almomd.evaluation import reference_md as reference
 from almomd.labeling.labelers import Labeler
 from almomd.seeds import rng_for
 from almomd.settings import systems
@@ -19,15 +19,20 @@ def reference_md(settings: Settings, *, condition: int, out: str, launcher: str 
     """Held-out truth: MD with the labeler itself at exploration condition ``condition``."""
     held = settings.heldout
     spec = settings.conditions()[condition]
-    frames = heldout.reference_md(
+    # trajectory 0 has the seed of the one trajectory of earlier versions
+    rngs = [rng_for(settings.seed, "reference_md", condition)] + [
+        rng_for(settings.seed, "reference_md", condition, t)
+        for t in range(1, held.trajectories_per_condition)
+    ]
+    frames = reference.reference_md(
         settings.structure(spec.system),
         Labeler(settings.labeler, launcher),
-        heldout.reference_settings(settings.exploration, spec),
+        reference.reference_settings(settings.exploration, spec),
         spec,
         held.frames_per_condition,
         held.equilibration_steps,
         held.steps_between,
-        rng_for(settings.seed, "reference_md", condition),
+        rngs,
         out,
         stress=settings.labeler.stress,
     )

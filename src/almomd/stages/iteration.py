@@ -32,10 +32,12 @@ def evaluate(
     out_metrics: str,
     out_table: str,
     out_forces: str,
+    novelty_file: str | None = None,
 ) -> None:
     """Evaluate the ensemble on the test set."""
     frames = read_frames(test_file)
-    table, metrics, forces = evaluate_ensemble(ensemble(settings, model_files), frames)
+    calc = ensemble(settings, model_files, novelty_file=novelty_file)
+    table, metrics, forces = evaluate_ensemble(calc, frames)
     table.to_csv(out_table, index=False)
     np.savetxt(out_forces, forces, header="reference predicted (eV/Angstrom)", fmt="%.6g")
     write_json(out_metrics, metrics)
@@ -51,6 +53,7 @@ def evaluate_heldout(
     frame_files: Sequence[str],
     out_summary: str,
     out_table: str,
+    novelty_file: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the ensemble on the held-out frames: errors with intervals, calibration.
 
@@ -67,8 +70,12 @@ def evaluate_heldout(
         frames, source = read_frames(test_file), "test_set"
     covers = source in heldout.COVERING_SOURCES
     systems.tag(frames, settings.structures())
-    table, metrics, _ = evaluate_ensemble(ensemble(settings, model_files), frames)
+    calc = ensemble(settings, model_files, novelty_file=novelty_file)
+    table, metrics, _ = evaluate_ensemble(calc, frames)
     table["condition"] = [str(a.info.get("al_condition", "unknown")) for a in frames]
+    trajectories = [heldout.trajectory_of(a) for a in frames]
+    if any(t is not None for t in trajectories):  # else every frame is its own unit
+        table["trajectory"] = [t or f"frame-{i}" for i, t in enumerate(trajectories)]
     table["energy_abs_error"] = table["energy_error_per_atom"].abs()
     table.to_csv(out_table, index=False)
     targets = settings.convergence

@@ -86,6 +86,32 @@ def train_pack(
         log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
 
 
+def fit_novelty(
+    settings: Settings, *, iteration: int, model_files: Sequence[str], train_file: str, out: str
+) -> None:
+    """Fit the novelty reference of iteration ``iteration``'s ensemble to its training set.
+
+    Every training frame goes through the ensemble once; the members' last node
+    features of its atoms are the reference (:mod:`almomd.ensemble.novelty`).
+    """
+    from almomd.ensemble.calculator import EnsembleCalculator
+    from almomd.ensemble.novelty import NoveltyReference
+
+    frames = read_frames(train_file)
+    calc = EnsembleCalculator(model_files, device=settings.job_device())
+    reference = NoveltyReference.fit(
+        [calc.features(atoms) for atoms in frames],
+        [atoms.get_chemical_symbols() for atoms in frames],
+        rng_for(settings.seed, "novelty", iteration),
+    )
+    reference.save(out)
+    spacing = ", ".join(f"{s} {v:.3g}" for s, v in sorted(reference.spacing[0].items()))
+    log.info(
+        "novelty reference: %d training frames, %d members; member 0's spacing %s",
+        len(frames), reference.n_members, spacing,
+    )  # fmt: skip
+
+
 def compile_member(settings: Settings, *, model: str, out: str, log_file: str) -> None:
     """Compile a packaged member for the configured device."""
     seconds = trainer.compile_model(model, out, settings.job_device(), log_file)

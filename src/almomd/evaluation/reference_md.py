@@ -1,0 +1,220 @@
+"""Reference MD: held-out truth from MD with the labeler itself.
+
+At each exploration condition ``heldout.trajectories_per_condition``
+independent trajectories (own seeds and starting velocities) run from the
+campaign's structure, ``frames_per_condition`` frames kept over all of them.
+After ``equilibration_steps``, every step's labeled state is recorded; the
+frames kept are ``stride`` steps apart, where the stride is the larger of
+``steps_between`` and twice the integrated autocorrelation time of the
+potential energy measured on the trajectory itself
+(:func:`almomd.evaluation.statistics.autocorrelation_time`): frames closer
+than that are nearly copies of one another, and an interval over them is too
+narrow. Where the measured time asks for more steps than planned (for the
+stride, or for a series long enough to trust the measurement: at least
+``MIN_SERIES`` steps and ``RELIABLE_LENGTH`` times the time), the trajectory
+runs longer, up to ``MAX_STRETCH`` times the planned steps, and its frames
+spread over all of it. Every frame carries its trajectory
+(``al_trajectory``), so that the intervals resample trajectories
+(:mod:`almomd.evaluation.heldout`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from almomd.data.frames import labeled_copy, min_interatomic_distance, write_frames
+from almomd.evaluation.statistics import autocorrelation_time
+from almomd.exploration.md import MDSettings, start_dynamics
+from almomd.labeling.labelers import Labeler
+from almomd.labeling.single_points import single_point, wants_stress
+from almomd.settings.campaign import Condition
+from almomd.settings.sections import Exploration
+
+log = logging.getLogger(__name__)
+
+#: A trajectory runs at most this many times its planned steps to decorrelate its frames.
+MAX_STRETCH = 4.0
+#: A measured autocorrelation time is trusted on a series of at least this many times it
+#: (shorter series underestimate it: on 600 K Cu with EMT, 21 steps gave 1.9 steps,
+#: 300 gave 11, 1000 and more 23-26).
+RELIABLE_LENGTH = 10.0
+#: Steps at least on which the autocorrelation time is measured (within MAX_STRETCH).
+MIN_SERIES = 100
+
+
+def frames_per_trajectory(n_frames: int, trajectories: int) -> list[int]:
+    """``n_frames`` split over ``trajectories`` as evenly as possible (the first get more)."""
+    base, extra = divmod(n_frames, trajectories)
+    return [base + (t < extra) for t in range(trajectories)]
+
+
+def labeler_directory(out: str) -> Path:
+    """Where the reference MD's labeler runs (next to its output)."""
+    path = Path(out)
+    return path.parent / "calc" / path.stem
+
+
+def reference_settings(exploration: Exploration, condition: Condition) -> MDSettings:
+    """MD settings of the reference MD at ``condition`` (thermostat as in exploration)."""
+    return MDSettings(
+        thermostat=exploration.thermostat,
+        temperature=condition.temperature,
+        timestep=exploration.timestep,
+        friction=exploration.friction,
+        steps=0,
+        log_interval=1,
+        min_distance=exploration.min_distance,
+        pressure=exploration.pressure,
+        barostat_time=exploration.barostat_time,
+    )
+
+
+class _Run:
+    """One trajectory's recorded states: positions, cell, energy and forces per step."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[np.ndarray, np.ndarray, float, np.ndarray]] = []
+        self.reason = "completed"
+
+    @property
+    def energies(self) -> np.ndarray:
+        return np.array([state[2] for state in self.states])
+
+
+def _record(atoms: Atoms, calc, md: MDSettings, run: _Run, steps: int, dyn) -> bool:
+    """Advance and record ``steps`` states; False (with the reason) when the run must stop."""
+    for _ in range(steps):
+        try:
+            if run.states:  # the first state is the equilibrated one
+                dyn.run(1)
+            energy, forces, _ = single_point(atoms, calc, False)  # the step's own results
+        except Exception as exc:  # a code fails in its own way; keep the states so far
+            failed = f"{type(exc).__name__}: {exc}"
+            run.reason = f"labeler failed after {len(run.states)} steps: {failed}"
+            return False
+        if (
+            not np.isfinite(atoms.positions).all()
+            or min_interatomic_distance(atoms) < md.min_distance
+        ):
+            run.reason = f"unphysical structure after {len(run.states)} steps"
+            return False
+        run.states.append((atoms.get_positions(), atoms.get_cell()[:], energy, forces))
+    return True
+
+
+def trajectory(
+    start: Atoms,
+    calc,
+    md: MDSettings,
+    n_frames: int,
+    equilibration_steps: int,
+    steps_between: int,
+    rng: np.random.Generator,
+) -> tuple[list[int], _Run, float]:
+    """Run one trajectory; return the indices of its kept states, the run and tau (steps)."""
+    atoms, dyn, _ = start_dynamics(start, calc, md, rng)
+    run = _Run()
+    try:
+        dyn.run(equilibration_steps)
+    except Exception as exc:
+        run.reason = f"labeler failed in equilibration: {type(exc).__name__}: {exc}"
+        return [], run, math.nan
+    planned = steps_between * (n_frames - 1) + 1
+    limit = max(planned, int(MAX_STRETCH * planned))
+    wanted, tau, stride = planned, 0.5, steps_between
+    while _record(atoms, calc, md, run, wanted - len(run.states), dyn):
+        tau = autocorrelation_time(run.energies)
+        stride = max(steps_between, math.ceil(2.0 * tau))
+        needed = max(stride * (n_frames - 1) + 1, math.ceil(RELIABLE_LENGTH * tau), MIN_SERIES)
+        wanted = min(needed, limit)
+        if wanted <= len(run.states):
+            break
+    recorded = len(run.states)
+    if recorded >= 2:
+        tau = autocorrelation_time(run.energies)
+    if n_frames > 1:  # the frames spread over all the trajectory ran
+        stride = max(1, (recorded - 1) // (n_frames - 1))
+    kept = list(range(0, recorded, stride))[:n_frames]
+    if stride < 2.0 * tau and run.reason == "completed":
+        log.warning(
+            "reference MD: frames %d steps apart, less than 2 tau = %.0f steps (the trajectory "
+            "ran its longest, %d steps): raise heldout.steps_between",
+            stride, 2.0 * tau, recorded,
+        )  # fmt: skip
+    return kept, run, tau
+
+
+def reference_md(
+    start: Atoms,
+    labeler: Labeler,
+    md: MDSettings,
+    condition: Condition,
+    n_frames: int,
+    equilibration_steps: int,
+    steps_between: int,
+    rngs: Sequence[np.random.Generator],
+    out: str,
+    stress: bool = False,
+) -> list[Atoms]:
+    """Run ``len(rngs)`` trajectories with the labeler and write the kept, labeled frames.
+
+    A trajectory stops early (keeping what it has) when the labeler fails or the
+    structure becomes unphysical; fewer than two kept frames in all is an error.
+    """
+    directory = labeler_directory(out)
+    calc = labeler.calculator(directory)
+    label = condition.label
+    frames: list[Atoms] = []
+    started = time.perf_counter()
+    for index, (count, rng) in enumerate(
+        zip(frames_per_trajectory(n_frames, len(rngs)), rngs, strict=True)
+    ):
+        kept, run, tau = trajectory(start, calc, md, count, equilibration_steps, steps_between, rng)
+        name = f"c{condition.index}-t{index}"
+        for i in kept:
+            positions, cell, energy, forces = run.states[i]
+            atoms = start.copy()
+            atoms.set_cell(cell)
+            atoms.positions = positions
+            sigma = None
+            if wants_stress(atoms, calc, stress):  # MD needs no stress: only the kept frames
+                energy, forces, sigma = single_point(atoms, calc, True)
+            step = equilibration_steps + i
+            frames.append(
+                labeled_copy(
+                    atoms,
+                    energy,
+                    forces,
+                    sigma,
+                    al_id=f"ref-c{condition.index}-s{step:06d}" + (f"-t{index}" if index else ""),
+                    al_source="reference_md",
+                    al_step=step,
+                    al_labeler=labeler.name,
+                    al_condition=label,
+                    al_system=condition.system,
+                    al_trajectory=name,
+                )
+            )
+        stride = kept[1] - kept[0] if len(kept) > 1 else 0
+        log.info(
+            "reference MD %s, trajectory %d: %d frames %d steps apart (tau of the energy "
+            "%.1f steps, %d steps after equilibration; %s; %.0f s so far)",
+            label, index, len(kept), stride, tau, len(run.states), run.reason,
+            time.perf_counter() - started,
+        )  # fmt: skip
+        if run.reason != "completed":
+            log.warning("reference MD %s, trajectory %d stopped: %s", label, index, run.reason)
+    if len(frames) < 2:
+        raise RuntimeError(
+            f"reference MD at {label} kept {len(frames)} frame(s); held-out truth needs at "
+            "least 2: check the labeler (see the log), or use heldout.source: audit or file"
+        )
+    write_frames(out, frames)
+    return frames
