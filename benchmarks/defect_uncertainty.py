@@ -166,7 +166,12 @@ def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> d
 
 
 def judge_campaign(workdir: Path, iterations: int, frames: dict[str, list]) -> list[dict]:
-    """Every iteration of one campaign, cached in ``judged.json`` of its directory."""
+    """Every iteration of one campaign, cached in ``judged.json`` of its directory.
+
+    A campaign that stopped early (no frame selected) has fewer iterations.
+    """
+    ran = [i for i in range(iterations) if (workdir / "results" / f"iter_{i}" / "models").is_dir()]
+    iterations = len(ran)
     cache = workdir / "judged.json"
     if cache.exists():
         found = json.loads(cache.read_text())
@@ -253,14 +258,15 @@ def main() -> int:
         overall = []
         for defect in DEFECTS:
             for i in range(args.iterations):
-                per_seed = [ratios(judged[s][i], defect, metric) for s in args.seeds]
+                per_seed = [ratios(judged[s][i], defect, metric)
+                            for s in args.seeds if i < len(judged[s])]  # fmt: skip
                 over = [r["overconfidence"] for r in per_seed]
                 overall.extend(over)
                 err = np.median([r["error"] for r in per_seed])
                 u = np.median([r["u"] for r in per_seed])
                 print(f"  {defect:>12} it{i}: error {err:.2f}x  u {u:.2f}x  overconfidence "
                       f"{np.median(over):.2f} (max {max(over):.2f})")  # fmt: skip
-        rho = [spearman(judged[s][i], metric) for s in args.seeds for i in range(args.iterations)]
+        rho = [spearman(it, metric) for s in args.seeds for it in judged[s]]
         rng = np.random.default_rng(0)
         median, low, high = median_interval(rho, rng)
         print(f"  Spearman(u, error): median {median:.2f} [{low:.2f}, {high:.2f}], "

@@ -44,8 +44,8 @@ def expected_by_hand(config, profile):
     plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1,
                         "reference_md": C, "heldout_dataset": 1}}  # fmt: skip
     for i in range(last + 1):
-        jobs = {"subset": K, "train_member": K * M, "explore": W, "evaluate": 1,
-                "evaluate_heldout": 1, "select_frames": 1, "decide": 1}  # fmt: skip
+        jobs = {"subset": K, "train_member": K * M, "fit_novelty": 1, "explore": W,
+                "evaluate": 1, "evaluate_heldout": 1, "select_frames": 1, "decide": 1}  # fmt: skip
         if i < last:
             jobs |= {"label_batch": B, "merge_labels": 1}
         plan[str(i)] = jobs
@@ -83,7 +83,7 @@ def test_small_plan_equals_hand_count(tmp_path):
         sum(t[0] for t in totals.values())
     )
     held = config["heldout"]
-    trajectories = held["trajectories_per_condition"]  # each equilibrates, then frames
+    trajectories = held.get("trajectories_per_condition", 2)  # each equilibrates, then frames
     steps = trajectories * held["equilibration_steps"] + held["steps_between"] * (
         held["frames_per_condition"] - trajectories
     )

@@ -54,7 +54,9 @@ def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_
     assert [subsets[need] for need in packs[0].needs] == ["0", "1"]
     assert [subsets[need] for need in packs[1].needs] == ["1"]
     explore = next(job for job in planned if job.rule == "explore")
-    assert set(explore.needs) == {job.key for job in packs}
+    novelty = next(job for job in planned if job.rule == "fit_novelty")
+    assert set(explore.needs) == {job.key for job in packs} | {novelty.key}
+    assert {job.key for job in packs} < set(novelty.needs)  # fitted to the packaged members
     own = jobs.RULE_RESOURCES["train_member"]["runtime"]
     assert [job.resources["runtime"] for job in packs] == [4 * own, 2 * own]
     # a profile's train_member resources apply to the packs, runtime times the members;

@@ -262,7 +262,7 @@ def test_the_label_budget_counts_every_systems_initial_frames_and_conditions():
     config = completed(lambda c: two_systems(c, exploration={"temperatures": [800]}))
     labels = budget.label_budget(config)
     held = config["heldout"]
-    trajectories = held["trajectories_per_condition"]  # each equilibrates, then frames
+    trajectories = held.get("trajectories_per_condition", 2)  # each equilibrates, then frames
     steps = trajectories * held["equilibration_steps"] + held["steps_between"] * (
         held["frames_per_condition"] - trajectories
     )

@@ -245,24 +245,28 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
             jobs[-1].also, jobs[-1].members = tuple(files[1:]), len(pack)
             jobs[-1].resources = pack_resources(config, len(pack))
             trained |= dict.fromkeys(pack, key)
-        ensemble = []
+        ensemble, packaged = [], []
         for k, subset in enumerate(subsets):
             for m in range(config["ensemble"]["n_seeds"]):
                 member = trained.get((k, m)) or add(
                     "train_member", layout.member_file(i, k, m), [subset], subset=k, seed=m, **at
                 )
+                packaged.append(member)
                 if config["training"]["compile"]:
                     member = add("compile_member", layout.member_file(i, k, m, True), [member],
                                  subset=k, seed=m, **at)  # fmt: skip
                 ensemble.append(member)
+        novelty = add("fit_novelty", layout.NOVELTY.format(**at),
+                      [*dict.fromkeys(packaged), train], **at)  # fmt: skip
         walked = [
-            add("explore", layout.WALKER.format(walker=w.index, **at), ensemble,
+            add("explore", layout.WALKER.format(walker=w.index, **at), [*ensemble, novelty],
                 walker=w.index, **at)
             for w in walkers(config)
         ]  # fmt: skip
-        evaluated = add("evaluate", layout.TEST_METRICS.format(**at), [*ensemble, data], **at)
+        evaluated = add("evaluate", layout.TEST_METRICS.format(**at),
+                        [*ensemble, novelty, data], **at)  # fmt: skip
         judged = add("evaluate_heldout", layout.HELDOUT_SUMMARY.format(**at),
-                     [*ensemble, data, *heldout, *earlier_labels], **at)  # fmt: skip
+                     [*ensemble, novelty, data, *heldout, *earlier_labels], **at)  # fmt: skip
         selected = add("select_frames", layout.SELECTION_SUMMARY.format(**at),
                        [*walked, evaluated, judged], **at)  # fmt: skip
         selections.append(selected)
