@@ -113,7 +113,7 @@ def test_members_per_job_trains_the_ensemble_in_one_job_and_process(systems_camp
     assert benchmarks == ["train_pack_0.tsv"]
     for i in (0, 1):
         models = sorted(p.name for p in (iteration(systems_campaign, i) / "models").iterdir())
-        assert models == ["member_0_0.nequip.zip", "member_1_0.nequip.zip"]
+        assert models == ["member_0_0.nequip.zip", "member_1_0.nequip.zip", "novelty.npz"]
         log = (systems_campaign / "logs" / f"iter_{i}" / "train_pack_0.log").read_text()
         assert log.count("running:") == 1 and log.count("trained: {") == 2
         assert "'import_s': 0.0" in log  # the second member paid no imports: one process

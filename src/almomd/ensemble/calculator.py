@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -88,7 +89,7 @@ class EnsembleCalculator(Calculator):
         """Whether the members run in one mapped pass."""
         return self._batched is not None
 
-    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Any]:
         from nequip.data import AtomicDataDict
 
         energies, forces, stresses, features = [], [], [], []
@@ -100,14 +101,18 @@ class EnsembleCalculator(Calculator):
                 stresses.append(out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy())
             if AtomicDataDict.NODE_FEATURES_KEY in out:  # compiled members do not give them
                 features.append(out[AtomicDataDict.NODE_FEATURES_KEY].detach().cpu().numpy())
-        stacked = np.stack(features) if len(features) == len(self.members) else None
-        return np.array(energies), np.stack(forces), stresses, stacked
+        if len(features) < len(self.members):
+            return np.array(energies), np.stack(forces), stresses, None
+        if len({f.shape for f in features}) > 1:  # a mixed committee: members' own widths
+            return np.array(energies), np.stack(forces), stresses, features
+        return np.array(energies), np.stack(forces), stresses, np.stack(features)
 
-    def features(self, atoms: Atoms) -> np.ndarray:
-        """The members' last node features of ``atoms`` ``(M, N, F)``."""
+    def features(self, atoms: Atoms) -> Any:
+        """The members' last node features of ``atoms``: ``(M, N, F)``, or one
+        ``(N, F_m)`` array per member where their widths differ (a mixed committee)."""
         return self._pass(self._to_data(atoms))[3]
 
-    def _pass(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]:
+    def _pass(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Any]:
         if self._batched is None:
             return self._one_by_one(data)
         energies, forces, stress, features = self._batched(data)

@@ -85,13 +85,18 @@ class NoveltyReference:
         symbols: Sequence[Sequence[str]],
         rng: np.random.Generator,
     ) -> NoveltyReference:
-        """Fit to the training frames: ``member_features[f]`` is frame f's ``(M, N_f, F)``.
+        """Fit to the training frames: ``member_features[f]`` is frame f's ``(M, N_f, F)``
+        (or one ``(N_f, F_m)`` array per member, where the members' widths differ).
 
         ``symbols[f]`` are frame f's chemical symbols.
         """
         if not member_features:
             raise ValueError("novelty: no training frame to fit to")
-        stacked = np.concatenate([np.asarray(f, dtype=float) for f in member_features], axis=1)
+        n_members = len(member_features[0])
+        stacked = [
+            np.concatenate([np.asarray(f[m], dtype=float) for f in member_features])
+            for m in range(n_members)
+        ]
         all_symbols = np.concatenate([np.asarray(s) for s in symbols])
         frames = np.concatenate([np.full(len(s), i) for i, s in enumerate(symbols)])
         features, spacing = [], []
@@ -107,12 +112,12 @@ class NoveltyReference:
             spacing.append(scale)
         return cls(tuple(features), tuple(spacing))
 
-    def novelty(self, member_features: np.ndarray, symbols: Sequence[str]) -> np.ndarray:
+    def novelty(self, member_features: Sequence[np.ndarray], symbols: Sequence[str]) -> np.ndarray:
         """Per-atom novelty ``(N,)`` of one frame from its members' features ``(M, N, F)``.
 
         An element the training set never had is infinitely novel.
         """
-        member_features = np.asarray(member_features, dtype=float)
+        member_features = [np.asarray(f, dtype=float) for f in member_features]
         if len(member_features) != self.n_members:
             raise ValueError(
                 f"novelty reference of {self.n_members} members used with "
