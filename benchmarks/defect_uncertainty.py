@@ -137,6 +137,7 @@ def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> d
     from almomd.data.frames import read_frames
     from almomd.ensemble.calculator import EnsembleCalculator
     from almomd.ensemble.novelty import NoveltyReference, combined
+    from almomd.ensemble.uncertainty import force_spread
 
     results = workdir / "results" / f"iter_{iteration}"
     models = sorted(str(p) for p in (results / "models").glob("member_*.nequip.zip"))
@@ -154,8 +155,7 @@ def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> d
             atoms.calc = calc
             atoms.get_potential_energy()
             error = calc.results["forces"] - truth.get_forces()
-            forces = calc.results["member_forces"]
-            spread = np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
+            spread = force_spread(calc.results["member_forces"])
             nu = radial.novelty(radial_descriptor(truth), truth.get_chemical_symbols())
             rows.append({"error": float(np.sqrt((error**2).mean()))}
                         | {m: calc.results["uncertainty"][m] for m in METRICS}

@@ -45,13 +45,11 @@ def resample(
 ) -> list[np.ndarray]:
     """Bootstrap draws of frame indices, one array per resample.
 
-    Without ``groups``: ``n`` frames drawn with replacement. With ``groups`` (a
-    trajectory or walker per frame): within each stratum its groups are drawn
-    with replacement, then frames within each group drawn (a stratum of one
-    group, or of single frames, falls back to drawing its frames).
+    ``groups``: a trajectory or walker per frame (``None``: every frame its
+    own). Within each stratum its groups are drawn with replacement, then
+    frames within each group drawn (a stratum of one group, or of single
+    frames, falls back to drawing its frames).
     """
-    if groups is None:
-        return list(rng.integers(0, n, size=(n_resamples, n)))
     groups = _labels(groups, n)
     strata = _labels(strata, n) if strata is not None else np.zeros(n, dtype=int)
     units = []  # per stratum: its groups' frame indices
