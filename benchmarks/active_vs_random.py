@@ -69,7 +69,7 @@ METHODS = ("active", "random", "reference_md")
 
 def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, out: Path) -> str:
     """GFN1-xTB MD frames at one exploration condition (almomd's reference MD)."""
-    from almomd.evaluation import heldout
+    from almomd.evaluation import reference_md as reference
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
     from almomd.settings import systems
@@ -84,15 +84,15 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
         LabelerSettings(name=config["labeler"]["name"], parameters=config["labeler"]["parameters"])
     )
     started = time.perf_counter()
-    heldout.reference_md(
+    reference.reference_md(
         systems.structure(config, spec.system),
         labeler,
-        heldout.reference_settings(Settings.from_config(config).exploration, spec),
+        reference.reference_settings(Settings.from_config(config).exploration, spec),
         spec,
         n_frames,
         settings["equilibration_steps"],
         settings["steps_between"],
-        rng_for(config["seed"], seed_label, condition),
+        [rng_for(config["seed"], seed_label, condition)],
         str(out),
     )
     return f"{out.name}: {n_frames} frames at {spec.label} in {time.perf_counter() - started:.0f} s"

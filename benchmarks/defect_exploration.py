@@ -96,7 +96,7 @@ def campaign_config(seed: int, arm: str, iterations: int, vacancy: int, bias: di
 
 def reference_frames(config: dict, system: str, n_frames: int, out: Path) -> str:
     """GFN1-xTB MD frames of one system at 600 K (almomd's reference MD), tagged al_system."""
-    from almomd.evaluation import heldout
+    from almomd.evaluation import reference_md as reference
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
     from almomd.settings import systems
@@ -109,11 +109,11 @@ def reference_frames(config: dict, system: str, n_frames: int, out: Path) -> str
     labeler = Labeler(LabelerSettings(name="tblite", parameters={"method": "GFN1-xTB"}))
     started = time.perf_counter()
     held = config["heldout"]
-    heldout.reference_md(
+    reference.reference_md(
         systems.structure(config, system), labeler,
-        heldout.reference_settings(Settings.from_config(config).exploration, spec), spec,
+        reference.reference_settings(Settings.from_config(config).exploration, spec), spec,
         n_frames, held["equilibration_steps"], held["steps_between"],
-        rng_for(config["seed"], "defect-heldout", system), str(out),
+        [rng_for(config["seed"], "defect-heldout", system)], str(out),
     )  # fmt: skip
     return f"{out.name}: {n_frames} frames in {time.perf_counter() - started:.0f} s"
 

@@ -111,7 +111,7 @@ def cells_config(seed: int) -> dict:
 
 def reference_frames(cell: str, trajectory: str, n_frames: int, between: int, out: Path) -> str:
     """GFN1-xTB MD frames of one cell at 600 K (almomd's reference MD), own seed per trajectory."""
-    from almomd.evaluation import heldout
+    from almomd.evaluation import reference_md as reference
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.seeds import rng_for
     from almomd.settings.campaign import conditions
@@ -125,9 +125,9 @@ def reference_frames(cell: str, trajectory: str, n_frames: int, between: int, ou
     spec = next(c for c in conditions(config) if c.system == cell)
     labeler = Labeler(LabelerSettings(name="tblite", parameters={"method": "GFN1-xTB"}))
     started = time.perf_counter()
-    heldout.reference_md(
-        settings.structure(cell), labeler, heldout.reference_settings(settings.exploration, spec),
-        spec, n_frames, 40, between, rng_for(0, "defect-uncertainty", cell, trajectory), str(out),
+    reference.reference_md(
+        settings.structure(cell), labeler, reference.reference_settings(settings.exploration, spec),
+        spec, n_frames, 40, between, [rng_for(0, "defect-uncertainty", cell, trajectory)], str(out),
     )  # fmt: skip
     return f"{out.name}: {n_frames} frames in {time.perf_counter() - started:.0f} s"
 
