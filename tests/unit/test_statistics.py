@@ -86,3 +86,18 @@ def test_separation_counts_precision_and_recall():
     assert quality.precision == pytest.approx(2 / 3)
     assert quality.recall == pytest.approx(2 / 3)
     assert math.isnan(separation(u, error, 1.0, 0.04).precision)
+
+
+def test_spearman_interval_by_trajectory_is_wider_where_frames_share_their_trajectory():
+    # 4 trajectories of 10 frames: within each, u and error follow each other only through
+    # the trajectory's own level, so the 40 pairs hold about 4 independent ones
+    rng = np.random.default_rng(3)
+    level = np.repeat(rng.normal(0, 1, 4), 10)
+    u = level + rng.normal(0, 0.3, 40)
+    error = level + rng.normal(0, 0.3, 40)
+    groups = np.repeat(["a", "b", "c", "d"], 10)
+    pairs = spearman_interval(u, error, np.random.default_rng(0))
+    grouped = spearman_interval(u, error, np.random.default_rng(0), groups=groups)
+    assert grouped.rho == pairs.rho
+    assert grouped.low <= grouped.rho <= grouped.high
+    assert grouped.high - grouped.low > 2 * (pairs.high - pairs.low)

@@ -89,6 +89,13 @@ def _per_frame_sums(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nda
     return force_sq, force_counts, energy_sq
 
 
+def _resampling(table: pd.DataFrame) -> dict[str, Any]:
+    """How a bootstrap draws the table's frames: by ``trajectory`` within ``condition``."""
+    groups = table.get("trajectory")
+    strata = table["condition"] if groups is not None and "condition" in table else None
+    return {"groups": groups, "strata": strata}
+
+
 def errors(table: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
     """Frames, force and energy RMSE with their bootstrap intervals, of a per-frame table.
 
@@ -99,9 +106,7 @@ def errors(table: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
     """
     force_sq, counts, energy_sq = _per_frame_sums(table)
     ones = np.ones(len(table))
-    groups = table.get("trajectory")
-    strata = table["condition"] if groups is not None and "condition" in table else None
-    by = {"groups": groups, "strata": strata}
+    by = _resampling(table)
     return {
         "n_frames": len(table),
         "n_eff": statistics.effective_n(force_sq / np.maximum(counts, 1), **by),
@@ -138,7 +143,7 @@ def summarize(
     for column in [c for c in table.columns if c.startswith("u_")]:
         metric = column[2:]
         summary["spearman"][metric] = statistics.spearman_interval(
-            table[column], table[error_for(metric)], rng
+            table[column], table[error_for(metric)], rng, **_resampling(table)
         ).to_dict()
     metric = selection_key[2:]
     target = energy_target if metric.startswith("energy") else force_target
@@ -208,7 +213,9 @@ def system_summary(
     metric = selection_key[2:]
     u = table[selection_key].to_numpy(dtype=float)
     u_rms = float(np.sqrt(np.mean(u**2))) if u.size else math.nan
-    rho = statistics.spearman_interval(table[selection_key], table[error_for(metric)], rng)
+    rho = statistics.spearman_interval(
+        table[selection_key], table[error_for(metric)], rng, **_resampling(table)
+    )
     calibration = statistics.calibrate(table[selection_key], table[error_for(metric)])
     return figures | {
         "uncertainty_rms": u_rms,

@@ -221,8 +221,14 @@ def spearman_interval(
     rng: np.random.Generator,
     level: float = LEVEL,
     n_resamples: int = N_BOOTSTRAP // 2,
+    groups=None,
+    strata=None,
 ) -> Correlation:
-    """Spearman's rho of ``x`` and ``y`` with a percentile bootstrap interval over pairs."""
+    """Spearman's rho of ``x`` and ``y`` with a percentile bootstrap interval over pairs.
+
+    With ``groups`` (and ``strata``) the pairs are drawn as :func:`resample`
+    draws frames: trajectories (walkers) first, then frames within them.
+    """
     from scipy.stats import rankdata  # scipy.stats takes seconds to import: only here
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -230,14 +236,19 @@ def spearman_interval(
     rho = spearman(x, y)
     if n < 4 or math.isnan(rho):
         return Correlation(rho, math.nan, math.nan, n)
-    picks = rng.integers(0, n, size=(n_resamples, n))
-    rx = rankdata(x[picks], axis=1)
-    ry = rankdata(y[picks], axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
-    valid = denominator > 0
-    values = (rx * ry).sum(axis=1)[valid] / denominator[valid]
+    if groups is None:  # pairs are the units: one draw of them all at once
+        picks = rng.integers(0, n, size=(n_resamples, n))
+        rx = rankdata(x[picks], axis=1)
+        ry = rankdata(y[picks], axis=1)
+        rx -= rx.mean(axis=1, keepdims=True)
+        ry -= ry.mean(axis=1, keepdims=True)
+        denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+        valid = denominator > 0
+        values = (rx * ry).sum(axis=1)[valid] / denominator[valid]
+    else:
+        draws = resample(n, rng, n_resamples, groups, strata)
+        values = np.array([spearman(x[d], y[d]) for d in draws])
+        values = values[~np.isnan(values)]
     if values.size < n_resamples // 2:
         return Correlation(rho, math.nan, math.nan, n)
     tail = (1.0 - level) / 2 * 100
