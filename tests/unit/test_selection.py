@@ -206,3 +206,30 @@ def test_calibrated_acceptance_takes_frames_likely_above_the_target():
     assert uncertain_fraction(table) == pytest.approx(np.mean(u >= 0.1))
     with pytest.raises(ValueError, match="calibration"):
         select(frames, u, [0.0], rule(acceptance="calibrated"), np.random.default_rng(0))
+
+
+def test_fill_meets_the_label_budget_from_the_next_most_uncertain_frames():
+    """Two frames are accepted; fill takes the budget's other four from the most uncertain
+    of the rest, keeping walker frames 100 fs apart and passing over unphysical ones."""
+    frames = trajectories(2, 20)
+    frames[19].positions[1] = frames[19].positions[0] + [0.5, 0, 0]  # too close: never taken
+    u = np.array([1.0 + 0.005 * i for i in range(len(frames))])  # below the threshold 1.3
+    u[[5, 30]] = 10.0  # one clearly uncertain frame per walker
+    strict = rule(max_frames=6, shift=2.0, gradient=0.01, min_time_separation=100.0)
+    plain = select(frames, u, [1.0, 1.2], strict, np.random.default_rng(0))
+    assert sorted(plain.index[plain["selected"]]) == [5, 30]
+    filled = select(frames, u, [1.0, 1.2], Selection(**(vars(strict) | {"fill": True})),
+                    np.random.default_rng(0))  # fmt: skip
+    chosen = filled.index[filled["selected"]]
+    assert len(chosen) == 6
+    assert filled.loc[[5, 30], "decision"].tolist() == ["selected", "selected"]
+    extra = filled.loc[filled["decision"] == "filled"]
+    # most uncertain first (walker 1's late frames: 20 fs apart, u rising with the index),
+    # each 100 fs from the kept frames of its walker (30 at 200 fs); 19 is unphysical
+    assert sorted(extra.index) == [18, 20, 25, 39]
+    for _, group in filled.loc[chosen].groupby("walker"):
+        assert np.diff(np.sort(group["time_fs"].to_numpy())).min() >= 100.0
+    # enough accepted frames: nothing is filled
+    many = select(frames, u, [0.0, 0.001], Selection(**(vars(strict) | {"fill": True,
+                  "shift": 0.0, "gradient": 1.0})), np.random.default_rng(0))  # fmt: skip
+    assert (many["decision"] == "filled").sum() == 0 and many["selected"].sum() == 6

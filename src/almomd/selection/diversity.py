@@ -33,11 +33,17 @@ def spread(
     table: pd.DataFrame,
     candidates: np.ndarray,
     rule: Selection,
+    chosen: Sequence[int] = (),
 ) -> tuple[list[int], dict[int, str]]:
-    """Pick at most ``rule.max_frames`` of ``candidates`` spread over walkers, time and space.
+    """Pick ``candidates``, most uncertain first, spread over walkers, time and space.
 
-    Returns the kept indices and, for every candidate passed over, why
-    (``too_correlated``, ``too_similar`` or ``over_cap``). See the module docstring.
+    Walkers take turns where ``rule.fair_share``; a candidate is passed over when
+    it is within ``rule.min_time_separation`` of a kept frame of its walker or
+    within ``rule.min_frame_distance`` of any kept frame. At most
+    ``rule.max_frames`` are kept, counting the frames already ``chosen`` (which
+    the new ones keep their distance from too). Returns the newly kept indices
+    and, for every candidate passed over, why (``too_correlated``,
+    ``too_similar`` or ``over_cap``).
     """
     u = table["uncertainty"].to_numpy()
     walker = table["walker"].to_numpy()
@@ -45,7 +51,7 @@ def spread(
     queues: dict[int, list[int]] = {}
     for i in sorted(candidates.tolist(), key=lambda i: -u[i]):
         queues.setdefault(int(walker[i]) if rule.fair_share else 0, []).append(i)
-    kept: list[int] = []
+    kept: list[int] = list(chosen)
     passed: dict[int, str] = {}
 
     def conflict(i: int) -> str | None:
@@ -70,4 +76,4 @@ def spread(
         queues = {k: q for k, q in queues.items() if q}
     for queue in queues.values():
         passed.update(dict.fromkeys(queue, "over_cap"))
-    return kept, passed
+    return kept[len(chosen) :], passed

@@ -59,7 +59,10 @@ def select(
     ``calibration_mean``, ``calibration_std``, ``calibration_scope``,
     ``selected`` and ``decision`` (``selected``, ``audit``, ``too_close``,
     ``energy_outlier``, ``not_accepted``, ``outside_window``,
-    ``too_correlated``, ``too_similar``, ``over_cap`` or ``not_drawn``).
+    ``too_correlated``, ``too_similar``, ``over_cap``, ``not_drawn`` or
+    ``filled``: with ``rule.fill``, where fewer than ``rule.max_frames`` were
+    accepted, the budget is met from the most uncertain frames not accepted, under
+    the same spread rules; ``selected`` is true for them too).
     """
     u_arr = np.asarray(u, dtype=float)
     n = len(frames)
@@ -140,10 +143,13 @@ def select(
         for i, reason in passed.items():
             decision[i] = reason
         decision[kept] = "selected"
+        if rule.fill and len(kept) < rule.max_frames:  # the next most uncertain, same rules
+            filled, _ = spread(frames, table, np.flatnonzero(ok & window & ~accepted), rule, kept)
+            decision[filled] = "filled"
     else:
         raise ValueError(f"unknown selection method {rule.method!r}")
     table["decision"] = decision
-    table["selected"] = table["decision"] == "selected"
+    table["selected"] = table["decision"].isin(("selected", "filled"))
     return table
 
 

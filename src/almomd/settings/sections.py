@@ -158,6 +158,7 @@ class Selection:
     min_time_separation: float = 100.0
     fair_share: bool = True
     max_energy_above_mean: float | None = None
+    fill: bool = False
 
 
 @dataclass(frozen=True)
