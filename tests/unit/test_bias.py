@@ -5,7 +5,8 @@ import pytest
 from ase import Atoms
 from toy_ensemble import ToyEnsemble
 
-from almomd.ensemble.bias import BiasedEnsemble, UncertaintyBias
+from almomd.ensemble.bias import BiasedEnsemble, UncertaintyBias, energy_spread
+from almomd.settings.schema import load_schema
 
 
 def cluster():
@@ -71,3 +72,38 @@ def test_bias_is_bounded_by_its_strength():
     assert energy == pytest.approx(-0.3)
     with pytest.raises(ValueError, match="width > 0"):
         UncertaintyBias(0.3, 0.0)
+
+
+def automatic_width(scale: float) -> float:
+    """The width measured on members of one sigma whose epsilons spread ``scale`` times MEMBERS'."""
+    atoms = cluster()
+    members = [(1.0, 1.0 + scale * (e - 1.0)) for _, e in MEMBERS]  # energy linear in epsilon
+    calc = BiasedEnsemble(ToyEnsemble(members), UncertaintyBias(0.5, None, 2.0, warmup_steps=3))
+    atoms.calc = calc
+    spreads = []
+    for step in range(4):
+        atoms.positions[0, 0] += 0.01
+        atoms.get_potential_energy()
+        if step < 3:  # measuring: no bias yet
+            assert calc.results["bias_energy"] == 0.0 and not calc.results["bias_forces"].any()
+            assert np.isnan(calc.results["bias_width"]) == (step < 2)  # set at the third
+            spreads.append(energy_spread(calc.results["member_energies"], len(atoms)))
+    assert calc.results["bias_width"] == pytest.approx(2.0 * np.sqrt(np.mean(np.square(spreads))))
+    assert calc.results["bias_energy"] < 0  # biased from then on
+    return calc.results["bias_width"]
+
+
+def test_automatic_width_follows_the_ensembles_energy_spread():
+    """Members that disagree three times more get a bias three times wider."""
+    assert automatic_width(3.0) / automatic_width(1.0) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_the_configs_bias_defaults_are_the_bias_objects():
+    bias = load_schema()["properties"]["exploration"]["properties"]["bias"]["properties"]
+    auto = UncertaintyBias.from_settings({"strength": 0.1, "width": "auto"})
+    assert auto.width is None
+    assert auto.width_factor == bias["width_factor"]["default"]
+    assert auto.warmup_steps == bias["warmup_steps"]["default"]
+    assert UncertaintyBias.from_settings({"strength": 0.1, "width": 0.3}).width == 0.3
+    with pytest.raises(ValueError, match="warmup_steps >= 1"):
+        UncertaintyBias(0.1, None, warmup_steps=0)

@@ -53,6 +53,19 @@ def test_the_bias_drives_the_walker_toward_disagreement(tmp_path):
         assert biased_mean > 1.1 * plain_mean, metric
 
 
+def test_an_automatic_bias_width_drives_the_walker_toward_disagreement(tmp_path):
+    plain, _ = walk(tmp_path, "plain", steps=200, log_interval=10)
+    biased, _ = walk(tmp_path, "auto", steps=200, log_interval=10,
+                     bias={"strength": 3.0, "width": "auto", "warmup_steps": 10})  # fmt: skip
+    widths = [a.info["md_bias_width"] for a in biased]
+    assert np.isnan(widths[0])  # measuring
+    assert len(set(widths[2:])) == 1 and widths[-1] > 0  # measured once, then kept
+    for metric in ("u_energy", "u_force_max"):
+        plain_mean, biased_mean = (np.mean([a.info[metric] for a in run[5:]])
+                                   for run in (plain, biased))  # fmt: skip
+        assert biased_mean > 1.1 * plain_mean, metric
+
+
 def test_temperature_ramp_moves_the_thermostat_target_linearly(tmp_path):
     frames, _ = walk(tmp_path, temperature=50.0, temperature_end=150.0, steps=40)
     targets = [a.info["md_target_temperature"] for a in frames]

@@ -15,6 +15,7 @@ from its last frame that passed every check, with new velocities.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ def snapshot(
         md_temperature=float(atoms.get_temperature()),
         md_target_temperature=float(settings.target_temperature(step)),
         md_bias_energy=float(results.get("bias_energy", 0.0)),
+        md_bias_width=float(results.get("bias_width", math.nan)),
         ens_energy=float(np.mean(results["member_energies"])),
         **{f"u_{key}": float(value) for key, value in results["uncertainty"].items()},
     )
@@ -140,7 +142,7 @@ def start_dynamics(
     if settings.bias:
         from almomd.ensemble.bias import BiasedEnsemble, UncertaintyBias
 
-        calculator = BiasedEnsemble(calculator, UncertaintyBias(**settings.bias))
+        calculator = BiasedEnsemble(calculator, UncertaintyBias.from_settings(settings.bias))
     atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
     Stationary(atoms)
