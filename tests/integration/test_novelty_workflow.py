@@ -33,6 +33,8 @@ def test_every_iteration_has_a_reference_and_every_explored_frame_its_novelty(ca
             assert atoms.info["u_force_max_novelty"] == pytest.approx(
                 combined(spread, novelty), rel=1e-5, abs=1e-7
             )
+            # its place in feature space: 2 members x 1 element (Cu) x 8 features
+            assert atoms.info["ens_descriptor"].shape == (16,)
     table = pd.read_csv(campaign / "results" / "iter_1" / "eval" / "heldout_predictions.csv")
     assert np.isfinite(table["u_novelty"]).all()
 
@@ -98,9 +100,12 @@ def test_the_batched_pass_and_member_by_member_agree_on_novelty(campaign):
 
 
 def test_a_campaign_selecting_by_novelty(tmp_path):
+    """... with a batch spread in feature space, filled up to the label budget."""
+
     def change(config):
         config["max_iterations"] = 1
         config["uncertainty"] = {"metric": "force_max_novelty"}
+        config["selection"] |= {"diversity": "features", "fill": True, "shift": 50.0}
 
     workdir = copy_test_config(tmp_path / "novelty")
     import yaml
@@ -111,7 +116,8 @@ def test_a_campaign_selecting_by_novelty(tmp_path):
     candidates = pd.read_csv(workdir / "results" / "iter_0" / "selection" / "candidates.csv")
     assert (candidates["metric"] == "force_max_novelty").all()
     selected = read_frames(workdir / "results" / "iter_0" / "selection" / "selected.extxyz")
-    assert selected
+    assert len(selected) == 4  # the budget is met (hardly a frame passes shift 50: filled)
+    assert "filled" in set(candidates["decision"])
     for atoms in selected:  # ranked by the spread scaled by novelty
         assert atoms.info["u_force_max_novelty"] >= atoms.info["u_force_max"]
     heldout = pd.read_csv(workdir / "results" / "iter_0" / "eval" / "heldout_predictions.csv")

@@ -233,3 +233,30 @@ def test_fill_meets_the_label_budget_from_the_next_most_uncertain_frames():
     many = select(frames, u, [0.0, 0.001], Selection(**(vars(strict) | {"fill": True,
                   "shift": 0.0, "gradient": 1.0})), np.random.default_rng(0))  # fmt: skip
     assert (many["decision"] == "filled").sum() == 0 and many["selected"].sum() == 6
+
+
+def test_feature_diversity_picks_frames_spread_over_the_feature_space():
+    """Three kinds of frames (clusters of descriptors); the most uncertain are all of one
+    kind. Most-uncertain-first takes three of it; farthest-point one of each kind."""
+    frames = trajectories(1, 30)
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    kind = np.arange(30) % 3
+    for atoms, k in zip(frames, kind, strict=True):
+        atoms.info["ens_descriptor"] = centres[k] + rng.normal(0, 0.1, 3)
+    u = np.where(kind == 0, 2.0, 1.0) + 0.001 * np.arange(30)
+    base = dict(max_frames=3, shift=0.0, gradient=1.0)
+    by_time = select(frames, u, [0.0, 0.001], rule(**base), np.random.default_rng(0))
+    assert set(kind[by_time["selected"]]) == {0}
+    diverse = select(frames, u, [0.0, 0.001], rule(**base, diversity="features"),
+                     np.random.default_rng(0))  # fmt: skip
+    chosen = np.flatnonzero(diverse["selected"])
+    assert sorted(kind[chosen]) == [0, 1, 2]
+    assert u[chosen].max() == u.max()  # the first pick is the most uncertain frame
+    assert (diverse["decision"] == "over_cap").sum() == 27
+    # frames without descriptors (compiled members) are refused with the fix
+    for atoms in frames:
+        del atoms.info["ens_descriptor"]
+    with pytest.raises(ValueError, match="selection.diversity: time"):
+        select(frames, u, [0.0, 0.001], rule(**base, diversity="features"),
+               np.random.default_rng(0))  # fmt: skip

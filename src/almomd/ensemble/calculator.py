@@ -11,7 +11,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from almomd.ensemble.novelty import NoveltyReference
+from almomd.ensemble.novelty import NoveltyReference, pooled_features
 from almomd.ensemble.uncertainty import uncertainties
 
 
@@ -39,7 +39,9 @@ class EnsembleCalculator(Calculator):
     that graph. ``results`` holds the mean ``energy``,
     ``forces`` and ``stress`` plus ``member_energies`` ``(M,)``,
     ``member_forces`` ``(M, N, 3)`` and the :func:`uncertainties` under
-    ``uncertainty``. With a ``novelty``
+    ``uncertainty``. Where the members give their node features (packaged, not
+    compiled), ``descriptor``: the frame's pooled features
+    (:func:`~almomd.ensemble.novelty.pooled_features`). With a ``novelty``
     reference (:class:`~almomd.ensemble.novelty.NoveltyReference` or its file)
     also the per-atom ``novelty`` ``(N,)``, from the members' node features of
     the same pass, and the novelty metrics among the uncertainties.
@@ -144,6 +146,10 @@ class EnsembleCalculator(Calculator):
         }
         if novelty is not None:
             self.results["novelty"] = novelty
+        if features is not None:
+            self.results["descriptor"] = pooled_features(
+                features, self.atoms.get_chemical_symbols()
+            )
         if stresses and self.atoms.cell.rank == 3:
             voigt = [full_3x3_to_voigt_6_stress(s.reshape(3, 3)) for s in stresses]
             self.results["stress"] = np.mean(voigt, axis=0) * self._stress_factor

@@ -168,3 +168,14 @@ class NoveltyReference:
 def combined(sigma: np.ndarray, novelty: np.ndarray) -> float:
     """``force_max_novelty``: the largest per-atom force spread, scaled by novelty above 1."""
     return float((np.asarray(sigma) * np.maximum(1.0, np.asarray(novelty))).max())
+
+
+def pooled_features(member_features: Sequence[np.ndarray], symbols: Sequence[str]) -> np.ndarray:
+    """A frame's place in the members' feature space: per member and element (sorted), the
+    mean of its atoms' node features, concatenated (what batch-diverse selection compares)."""
+    symbols = np.asarray(symbols)
+    elements = sorted(set(symbols.tolist()))
+    return np.concatenate(
+        [np.asarray(f, dtype=float)[symbols == e].mean(axis=0) for f in member_features
+         for e in elements]
+    )  # fmt: skip

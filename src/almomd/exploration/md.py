@@ -102,6 +102,8 @@ def snapshot(
     frame.arrays["force_spread"] = force_spread(results["member_forces"])  # where it is uncertain
     if "novelty" in results:  # and where it is new
         frame.arrays["novelty"] = results["novelty"]
+    if "descriptor" in results:  # its place in the members' feature space (diverse selection)
+        frame.info["ens_descriptor"] = results["descriptor"]
     frame.info.update(
         al_walker=walker,
         al_step=step,

@@ -17,7 +17,7 @@ from almomd.selection.acceptance import (
     in_window,
     thresholds_by_system,
 )
-from almomd.selection.diversity import spread
+from almomd.selection.diversity import farthest_point, spread
 from almomd.settings.sections import Selection
 
 
@@ -139,12 +139,13 @@ def select(
         decision[ok & ~accepted] = "not_accepted"
         window = in_window(u_arr, rule.window_low, rule.window_high)
         decision[accepted & ~window] = "outside_window"
-        kept, passed = spread(frames, table, np.flatnonzero(accepted & window), rule)
+        pick = farthest_point if rule.diversity == "features" else spread
+        kept, passed = pick(frames, table, np.flatnonzero(accepted & window), rule)
         for i, reason in passed.items():
             decision[i] = reason
         decision[kept] = "selected"
         if rule.fill and len(kept) < rule.max_frames:  # the next most uncertain, same rules
-            filled, _ = spread(frames, table, np.flatnonzero(ok & window & ~accepted), rule, kept)
+            filled, _ = pick(frames, table, np.flatnonzero(ok & window & ~accepted), rule, kept)
             decision[filled] = "filled"
     else:
         raise ValueError(f"unknown selection method {rule.method!r}")

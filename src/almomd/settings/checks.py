@@ -146,6 +146,12 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
                 "which AOTInductor members (training.compile: true) do not give; set "
                 "training.compile: false or choose force_max"
             )
+    if config["selection"]["diversity"] == "features" and config["training"]["compile"]:
+        raise ConfigError(
+            "config key selection.diversity: features compares the members' node features, "
+            "which AOTInductor members (training.compile: true) do not give; set "
+            "training.compile: false or selection.diversity: time"
+        )
     _check_heldout(config, base_dir)
     production_system = config["production"]["system"]
     if production_system is not None and production_system not in built:

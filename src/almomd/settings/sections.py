@@ -159,6 +159,7 @@ class Selection:
     fair_share: bool = True
     max_energy_above_mean: float | None = None
     fill: bool = False
+    diversity: str = "time"
 
 
 @dataclass(frozen=True)
