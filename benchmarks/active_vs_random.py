@@ -38,11 +38,21 @@ the selection find the frames where the potential is wrong?). Last line:
 ``ratio_labels_active_to_random <x>`` (acquired labels), after the same for the
 reference MD and for total labels.
 
+``--temperatures`` replaces the demo's exploration temperatures (and with them
+the held-out and reference-MD conditions): a user's target is often a range,
+e.g. 300 600 900 K (CuI turns superionic near 640 K and melts near 880 K).
+``--set section.key=value`` changes every campaign (e.g. ``training.max_epochs=40
+training.patience=5`` for members trained until the validation loss stops
+improving), ``--active-set`` the active campaigns only (e.g.
+``selection.fill=true selection.diversity=features uncertainty.metric=force_mean
+exploration.bias={strength: 0.5, width: auto}``).
+
 Note that a reference MD pays for every MD step with the labeler, not only for
 the frames kept: with ``steps_between`` 40, a kept frame costs 40 single points.
 The label counts below count kept frames only, which favours that baseline.
 
 Usage: .venv/bin/python benchmarks/active_vs_random.py [--seeds 1 2 3 4 5] [--parallel 2]
+       [--temperatures 300 600 900] [--set KEY=VALUE ...] [--active-set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -98,12 +108,33 @@ def reference_md(config: dict, condition: int, n_frames: int, seed_label: str, o
     return f"{out.name}: {n_frames} frames at {spec.label} in {time.perf_counter() - started:.0f} s"
 
 
-def demo_config() -> dict:
+def demo_config(changes: dict | None = None) -> dict:
     from almomd.settings.schema import validate_config
 
     raw = yaml.safe_load((DEMO / "config.yaml").read_text())
     raw["system"]["structure"] = "CuI.xyz"
-    return validate_config(raw, DEMO)
+    return validate_config(apply_settings(raw, changes or {}), DEMO)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``section.key=value`` items (values in YAML) as ``{(section, key): value}``."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set/--active-set {item!r}: write section.key=value")
+        found[tuple(key.split("."))] = yaml.safe_load(value)
+    return found
+
+
+def apply_settings(config: dict, changes: dict) -> dict:
+    """``config`` with each ``{(section, ..., key): value}`` of ``changes`` set (in place)."""
+    for path, value in changes.items():
+        place = config
+        for part in path[:-1]:
+            place = place.setdefault(part, {})
+        place[path[-1]] = value
+    return config
 
 
 @dataclass
@@ -121,7 +152,9 @@ class Run:
     seconds: float = 0.0
 
 
-def campaign_config(seed: int, method: str, iterations: int) -> dict:
+def campaign_config(seed: int, method: str, iterations: int, changes: dict | None = None) -> dict:
+    """The demo as a benchmark campaign: ``method``'s selection, the held-out file, no
+    convergence stop, then ``changes`` (:func:`apply_settings`)."""
     config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config["seed"] = seed
     config["max_iterations"] = iterations
@@ -129,7 +162,7 @@ def campaign_config(seed: int, method: str, iterations: int) -> dict:
     config["heldout"] = {"source": "file", "file": "heldout.extxyz"}
     config["convergence"] = {"force_rmse": None, "uncertain_fraction": None}
     config["selection"]["method"] = method
-    return config
+    return apply_settings(config, changes or {})
 
 
 def finished_iterations(workdir: Path) -> int:
@@ -330,6 +363,8 @@ def output_directory(out: str) -> Path:
 
 
 def main() -> int:
+    from almomd.settings.campaign import conditions
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=4)
@@ -341,12 +376,39 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=None, help="eV/A; default: see above")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "active_vs_random"))
     parser.add_argument("--analyse-only", action="store_true", help="read finished runs of --seeds")
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=None,
+        help="exploration and held-out temperatures (K); default: the demo's",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of every campaign (YAML value), e.g. training.patience=5",
+    )
+    parser.add_argument(
+        "--active-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of the active campaigns only, e.g. selection.fill=true",
+    )
     args = parser.parse_args()
     out = output_directory(args.out)
     started = time.perf_counter()
-    config = demo_config()
+    changes = parse_settings(args.set)
+    if args.temperatures:
+        changes[("exploration", "temperatures")] = args.temperatures
+    active_changes = changes | parse_settings(args.active_set)
+    config = demo_config(changes)
+    n_conditions = len(conditions(config))
+    temperatures = ", ".join(c.label for c in conditions(config))
     per_iteration = config["selection"]["max_frames"]
-    pool_frames = per_iteration * (args.iterations - 1) // 2  # per temperature
+    pool_frames = per_iteration * (args.iterations - 1) // n_conditions  # per condition
     points = [per_iteration * k for k in range(1, args.iterations)]
     active_iterations = args.active_iterations or args.iterations + 2
     if not args.analyse_only:
@@ -354,7 +416,7 @@ def main() -> int:
         print("reference MD (GFN1-xTB) at the exploration temperatures ...", flush=True)
         jobs = []
         with ProcessPoolExecutor(args.parallel) as pool:
-            for c in range(2):
+            for c in range(n_conditions):
                 jobs.append(pool.submit(reference_md, config, c, args.heldout_frames, "heldout",
                                         out / f"heldout_{c}.extxyz"))  # fmt: skip
                 jobs.append(pool.submit(reference_md, config, c, pool_frames, "pool",
@@ -364,7 +426,8 @@ def main() -> int:
         import ase.io
 
         for kind in ("heldout", "pool"):
-            frames = [a for c in range(2) for a in ase.io.read(out / f"{kind}_{c}.extxyz", ":")]
+            frames = [a for c in range(n_conditions)
+                      for a in ase.io.read(out / f"{kind}_{c}.extxyz", ":")]  # fmt: skip
             ase.io.write(out / f"{kind}.extxyz", frames, format="extxyz")
         runs = []
         for seed in args.seeds:
@@ -372,11 +435,15 @@ def main() -> int:
                 "CuI.xyz": DEMO / "CuI.xyz",
                 "heldout.extxyz": out / "heldout.extxyz",
             }
-            for method, iterations in (("active", active_iterations), ("random", args.iterations)):
+            for method, iterations, settings in (
+                ("active", active_iterations, active_changes),
+                ("random", args.iterations, changes),
+            ):
                 name = f"seed{seed}_{method}"
-                runs.append(Run(name, out / name, campaign_config(seed, method, iterations), files))
+                runs.append(Run(name, out / name, campaign_config(seed, method, iterations,
+                                                                  settings), files))  # fmt: skip
             for n_pool in points:
-                config_b = campaign_config(seed, "active", 1)
+                config_b = campaign_config(seed, "active", 1, changes)
                 config_b["initial_data"] = {"file": "initial.extxyz"}
                 config_b["test_set"] = {"file": "test.extxyz"}
                 config_b["exploration"]["steps"] = 20
@@ -398,7 +465,9 @@ def main() -> int:
                "stricter (median final error of all runs)": float(np.median(finals))}  # fmt: skip
     if args.target:
         targets = {"given": args.target}
-    print(f"\nheld-out: {args.heldout_frames} GFN1-xTB MD frames at each of 300 and 600 K")
+    print(f"\nheld-out: {args.heldout_frames} GFN1-xTB MD frames at each of {temperatures}")
+    print(f"settings of every campaign: {args.set or 'the demo'}; of the active ones also: "
+          f"{args.active_set or 'nothing'}")  # fmt: skip
     for seed in args.seeds:
         print(f"seed {seed}: labeled training frames -> held-out force RMSE (eV/A)")
         for method in METHODS:
