@@ -104,7 +104,10 @@ def test_a_system_has_its_own_walkers_and_conditions():
         ("bulk", 600.0, 0), ("bulk", 900.0, 0), ("vacancy", 800.0, 0), ("vacancy", 800.0, 1),
     ]  # fmt: skip
     assert [w.index for w in found] == [0, 1, 2, 3]
-    assert systems.exploration(config, "vacancy")["bias"] == bias
+    assert systems.exploration(config, "vacancy")["bias"] == bias | {
+        "width_factor": 2.0,
+        "warmup_steps": 20,
+    }
     assert systems.exploration(config, "bulk")["bias"] is None
     assert systems.exploration(config, "vacancy")["steps"] == config["exploration"]["steps"]
     labels = [(c.system, c.label) for c in conditions(config)]
