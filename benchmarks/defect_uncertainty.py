@@ -17,9 +17,11 @@ never saw in training:
 Per frame: the force RMSE against GFN1-xTB and every uncertainty metric of the
 iteration's ensemble, the novelty ones with a reference fitted to that
 iteration's training set (:mod:`almomd.ensemble.novelty`, as the workflow's
-``fit_novelty`` step does), and for comparison the same novelty in a fixed
-geometric descriptor instead of the learned features (``novelty_radial``:
-Gaussian-smeared neighbour densities per element within the model's cutoff).
+``fit_novelty`` step does), and for comparison the same novelty without
+whitening (``novelty_plain``: plain Euclidean distances in the learned features,
+the first version) and in a fixed geometric descriptor instead of the learned
+features (``novelty_radial``: Gaussian-smeared neighbour densities per element
+within the model's cutoff, whitened).
 Per cell: the RMS of the frames' errors and of each
 metric. Reported per seed, iteration, defect and metric: the defect/bulk
 ratios of error and of uncertainty and ``overconfidence_ratio`` = (defect
@@ -67,9 +69,11 @@ CELLS = ("bulk", "vacancy", "interstitial")
 DEFECTS = CELLS[1:]
 METRICS = ("force_mean", "force_max", "energy", "novelty", "force_max_novelty")
 GOAL_OVERCONFIDENCE, GOAL_SPEARMAN = 1.25, 0.8
-#: For comparison, novelty in a fixed geometric descriptor instead of the learned features
-RADIAL = ("novelty_radial", "force_max_novelty_radial")
-ALL_METRICS = METRICS + RADIAL
+#: For comparison: novelty in the learned features without whitening (plain Euclidean
+#: distances, the first version), and in a fixed geometric descriptor instead
+COMPARISON = ("novelty_plain", "force_max_novelty_plain", "novelty_radial",
+              "force_max_novelty_radial")  # fmt: skip
+ALL_METRICS = METRICS + COMPARISON
 R_MAX = 5.0  # the demo's model.r_max
 
 
@@ -145,7 +149,9 @@ def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> d
     train = read_frames(results / "train.extxyz")
     symbols = [atoms.get_chemical_symbols() for atoms in train]
     rng = np.random.default_rng(iteration)
-    calc.novelty = NoveltyReference.fit([calc.features(a) for a in train], symbols, rng)
+    features = [calc.features(a) for a in train]
+    calc.novelty = NoveltyReference.fit(features, symbols, rng)
+    plain = NoveltyReference.fit(features, symbols, rng, whiten=False)
     radial = NoveltyReference.fit([radial_descriptor(a) for a in train], symbols, rng)
     judged = {"n_train": len(train)}
     for cell, cell_frames in frames.items():
@@ -156,11 +162,15 @@ def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> d
             atoms.get_potential_energy()
             error = calc.results["forces"] - truth.get_forces()
             spread = force_spread(calc.results["member_forces"])
-            nu = radial.novelty(radial_descriptor(truth), truth.get_chemical_symbols())
-            rows.append({"error": float(np.sqrt((error**2).mean()))}
-                        | {m: calc.results["uncertainty"][m] for m in METRICS}
-                        | {"novelty_radial": float(nu.max()),
-                           "force_max_novelty_radial": combined(spread, nu)})  # fmt: skip
+            row = {"error": float(np.sqrt((error**2).mean()))}
+            row |= {m: calc.results["uncertainty"][m] for m in METRICS}
+            for name, nu in (
+                ("plain", plain.novelty(calc.features(truth), truth.get_chemical_symbols())),
+                ("radial", radial.novelty(radial_descriptor(truth), truth.get_chemical_symbols())),
+            ):
+                row |= {f"novelty_{name}": float(nu.max()),
+                        f"force_max_novelty_{name}": combined(spread, nu)}  # fmt: skip
+            rows.append(row)
         judged[cell] = rows
     return judged
 

@@ -7,12 +7,25 @@ error grows. The novelty signal looks at what the members see instead of what
 they predict. Each member's last node features (NequIP's ``node_features``,
 the input of the per-atom energy readout) describe an atom's environment as
 that member has learned it. At training time every training atom's features
-are stored per member and element; an atom's novelty for a member is the
-distance of its features to the nearest stored training atom of its element,
-in units of the member's typical spacing of the training set (the 95 %
-quantile of the distance from a training atom to the nearest training atom of
-another frame). The ensemble's novelty of an atom is the members' mean: about
-1 or less where the training set is dense, several where it has never been.
+are stored per member and element, whitened: centred on the training atoms'
+mean and scaled along each principal axis of their covariance by one over its
+standard deviation (regularised by ``WHITENING_REGULARIZATION`` times the mean
+variance). An atom's novelty for a member is the distance of its whitened
+features to the nearest stored training atom of its element, in units of the
+member's typical spacing of the training set (the 95 % quantile of the
+distance from a training atom to the nearest training atom of another frame).
+The ensemble's novelty of an atom is the members' mean: about 1 or less where
+the training set is dense, several where it has never been.
+
+Why whitened: thermal motion spreads the training atoms widely along a few
+directions of feature space, and a plain Euclidean distance is dominated by
+them; an environment the training set never had (a missing neighbour) moves
+the features along directions in which the training atoms hardly vary, a small
+step in Euclidean terms and a large one in whitened terms (a Mahalanobis
+distance, as in Gaussian density models of latent features, kept
+nearest-neighbour so that a training set of several structures or phases is
+not blurred into one Gaussian). What whitening changed on CuI defects, and the
+other choices measured: ``benchmarks/README.md`` (``defect_uncertainty.py``).
 
 This is the feature-space distance family of uncertainty estimates (latent
 distances and Gaussian mixtures over node features; see the docs' discussion of
@@ -39,6 +52,8 @@ import numpy as np
 MAX_REFERENCE_ATOMS = 4000
 #: The quantile of the training atoms' spacing taken as the unit of novelty.
 SPACING_QUANTILE = 0.95
+#: Added to every variance before whitening, times the mean variance.
+WHITENING_REGULARIZATION = 1e-2
 _CHUNK = 2048
 
 
@@ -68,11 +83,40 @@ def _spacing(features: np.ndarray, frames: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class Whitening:
+    """``x -> (x - mean) @ transform``: unit variance along the training atoms' principal axes."""
+
+    mean: np.ndarray
+    transform: np.ndarray
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=float) - self.mean) @ self.transform
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> Whitening:
+        """From training atoms' features ``(n, F)`` (regularised; one atom: the identity)."""
+        features = np.asarray(features, dtype=float)
+        if len(features) < 2:
+            return cls.identity(features.shape[1])
+        width = features.shape[1]
+        variances, axes = np.linalg.eigh(np.cov(features, rowvar=False).reshape(width, width))
+        variances = np.maximum(variances, 0.0)
+        floor = WHITENING_REGULARIZATION * max(float(variances.mean()), 1e-12)
+        return cls(features.mean(axis=0), axes / np.sqrt(variances + floor))
+
+    @classmethod
+    def identity(cls, width: int) -> Whitening:
+        return cls(np.zeros(width), np.eye(width))
+
+
+@dataclass(frozen=True)
 class NoveltyReference:
-    """Per member and element: the training atoms' features and their spacing."""
+    """Per member and element: the training atoms' whitened features, the whitening and
+    the training set's spacing in those coordinates."""
 
     features: tuple[dict[str, np.ndarray], ...]
     spacing: tuple[dict[str, float], ...]
+    whitening: tuple[dict[str, Whitening], ...]
 
     @property
     def n_members(self) -> int:
@@ -84,11 +128,13 @@ class NoveltyReference:
         member_features: Sequence[np.ndarray],
         symbols: Sequence[Sequence[str]],
         rng: np.random.Generator,
+        whiten: bool = True,
     ) -> NoveltyReference:
         """Fit to the training frames: ``member_features[f]`` is frame f's ``(M, N_f, F)``
         (or one ``(N_f, F_m)`` array per member, where the members' widths differ).
 
-        ``symbols[f]`` are frame f's chemical symbols.
+        ``symbols[f]`` are frame f's chemical symbols. ``whiten=False`` keeps plain
+        Euclidean distances (for comparison).
         """
         if not member_features:
             raise ValueError("novelty: no training frame to fit to")
@@ -99,18 +145,22 @@ class NoveltyReference:
         ]
         all_symbols = np.concatenate([np.asarray(s) for s in symbols])
         frames = np.concatenate([np.full(len(s), i) for i, s in enumerate(symbols)])
-        features, spacing = [], []
+        features, spacing, whitening = [], [], []
         for member in stacked:
-            kept, scale = {}, {}
+            kept, scale, white = {}, {}, {}
             for symbol in sorted(set(all_symbols)):
                 rows = np.flatnonzero(all_symbols == symbol)
                 if len(rows) > MAX_REFERENCE_ATOMS:
                     rows = np.sort(rng.choice(rows, MAX_REFERENCE_ATOMS, replace=False))
-                kept[symbol] = member[rows]
-                scale[symbol] = _spacing(member[rows], frames[rows])
+                white[symbol] = (
+                    Whitening.fit(member[rows]) if whiten else Whitening.identity(member.shape[1])
+                )
+                kept[symbol] = white[symbol](member[rows])
+                scale[symbol] = _spacing(kept[symbol], frames[rows])
             features.append(kept)
             spacing.append(scale)
-        return cls(tuple(features), tuple(spacing))
+            whitening.append(white)
+        return cls(tuple(features), tuple(spacing), tuple(whitening))
 
     def novelty(self, member_features: Sequence[np.ndarray], symbols: Sequence[str]) -> np.ndarray:
         """Per-atom novelty ``(N,)`` of one frame from its members' features ``(M, N, F)``.
@@ -125,24 +175,29 @@ class NoveltyReference:
             )
         symbols = np.asarray(symbols)
         values = np.zeros((self.n_members, len(symbols)))
-        for m, (features, kept, scale) in enumerate(
-            zip(member_features, self.features, self.spacing, strict=True)
+        for m, (features, kept, scale, white) in enumerate(
+            zip(member_features, self.features, self.spacing, self.whitening, strict=True)
         ):
             for symbol in set(symbols):
                 rows = symbols == symbol
                 if symbol not in kept:
                     values[m, rows] = np.inf
                     continue
-                values[m, rows] = nearest_distances(features[rows], kept[symbol]) / scale[symbol]
+                whitened = white[symbol](features[rows])
+                values[m, rows] = nearest_distances(whitened, kept[symbol]) / scale[symbol]
         return values.mean(axis=0)
 
     def save(self, path: Path | str) -> None:
         """Write the reference as one ``.npz`` file."""
         arrays = {}
-        for m, (kept, scale) in enumerate(zip(self.features, self.spacing, strict=True)):
+        for m, (kept, scale, white) in enumerate(
+            zip(self.features, self.spacing, self.whitening, strict=True)
+        ):
             for symbol, features in kept.items():
                 arrays[f"{m}/{symbol}/features"] = features
                 arrays[f"{m}/{symbol}/spacing"] = np.array(scale[symbol])
+                arrays[f"{m}/{symbol}/mean"] = white[symbol].mean
+                arrays[f"{m}/{symbol}/transform"] = white[symbol].transform
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
@@ -150,19 +205,27 @@ class NoveltyReference:
 
     @classmethod
     def load(cls, path: Path | str) -> NoveltyReference:
-        """Read a reference written by :meth:`save`."""
+        """Read a reference written by :meth:`save` (one of an earlier version, without
+        whitening, keeps its plain distances)."""
         with np.load(path) as stored:
-            names = list(stored.keys())
-            n_members = 1 + max(int(name.split("/")[0]) for name in names)
-            features: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
-            spacing: list[dict[str, float]] = [{} for _ in range(n_members)]
-            for name in names:
-                member, symbol, what = name.split("/")
-                if what == "features":
-                    features[int(member)][symbol] = stored[name]
-                else:
-                    spacing[int(member)][symbol] = float(stored[name])
-        return cls(tuple(features), tuple(spacing))
+            found = {tuple(name.split("/")): stored[name] for name in stored.files}
+        n_members = 1 + max(int(member) for member, _, _ in found)
+        features: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
+        spacing: list[dict[str, float]] = [{} for _ in range(n_members)]
+        whitening: list[dict[str, Whitening]] = [{} for _ in range(n_members)]
+        for (member, symbol, what), value in found.items():
+            m = int(member)
+            if what == "features":
+                features[m][symbol] = value
+                mean = found.get((member, symbol, "mean"))
+                whitening[m][symbol] = (
+                    Whitening.identity(value.shape[1])
+                    if mean is None
+                    else Whitening(mean, found[(member, symbol, "transform")])
+                )
+            elif what == "spacing":
+                spacing[m][symbol] = float(value)
+        return cls(tuple(features), tuple(spacing), tuple(whitening))
 
 
 def combined(sigma: np.ndarray, novelty: np.ndarray) -> float:

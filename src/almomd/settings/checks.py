@@ -137,8 +137,9 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
     if metric in NOVELTY_METRICS:
         if config["uncertainty"]["kind"] != "absolute":
             raise ConfigError(
-                f"config key uncertainty.kind: {metric} is a distance, not a prediction; "
-                "it has no relative kind: set uncertainty.kind: absolute"
+                f"config key uncertainty.kind: {metric} measures novelty, a distance, which "
+                "has no relative kind: set uncertainty.kind: absolute, or a spread metric "
+                "(uncertainty.metric: force_max, force_mean or energy) for relative"
             )
         if config["training"]["compile"]:
             raise ConfigError(

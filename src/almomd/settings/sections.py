@@ -130,7 +130,7 @@ class Exploration:
 class Uncertainty:
     """``uncertainty``: the ensemble disagreement that selection and MD watch."""
 
-    metric: str = "force_max"
+    metric: str = "force_max_novelty"
     kind: str = "absolute"
 
     @property
