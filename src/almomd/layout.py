@@ -88,6 +88,11 @@ def member_pattern(subset: int, seed: int) -> str:
     return MEMBER.format(iteration="{iteration}", subset=subset, seed=seed)
 
 
+def walker_pattern(walker: int) -> str:
+    """The logged frames of exploration walker ``walker``, for any ``{iteration}``."""
+    return WALKER.format(iteration="{iteration}", walker=walker)
+
+
 def member_file(iteration: int, subset: int, seed: int, compiled: bool = False) -> str:
     """The deployable model of ensemble member (``subset``, ``seed``) of ``iteration``."""
     pattern = MEMBER_COMPILED if compiled else MEMBER

@@ -173,20 +173,24 @@ def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
 
 
 def test_packed_members_plan_equals_snakemakes_dry_run(tmp_path):
-    """training.members_per_job: a rule per pack, with train_member's profile resources."""
+    """training.members_per_job and exploration.walkers_per_job: a rule per pack, with
+    train_member's and explore's profile resources."""
     workdir = copy_test_config(tmp_path / "plan")
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["ensemble"] |= {"n_subsets": 2, "n_seeds": 3}
     config["training"]["members_per_job"] = 4  # packs of 4 and 2 members
+    config["exploration"] |= {"replicas": 2, "walkers_per_job": 3}  # 4 walkers: 3 and 1
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     plan = assert_plans_agree(workdir, "--profile", str(PROFILE), "--cores", "2")
     iteration = plan["campaign"]["iterations"]["0"]
     assert iteration["jobs"]["train_pack"] == 2 and "train_member" not in iteration["jobs"]
+    assert iteration["jobs"]["explore_pack"] == 2 and "explore" not in iteration["jobs"]
     assert plan["campaign"]["rule_partitions"]["train_pack"] == ["gpu"]
+    assert plan["campaign"]["rule_partitions"]["explore_pack"] == ["gpu"]
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     member = profile["set-resources"]["train_member"]
     explore = profile["set-resources"]["explore"]
-    walkers = len(config["exploration"]["temperatures"])
+    walkers = 2 * len(config["exploration"]["temperatures"])  # packs of 3 and 1: runtime x 4
     others = 2 * 15 / 60 + walkers * explore["runtime"] / 60  # evaluations and walkers
     assert iteration["gpu_hours"] == pytest.approx((4 + 2) * member["runtime"] / 60 + others)
 

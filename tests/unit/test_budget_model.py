@@ -82,3 +82,36 @@ def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_
                 (tmp_path / output).touch()
     assert {job.rule for job in jobs.remaining(planned, tmp_path)} >= {"train_pack_1"}
     assert "train_pack_0" not in {job.rule for job in jobs.remaining(planned, tmp_path)}
+
+
+def test_walkers_per_job_packs_the_walkers_into_rules_that_ask_for_the_pack():
+    from conftest import REPO, test_config_with
+
+    from almomd.planning import costs, jobs
+    from almomd.settings.campaign import walker_packs
+    from almomd.settings.schema import validate_config
+
+    def packed(config):
+        config["exploration"] |= {"replicas": 3, "walkers_per_job": 4}  # 6 walkers: 4 + 2
+        config["max_iterations"] = 1
+
+    config = validate_config(test_config_with(packed), REPO / ".test")
+    assert walker_packs(config) == [[0, 1, 2, 3], [4, 5]]
+    planned = jobs.campaign_jobs(config)
+    packs = [job for job in planned if job.family == "explore_pack"]
+    assert [job.rule for job in packs] == ["explore_pack_0", "explore_pack_1"]
+    assert not any(job.rule == "explore" for job in planned)
+    assert packs[1].output == "results/iter_0/explore/walker_4.extxyz"
+    assert packs[1].also == ("results/iter_0/explore/walker_5.extxyz",)
+    select = next(job for job in planned if job.rule == "select_frames")
+    assert {job.key for job in packs} < set(select.needs)
+    own = jobs.RULE_RESOURCES["explore"]["runtime"]
+    assert [job.resources["runtime"] for job in packs] == [4 * own, 2 * own]
+    profile = {"set-resources": {"explore": {"slurm_partition": "gpu", "runtime": 20}}}
+    jobs.resolve_resources(planned, profile)
+    assert [(j.partition, j.resources["runtime"]) for j in packs] == [("gpu", 80), ("gpu", 40)]
+    # the cost model's units of a pack: the sum over its walkers
+    facts = costs.campaign(config, REPO / ".test")
+    one = facts.units("explore", {"walker": "0", "iteration": "0"})
+    assert facts.units("explore_pack_0", {"iteration": "0"}) == pytest.approx(4 * one)
+    assert budget.summarize(planned)["total"]["jobs"]["explore_pack"] == 2

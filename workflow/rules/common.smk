@@ -8,10 +8,16 @@ from almomd import layout
 from almomd.errors import ConfigError
 from almomd.settings.files import chemical_symbols
 from almomd.settings.history import check_unchanged_layout
-from almomd.settings.campaign import member_packs
+from almomd.settings.campaign import member_packs, walker_packs
 from almomd.settings.schema import validate_config
 from almomd.settings.sections import Settings
-from almomd.planning.jobs import pack_resources, pack_rule, rule_resources
+from almomd.planning.jobs import (
+    WALKER_PACK_RULE,
+    pack_resources,
+    pack_rule,
+    rule_resources,
+    walker_pack_rule,
+)
 from almomd.layout import FIGURES
 
 try:
@@ -28,6 +34,8 @@ MEMBERS = SETTINGS.members()
 # training.members_per_job > 1: the members trained together, a rule per pack
 PACKS = member_packs(config) if SETTINGS.training.members_per_job > 1 else []
 WALKERS = SETTINGS.walkers()
+# exploration.walkers_per_job > 1: the walkers run together, a rule per pack
+WALKER_PACKS = walker_packs(config) if SETTINGS.exploration.walkers_per_job > 1 else []
 N_BATCHES = SETTINGS.labeler.n_batches
 MAX_ITERATIONS = SETTINGS.max_iterations
 HELDOUT = SETTINGS.heldout.source

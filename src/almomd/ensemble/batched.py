@@ -230,21 +230,28 @@ class BatchedMembers:
         data = dict(data)
         data.update(geometry)
         out = functional_call(self._rest, (params, buffers), (data,))
-        return out[self._keys.TOTAL_ENERGY_KEY].sum(), out[self._keys.NODE_FEATURES_KEY]
+        return out[self._keys.TOTAL_ENERGY_KEY].reshape(-1), out[self._keys.NODE_FEATURES_KEY]
 
-    def _strained(self, data: dict, positions: torch.Tensor, strain: torch.Tensor) -> dict:
+    def _strained(
+        self, data: dict, positions: torch.Tensor, strain: torch.Tensor, graph: torch.Tensor
+    ) -> dict:
+        """``data`` with each graph's positions and cell strained by its ``strain[g]``."""
         keys = self._keys
         data = dict(data)
         symmetric = 0.5 * (strain + strain.transpose(-1, -2))
-        data[keys.POSITIONS_KEY] = positions + positions @ symmetric
+        data[keys.POSITIONS_KEY] = positions + torch.einsum(
+            "ni,nij->nj", positions, symmetric[graph]
+        )
         if keys.CELL_KEY in data:
-            cell = data[keys.CELL_KEY]
+            cell = data[keys.CELL_KEY].reshape(-1, 3, 3)
             data[keys.CELL_KEY] = cell + cell @ symmetric
         return data
 
     def __call__(self, data: dict) -> Outputs:
-        """Return energies ``(M,)``, forces ``(M, N, 3)``, stresses ``(M, 3, 3)`` and
-        the last node features ``(M, N, F)`` (the input of the energy readout).
+        """Return energies ``(M, G)``, forces ``(M, N, 3)``, stresses ``(M, G, 3, 3)`` and
+        the last node features ``(M, N, F)`` (the input of the energy readout) of the
+        ``G`` graphs of ``data`` (one structure, or several batched by
+        ``nequip.data.AtomicDataDict.batched_from_list``: walkers in one pass).
 
         Stresses are ``None`` without a cell; units are the models' own.
         """
@@ -261,9 +268,13 @@ class BatchedMembers:
     def _evaluate(self, data: dict) -> Outputs:
         keys = self._keys
         positions = data[keys.POSITIONS_KEY].detach().requires_grad_(True)
-        strain = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        graph = data.get(keys.BATCH_KEY)
+        if graph is None:  # one structure
+            graph = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+        n_graphs = data[keys.NUM_NODES_KEY].shape[0] if keys.NUM_NODES_KEY in data else 1
+        strain = torch.zeros((n_graphs, 3, 3), dtype=positions.dtype, device=positions.device)
         strain.requires_grad_(True)
-        shared = self._geometry(self._strained(data, positions, strain))
+        shared = self._geometry(self._strained(data, positions, strain, graph))
         # every tensor that depends on positions or strain: one copy per member
         moving = [k for k, v in shared.items() if torch.is_tensor(v) and v.requires_grad]
         copies = {}
@@ -284,8 +295,8 @@ class BatchedMembers:
         )
         stress = None
         if keys.CELL_KEY in data:
-            volume = torch.linalg.det(data[keys.CELL_KEY].reshape(3, 3)).abs()
-            stress = d_strain / volume
+            volume = torch.linalg.det(data[keys.CELL_KEY].reshape(-1, 3, 3)).abs()
+            stress = d_strain / volume[:, None, None]
         n_atoms = positions.shape[0]
         return Outputs(energies.detach(), -d_positions, stress, features[:, :n_atoms].detach())
 
@@ -302,7 +313,7 @@ class BatchedMembers:
         if n_edges > self.edge_capacity:  # the first call, or more edges than ever
             self.edge_capacity = int(n_edges * _HEADROOM) + 1
         extra = self.edge_capacity - n_edges
-        a1 = float(torch.linalg.norm(cell.reshape(3, 3)[0]))
+        a1 = float(torch.linalg.norm(cell.reshape(-1, 3, 3)[0, 0]))  # graph 0's, atom 0's
         images = 2 * int(self.r_max / a1) + 2  # |images * a1| > 2 r_max
         index = data[keys.EDGE_INDEX_KEY]
         shifts = data[keys.EDGE_CELL_SHIFT_KEY]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from ase import Atoms
@@ -13,6 +13,15 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from almomd.ensemble.novelty import NoveltyReference, pooled_features
 from almomd.ensemble.uncertainty import uncertainties
+
+
+class Pass(NamedTuple):
+    """Every member's predictions for ``G`` structures of ``N`` atoms in all (model units)."""
+
+    energies: np.ndarray  # (M, G)
+    forces: np.ndarray  # (M, N, 3)
+    stress: np.ndarray | None  # (M, G, 3, 3)
+    features: Any  # (M, N, F), one (N, F_m) per member (mixed widths), or None (compiled)
 
 
 def _load_member(path: Path, device: str):
@@ -91,43 +100,75 @@ class EnsembleCalculator(Calculator):
         """Whether the members run in one mapped pass."""
         return self._batched is not None
 
-    def _one_by_one(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Any]:
+    def _one_by_one(self, data) -> Pass:
         from nequip.data import AtomicDataDict
 
         energies, forces, stresses, features = [], [], [], []
         for member in self.members:
             out = member.call_model(dict(data))
-            energies.append(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu()))
+            energies.append(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu().numpy())
             forces.append(out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy())
             if AtomicDataDict.STRESS_KEY in out:
                 stresses.append(out[AtomicDataDict.STRESS_KEY].detach().cpu().numpy())
             if AtomicDataDict.NODE_FEATURES_KEY in out:  # compiled members do not give them
                 features.append(out[AtomicDataDict.NODE_FEATURES_KEY].detach().cpu().numpy())
+        energies = np.stack([e.reshape(-1) for e in energies])
+        stress = np.stack([s.reshape(-1, 3, 3) for s in stresses]) if stresses else None
         if len(features) < len(self.members):
-            return np.array(energies), np.stack(forces), stresses, None
-        if len({f.shape for f in features}) > 1:  # a mixed committee: members' own widths
-            return np.array(energies), np.stack(forces), stresses, features
-        return np.array(energies), np.stack(forces), stresses, np.stack(features)
+            found = None
+        elif len({f.shape for f in features}) > 1:  # a mixed committee: members' own widths
+            found = features
+        else:
+            found = np.stack(features)
+        return Pass(energies, np.stack(forces), stress, found)
 
     def features(self, atoms: Atoms) -> Any:
         """The members' last node features of ``atoms``: ``(M, N, F)``, or one
         ``(N, F_m)`` array per member where their widths differ (a mixed committee)."""
-        return self._pass(self._to_data(atoms))[3]
+        return self._pass(self._to_data(atoms)).features
 
-    def _pass(self, data) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Any]:
+    def _pass(self, data) -> Pass:
+        """One pass of every member over ``data`` (one or several batched structures)."""
         if self._batched is None:
             return self._one_by_one(data)
         energies, forces, stress, features = self._batched(data)
-        stresses = [] if stress is None else list(stress.detach().cpu().numpy())
-        return energies.cpu().numpy(), forces.detach().cpu().numpy(), stresses, features.numpy()
+        return Pass(
+            energies.cpu().numpy(),
+            forces.detach().cpu().numpy(),
+            None if stress is None else stress.detach().cpu().numpy(),
+            features.numpy(),
+        )
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+    def results_for(self, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
+        """The ``results`` of each of ``structures``, all from one pass of every member
+        (their graphs batched: walkers in one pass)."""
+        from nequip.data import AtomicDataDict
+
+        graphs = [self._to_data(atoms) for atoms in structures]
+        data = graphs[0] if len(graphs) == 1 else AtomicDataDict.batched_from_list(graphs)
+        found = self._pass(data)
+        results, start = [], 0
+        for g, atoms in enumerate(structures):
+            rows = slice(start, start + len(atoms))
+            start += len(atoms)
+            features = found.features
+            if features is not None:
+                features = [f[rows] for f in features] if isinstance(features, list) else (
+                    features[:, rows])  # fmt: skip
+            stress = None if found.stress is None else found.stress[:, g]
+            results.append(
+                self._results(atoms, found.energies[:, g], found.forces[:, rows], stress, features)
+            )
+        return results
+
+    def _results(self, atoms: Atoms, energies, forces, stresses, features) -> dict[str, Any]:
+        """One structure's results from its members' energies ``(M,)``, forces ``(M, N, 3)``,
+        stresses ``(M, 3, 3)`` or None and node features."""
         from ase.stress import full_3x3_to_voigt_6_stress
 
-        Calculator.calculate(self, atoms, properties, system_changes)
-        energies, forces, stresses, features = self._pass(self._to_data(self.atoms))
         member_energies = energies.astype(float) * self._energy_factor
         member_forces = forces.astype(float) * self._force_factor
+        symbols = atoms.get_chemical_symbols()
         novelty = None
         if self.novelty is not None:
             if features is None:
@@ -135,8 +176,8 @@ class EnsembleCalculator(Calculator):
                     "compiled members (.nequip.pt2) give no node features, so no novelty: "
                     "use the packaged members (training.compile: false) with a novelty metric"
                 )
-            novelty = self.novelty.novelty(features, self.atoms.get_chemical_symbols())
-        self.results = {
+            novelty = self.novelty.novelty(features, symbols)
+        results = {
             "energy": float(member_energies.mean()),
             "free_energy": float(member_energies.mean()),
             "forces": member_forces.mean(axis=0),
@@ -145,14 +186,17 @@ class EnsembleCalculator(Calculator):
             "uncertainty": uncertainties(member_energies, member_forces, novelty),
         }
         if novelty is not None:
-            self.results["novelty"] = novelty
+            results["novelty"] = novelty
         if features is not None:
-            self.results["descriptor"] = pooled_features(
-                features, self.atoms.get_chemical_symbols()
-            )
-        if stresses and self.atoms.cell.rank == 3:
+            results["descriptor"] = pooled_features(features, symbols)
+        if stresses is not None and atoms.cell.rank == 3:
             voigt = [full_3x3_to_voigt_6_stress(s.reshape(3, 3)) for s in stresses]
-            self.results["stress"] = np.mean(voigt, axis=0) * self._stress_factor
+            results["stress"] = np.mean(voigt, axis=0) * self._stress_factor
+        return results
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        Calculator.calculate(self, atoms, properties, system_changes)
+        self.results = self.results_for([self.atoms])[0]
 
 
 def predict(

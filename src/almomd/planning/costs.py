@@ -8,6 +8,7 @@ rule                          units
 ``train_member``              training frames of the member x epochs
 ``train_pack_P``              the sum over the pack's members (one process)
 ``explore``                   MD steps x atoms x members
+``explore_pack_P``            the sum over the pack's walkers (one pass)
 ``label_batch``               frames x atoms (single points of the labeler)
 ``label_initial_batch``       frames x atoms
 ``evaluate``                  test frames x atoms x members
@@ -59,6 +60,9 @@ FIRST_GUESS: dict[str, tuple[float, float]] = {
     "compile_member": (60.0, 0.0),
 }
 FIRST_GUESS["train_pack"] = FIRST_GUESS["train_member"]  # a pack's job: the same model
+# walkers in one pass cost less per unit than alone; until a pack has run, alone's (an
+# upper bound), then its own fit (not pooled with explore)
+FIRST_GUESS["explore_pack"] = FIRST_GUESS["explore"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class Campaign:
 
     members: int
     packs: list[list[tuple[int, int]]]  # the members of each train_pack_P job
+    walker_packs: list[list[int]]  # the walkers of each explore_pack_P job
     epochs: int
     warm_epochs: int
     subset_fraction: float
@@ -163,9 +168,13 @@ class Campaign:
             epochs = self.warm_epochs if iteration > 0 else self.epochs
             members = len(self.packs[int(rule.rsplit("_", 1)[1])]) if rule != "train_member" else 1
             return members * max(2.0, self.subset_fraction * self.train_size(iteration)) * epochs
-        if rule == "explore":
-            walker = int(wildcards["walker"])
-            return self.steps[walker] * self.walker_atoms[walker] * self.members
+        if rule == "explore" or rule.startswith("explore_pack_"):
+            pack = (
+                [int(wildcards["walker"])]
+                if rule == "explore"
+                else self.walker_packs[int(rule.rsplit("_", 1)[1])]
+            )
+            return sum(self.steps[w] * self.walker_atoms[w] for w in pack) * self.members
         if rule == "label_batch":
             return math.ceil(self.labels_per_iteration / self.n_batches) * self.atoms
         if rule == "label_initial_batch":
@@ -191,6 +200,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         member_packs,
         members,
         reference_md_steps,
+        walker_packs,
         walkers,
     )
     from almomd.settings.files import structures
@@ -218,6 +228,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     return Campaign(
         members=len(members(config)),
         packs=member_packs(config),
+        walker_packs=walker_packs(config),
         epochs=training["max_epochs"],
         warm_epochs=(training["warm_start_epochs"] or training["max_epochs"])
         if training["warm_start"]
@@ -284,9 +295,13 @@ def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float]
         subset, _ = rest.split("_")
         return "train_member", len(read_frames(at(layout.SUBSET, subset=subset))) * epochs
     if kind == "explore":
-        trajectory = read_frames(at(layout.WALKER, walker=rest))
-        steps = max(int(a.info.get("al_step", 0)) for a in trajectory)
-        return "explore", steps * len(trajectory[0]) * facts.members
+        packed = rest.startswith("pack_")  # explore_pack_P: every walker of the pack
+        units = 0.0
+        for walker in facts.walker_packs[int(rest[5:])] if packed else [rest]:
+            trajectory = read_frames(at(layout.WALKER, walker=walker))
+            steps = max(int(a.info.get("al_step", 0)) for a in trajectory)
+            units += steps * len(trajectory[0]) * facts.members
+        return ("explore_pack" if packed else "explore"), units
     if kind == "label":
         return "label_batch", _frame_atoms(
             [at(layout.LABELED, batch=rest), at(layout.FAILED, batch=rest)]

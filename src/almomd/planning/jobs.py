@@ -73,6 +73,12 @@ class PlanError(RuntimeError):
 #: and the pack's index (``train_pack_0``, ...): their outputs are the pack's
 #: member files, named in full.
 PACK_RULE = "train_pack"
+#: Likewise the exploration jobs of ``exploration.walkers_per_job`` > 1
+#: (``explore_pack_0``, ...), whose outputs are the pack's walker files.
+WALKER_PACK_RULE = "explore_pack"
+#: The rule whose job a pack's job does several of, and the setting that packs them.
+PACKED = {PACK_RULE: ("train_member", "training.members_per_job"),
+          WALKER_PACK_RULE: ("explore", "exploration.walkers_per_job")}  # fmt: skip
 
 
 def pack_rule(index: int) -> str:
@@ -80,33 +86,45 @@ def pack_rule(index: int) -> str:
     return f"{PACK_RULE}_{index}"
 
 
+def walker_pack_rule(index: int) -> str:
+    """The name of the rule that runs pack ``index`` of the walkers."""
+    return f"{WALKER_PACK_RULE}_{index}"
+
+
 def rule_family(rule: str) -> str:
-    """``rule``, or ``train_pack`` for every rule that trains a pack of members."""
-    return PACK_RULE if rule.startswith(PACK_RULE + "_") else rule
+    """``rule``, or ``train_pack`` / ``explore_pack`` for every rule of a pack."""
+    return next((family for family in PACKED if rule.startswith(family + "_")), rule)
 
 
 def pack_resources(
-    config: Mapping[str, Any], size: int, given: Mapping[str, Any] | None = None
+    config: Mapping[str, Any],
+    size: int,
+    given: Mapping[str, Any] | None = None,
+    family: str = PACK_RULE,
 ) -> dict[str, Any]:
-    """The resources of a job that trains ``size`` members one after the other.
+    """The resources of a job that does ``size`` jobs of one rule: ``size`` members
+    trained one after the other (``train_pack``), or ``size`` walkers (``explore_pack``).
 
-    ``train_member``'s, with ``given`` over them (what a profile's
-    ``set-resources`` gives ``train_member``), and the runtime ``size`` times
-    as long. A profile's ``set-resources`` of the pack's own rule still wins.
+    The single job's rule's, with ``given`` over them (what a profile's
+    ``set-resources`` gives that rule), and the runtime ``size`` times as long
+    (an upper bound: walkers in one pass take less). A profile's
+    ``set-resources`` of the pack's own rule still wins.
     """
-    return _scaled({**rule_resources("train_member", config), **(given or {})}, size)
+    single = PACKED[family][0]
+    return _scaled({**rule_resources(single, config), **(given or {})}, size, family)
 
 
-def _scaled(resources: Mapping[str, Any], size: int) -> dict[str, Any]:
-    """``resources`` of one member's training, the runtime for ``size`` members."""
+def _scaled(resources: Mapping[str, Any], size: int, family: str = PACK_RULE) -> dict[str, Any]:
+    """``resources`` of one job of the pack's rule, the runtime for ``size`` of them."""
     found = dict(resources)
     if "runtime" in found:
+        single, setting = PACKED[family]
         try:
             found["runtime"] = round(float(found["runtime"]) * size)
         except (TypeError, ValueError) as exc:
             raise PlanError(
-                f"train_member: runtime {found['runtime']!r} is not a number of minutes; "
-                "a job of training.members_per_job members gets that many times as long"
+                f"{single}: runtime {found['runtime']!r} is not a number of minutes; "
+                f"a job of {setting} gets that many times as long"
             ) from exc
     return found
 
@@ -121,12 +139,12 @@ class PlannedJob:
     threads: int = 1
     output: str | None = None  # the file that shows the job is done
     needs: tuple[tuple, ...] = ()  # keys of the jobs it is made from
-    also: tuple[str, ...] = ()  # further outputs (the members of a pack)
-    members: int = 1  # the ensemble members a training job trains
+    also: tuple[str, ...] = ()  # further outputs (the members or walkers of a pack)
+    members: int = 1  # the members a training job trains, or the walkers of a pack
 
     @property
     def family(self) -> str:
-        """The rule, or ``train_pack`` for every pack's rule (:func:`rule_family`)."""
+        """The rule, or ``train_pack`` / ``explore_pack`` for a pack's (:func:`rule_family`)."""
         return rule_family(self.rule)
 
     @property
@@ -199,7 +217,7 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
     next training set, and the campaign's status and report. Resources are the
     rules' own (:func:`rule_resources`).
     """
-    from almomd.settings.campaign import conditions, member_packs, walkers
+    from almomd.settings.campaign import conditions, member_packs, walker_packs, walkers
 
     jobs: list[PlannedJob] = []
 
@@ -209,6 +227,7 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
         return jobs[-1].key
 
     packs = member_packs(config) if config["training"]["members_per_job"] > 1 else []
+    walker_groups = walker_packs(config) if config["exploration"]["walkers_per_job"] > 1 else []
 
     batches = range(config["labeler"]["n_batches"])
     labels: list[tuple] = []
@@ -258,10 +277,16 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
                 ensemble.append(member)
         novelty = add("fit_novelty", layout.NOVELTY.format(**at),
                       [*dict.fromkeys(packaged), train], **at)  # fmt: skip
-        walked = [
+        walked = []
+        for index, pack in enumerate(walker_groups):
+            files = [layout.WALKER.format(walker=w, **at) for w in pack]
+            walked.append(add(walker_pack_rule(index), files[0], [*ensemble, novelty], **at))
+            jobs[-1].also, jobs[-1].members = tuple(files[1:]), len(pack)
+            jobs[-1].resources = pack_resources(config, len(pack), family=WALKER_PACK_RULE)
+        walked += [
             add("explore", layout.WALKER.format(walker=w.index, **at), [*ensemble, novelty],
                 walker=w.index, **at)
-            for w in walkers(config)
+            for w in walkers(config) if not walker_groups
         ]  # fmt: skip
         evaluated = add("evaluate", layout.TEST_METRICS.format(**at),
                         [*ensemble, novelty, data], **at)  # fmt: skip
@@ -346,8 +371,9 @@ def resolve_resources(jobs: Iterable[PlannedJob], profile: Mapping[str, Any] | N
             per_rule.setdefault(rule, {}).update(_pairs([assignment], "set-resources"))
     for job in jobs:
         own = job.resources
-        if job.family == PACK_RULE:  # train_member's set-resources, for the whole pack
-            own = {**own, **_scaled(per_rule.get("train_member", {}), job.members)}
+        if job.family in PACKED:  # the single job's set-resources, for the whole pack
+            single = per_rule.get(PACKED[job.family][0], {})
+            own = {**own, **_scaled(single, job.members, job.family)}
         job.resources = {**defaults, **own, **per_rule.get(job.rule, {})}
 
 

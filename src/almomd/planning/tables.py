@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from almomd import layout
-from almomd.planning.jobs import PACK_RULE, PlannedJob
+from almomd.planning.jobs import PACKED, PlannedJob, rule_family
 
 
 def _queue_wait_text(minutes: float) -> str:
@@ -94,8 +94,9 @@ def benchmark_rule(path: Path) -> str | None:
         "train": "train_member", "compile": "compile_member", "explore": "explore",
         "evaluate": "evaluate", "label": "label_batch",
     }  # fmt: skip
-    if path.stem.startswith(PACK_RULE + "_"):
-        return PACK_RULE
+    family = rule_family(path.stem)
+    if family in PACKED:  # train_pack_P, explore_pack_P
+        return family
     stem = path.stem.split("_")[0]
     rule = prefixes.get(stem)
     if rule == "label_batch" and path.parent.name == "initial":

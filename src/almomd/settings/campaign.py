@@ -130,3 +130,12 @@ def member_packs(config: dict[str, Any]) -> list[list[tuple[int, int]]]:
     """
     found, size = members(config), config["training"]["members_per_job"]
     return [found[start : start + size] for start in range(0, len(found), size)]
+
+
+def walker_packs(config: dict[str, Any]) -> list[list[int]]:
+    """The walkers of each exploration job: ``exploration.walkers_per_job`` at a time.
+
+    In walker order; the last job takes what is left.
+    """
+    found, size = [w.index for w in walkers(config)], config["exploration"]["walkers_per_job"]
+    return [found[start : start + size] for start in range(0, len(found), size)]

@@ -147,6 +147,13 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
                 "which AOTInductor members (training.compile: true) do not give; set "
                 "training.compile: false or choose force_max"
             )
+    if config["exploration"]["walkers_per_job"] > 1 and config["training"]["compile"]:
+        raise ConfigError(
+            "config key exploration.walkers_per_job: walkers in one pass batch their "
+            "structures through packaged members; AOTInductor members (training.compile: "
+            "true) take one structure at a time: set training.compile: false or "
+            "exploration.walkers_per_job: 1"
+        )
     if config["selection"]["diversity"] == "features" and config["training"]["compile"]:
         raise ConfigError(
             "config key selection.diversity: features compares the members' node features, "

@@ -123,6 +123,7 @@ class Exploration:
     bias: dict[str, Any] | None = None
     restarts: int = 0
     min_distance: float = 1.0
+    walkers_per_job: int = 1
     torch_compile: bool | str = "auto"
 
 

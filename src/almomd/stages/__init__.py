@@ -12,7 +12,7 @@ fits its novelty reference), :mod:`almomd.stages.exploration` runs it and
 """
 
 from almomd.stages.data import initial_candidates, initial_datasets, label_batch, merge_labels
-from almomd.stages.exploration import explore, production_md
+from almomd.stages.exploration import explore, explore_pack, production_md
 from almomd.stages.heldout import heldout_dataset, reference_md
 from almomd.stages.iteration import decide, evaluate, evaluate_heldout, select_frames
 from almomd.stages.training import (
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "evaluate_heldout",
     "explore",
+    "explore_pack",
     "fit_novelty",
     "heldout_dataset",
     "initial_candidates",

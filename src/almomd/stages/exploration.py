@@ -72,6 +72,37 @@ def ensemble(
     return EnsembleCalculator(model_files, device=device, compile=compile, novelty=novelty_file)
 
 
+def _walker(settings: Settings, iteration: int, walker: int, out: str):
+    """Walker ``walker``'s run, given its calculator, and its starting structure and MD."""
+    spec = settings.walkers()[walker]
+    md = section(
+        MDSettings,
+        settings.exploration_of(spec.system),
+        temperature=spec.temperature,
+        uncertainty_column=settings.uncertainty.column,
+    )
+    start = settings.structure(spec.system)
+
+    def run(calculator) -> str:
+        frames, reason = run_walker(
+            start,
+            calculator,
+            md,
+            walker,
+            rng_for(settings.seed, "md", iteration, walker),
+            out,
+            iteration,
+            system=spec.system,
+        )
+        log.info(
+            "walker %d (system %s, T=%g K, replica %d): %d frames, %s",
+            walker, spec.system, spec.temperature, spec.replica, len(frames), reason,
+        )  # fmt: skip
+        return reason
+
+    return run, start, md
+
+
 def explore(
     settings: Settings,
     *,
@@ -82,28 +113,30 @@ def explore(
     novelty_file: str | None = None,
 ) -> None:
     """Run exploration walker ``walker`` of iteration ``iteration``."""
-    spec = settings.walkers()[walker]
-    md = section(
-        MDSettings,
-        settings.exploration_of(spec.system),
-        temperature=spec.temperature,
-        uncertainty_column=settings.uncertainty.column,
-    )
-    start = settings.structure(spec.system)
-    frames, reason = run_walker(
-        start,
-        ensemble(settings, model_files, start, md.steps, novelty_file),
-        md,
-        walker,
-        rng_for(settings.seed, "md", iteration, walker),
-        out,
-        iteration,
-        system=spec.system,
-    )
-    log.info(
-        "walker %d (system %s, T=%g K, replica %d): %d frames, %s",
-        walker, spec.system, spec.temperature, spec.replica, len(frames), reason,
-    )  # fmt: skip
+    run, start, md = _walker(settings, iteration, walker, out)
+    run(ensemble(settings, model_files, start, md.steps, novelty_file))
+
+
+def explore_pack(
+    settings: Settings,
+    *,
+    iteration: int,
+    walkers: Sequence[int],
+    model_files: Sequence[str],
+    out: Sequence[str],
+    novelty_file: str | None = None,
+) -> None:
+    """Run ``walkers`` of iteration ``iteration`` in one process and one pass per MD step
+    (:mod:`almomd.exploration.packed`); each writes its own ``out`` file, as alone.
+
+    The pack runs eager: walkers that stop change the batch's shapes, which a
+    compiled pass would recompile for.
+    """
+    from almomd.exploration.packed import run_together
+
+    runs = [_walker(settings, iteration, w, f)[0] for w, f in zip(walkers, out, strict=True)]
+    log.info("walkers %s in one pass (exploration.walkers_per_job)", list(walkers))
+    run_together(ensemble(settings, model_files, novelty_file=novelty_file), runs)
 
 
 def production_md(settings: Settings, *, root: str, out: str, out_summary: str) -> dict:
