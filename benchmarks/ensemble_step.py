@@ -110,6 +110,14 @@ def train_models(workdir: Path, n: int) -> list[Path]:
     return models
 
 
+def members(models: str | None, workdir: Path) -> list[Path]:
+    """The ``.nequip.zip`` members in folder ``models``, or 8 trained in ``workdir``."""
+    if models:
+        return sorted(Path(models).glob("*.nequip.zip"))
+    print("training 8 members of the demo's size (about 4 minutes) ...", flush=True)
+    return train_models(workdir, 8)
+
+
 def ms_per_step(atoms, calc, steps: int) -> tuple[float, float]:
     """Milliseconds per Langevin step, and seconds of the warm-up (compiling, if any)."""
     atoms = atoms.copy()
@@ -133,11 +141,7 @@ def main() -> int:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "compile_cache")
-        if args.models:
-            models = sorted(Path(args.models).glob("*.nequip.zip"))
-        else:
-            print("training 8 members of the demo's size (about 4 minutes) ...", flush=True)
-            models = train_models(Path(tmp), 8)
+        models = members(args.models, Path(tmp))
         print(f"{'atoms':>5} {'members':>7} {'one':>6} {'member_by_member':>16} "
               f"{'shared_graph':>12} {'ours':>6} {'compiled':>8} {'compile_s':>9} "
               f"{'ours/mbm':>8} {'comp/mbm':>8} {'comp/one':>8}")  # fmt: skip

@@ -11,13 +11,17 @@ the cost of a step does not depend on the weights):
   (a job per walker, without the start-up);
 - ``W in one pass``: W walkers in one process, their structures and the members
   in one pass per MD step (``exploration.walkers_per_job``,
-  :mod:`almomd.exploration.packed`).
+  :mod:`almomd.exploration.packed`), eager;
+- ``compiled``: the same, the pass compiled by ``torch.compile`` (8 walkers; the
+  compiling, tens of seconds once per job and shape, is not in the time).
 
 At 32 and 108 atoms, 4 and 8 members, 1 and 8 walkers (each walker its own
 random seed). Start-up (imports, loading the models: several seconds per job)
 is not in these times: packing saves it on top. The last line is
-``ratio_8_walkers_batched <x>``: the time of 8 walkers in one pass over 8 walkers
-one after another, 32 atoms, 4 members (the goal is at most 0.35 on a CPU).
+``ratio_8_walkers_batched <x>``: the time of 8 walkers in one eager pass over 8
+walkers one after another (eager), 32 atoms, 4 members (the goal is at most 0.35
+on a CPU); the line above it, ``ratio_8_walkers_batched_compiled``, is the same
+with the pack's pass compiled.
 
 Usage: .venv/bin/python benchmarks/walker_throughput.py [--steps 20] [--models DIR]
 """
@@ -40,7 +44,7 @@ import torch  # noqa: E402
 from ase import units  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
-from ensemble_step import MemberByMember, cu, train_models  # noqa: E402
+from ensemble_step import MemberByMember, cu, members  # noqa: E402
 
 from almomd.ensemble.calculator import EnsembleCalculator, _load_member  # noqa: E402
 from almomd.exploration.packed import run_together  # noqa: E402
@@ -76,14 +80,12 @@ def main() -> int:
     torch.set_num_threads(1)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.models:
-            models = sorted(Path(args.models).glob("*.nequip.zip"))
-        else:
-            print("training 8 members of the demo's size (about 4 minutes) ...", flush=True)
-            models = train_models(Path(tmp), 8)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "compile_cache")
+        models = members(args.models, Path(tmp))
         print("atom-steps per second (1 thread); ratio: W in one pass over W one after another")
         print(f"{'atoms':>5} {'members':>7} {'walkers':>7} {'one':>7} {'mbm':>7} "
-              f"{'batched':>7} {'W x batched':>11} {'W in one pass':>13} {'ratio':>6}")  # fmt: skip
+              f"{'batched':>7} {'W x batched':>11} {'W in one pass':>13} {'ratio':>6} "
+              f"{'compiled':>8} {'ratio':>6}")  # fmt: skip
         ratios = {}
         for n_repeat in (2, 3):
             atoms = cu(n_repeat)
@@ -100,10 +102,18 @@ def main() -> int:
                     alone = sum(walk(atoms, ensemble, args.steps, s) for s in range(w))
                     packed = together(atoms, ensemble, args.steps, w)
                     ratios[(len(atoms), m, w)] = packed / alone
+                    text = ""
+                    if w > 1:
+                        compiled = EnsembleCalculator(chosen, compile=True)
+                        together(atoms, compiled, 2, w)  # compiling, not timed
+                        fused = together(atoms, compiled, args.steps, w)
+                        ratios[(len(atoms), m, w, "compiled")] = fused / alone
+                        text = f" {w * rate / fused:8.0f} {fused / alone:6.3f}"
                     print(f"{len(atoms):5d} {m:7d} {w:7d} {one:7.0f} {mbm:7.0f} {batched:7.0f} "
                           f"{w * rate / alone:11.0f} {w * rate / packed:13.0f} "
-                          f"{packed / alone:6.3f}", flush=True)  # fmt: skip
+                          f"{packed / alone:6.3f}{text}", flush=True)  # fmt: skip
     print(f"wall time {time.perf_counter() - started:.0f} s")
+    print(f"ratio_8_walkers_batched_compiled {ratios[(32, 4, 8, 'compiled')]:.3f}")
     print(f"ratio_8_walkers_batched {ratios[(32, 4, 8)]:.3f}")
     return 0
 

@@ -56,6 +56,26 @@ def test_walkers_in_one_pass_follow_their_trajectories_alone(campaign, tmp_path)
                 assert y.info[key] == pytest.approx(x.info[key], rel=1e-5, abs=1e-7), key
 
 
+def test_the_compiled_pass_over_several_structures_agrees_with_each_alone(campaign):
+    """torch.compile over batched graphs (padded edges of graph 0): each structure's
+    energies, forces and stress as from the eager pass of it alone."""
+    models = [str(m) for m in sorted((campaign / "results" / "iter_1" / "models").glob("*.zip"))]
+    rng = np.random.default_rng(3)
+    structures = []
+    for repeat, a in ((2, 3.61), (2, 3.55), (3, 3.61)):  # 32, 32 and 108 atoms
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(repeat)
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        structures.append(atoms)
+    compiled = EnsembleCalculator(models, compile=True)
+    together = compiled.results_for(structures)
+    assert compiled._batched.compiled, "fell back to eager"
+    eager = EnsembleCalculator(models)
+    for atoms, found in zip(structures, together, strict=True):
+        alone = eager.results_for([atoms])[0]
+        for key in ("member_energies", "member_forces", "stress"):
+            np.testing.assert_allclose(found[key], alone[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
 def test_a_killed_pack_is_redone_alone_on_resume(tmp_path):
     """exploration.walkers_per_job: 2 through snakemake; SIGKILL while the pack runs, then
     the resumed run redoes the pack and keeps the finished training and novelty."""

@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 COMPILE_CACHE = Path(".cache/torch_compile")  # torch.compile's caches, in the working directory
 
 
-def compile_choice(settings: Settings, start: Atoms, steps: int, members: int) -> bool:
-    """Whether to compile the ensemble for ``steps`` MD steps from ``start``.
+def compile_choice(
+    settings: Settings, start: Atoms | Sequence[Atoms], steps: int, members: int
+) -> bool:
+    """Whether to compile the ensemble for ``steps`` MD steps from ``start`` (a structure,
+    or the structures of walkers in one pass).
 
     ``exploration.torch_compile``: true or false as set; ``auto`` compiles where
-    it can (packaged members, a periodic cell) and where the run is long enough
+    it can (packaged members, periodic cells) and where the run is long enough
     to earn back the compile time (:func:`almomd.ensemble.batched.compile_pays_off`).
     """
     from almomd.ensemble.batched import compile_pays_off
@@ -33,12 +36,13 @@ def compile_choice(settings: Settings, start: Atoms, steps: int, members: int) -
     setting = settings.exploration.torch_compile
     if setting != "auto":
         return bool(setting)
+    starts = [start] if isinstance(start, Atoms) else list(start)
     if settings.training.compile:
         why, pays = "AOTInductor members (training.compile) run one by one", False
-    elif not start.pbc.all() or start.cell.rank < 3:
-        why, pays = "the structure is not periodic in 3 dimensions", False
+    elif not all(s.pbc.all() and s.cell.rank == 3 for s in starts):
+        why, pays = "a structure is not periodic in 3 dimensions", False
     else:
-        pays, why = compile_pays_off(steps, len(start), members)
+        pays, why = compile_pays_off(steps, sum(len(s) for s in starts), members)
     log.info("exploration.torch_compile auto: %s (%s)", "compiling" if pays else "eager", why)
     return pays
 
@@ -46,13 +50,14 @@ def compile_choice(settings: Settings, start: Atoms, steps: int, members: int) -
 def ensemble(
     settings: Settings,
     model_files: Sequence[str],
-    start: Atoms | None = None,
+    start: Atoms | Sequence[Atoms] | None = None,
     steps: int = 0,
     novelty_file: str | Path | None = None,
 ) -> EnsembleCalculator:
     """Load the ensemble of ``model_files`` on the configured device.
 
-    For MD of ``steps`` steps from ``start`` it is compiled if
+    For MD of ``steps`` steps from ``start`` (or walkers in one pass from each of
+    several structures) it is compiled if
     :func:`compile_choice` says so, with the campaign's compile cache. With
     ``novelty_file`` (the iteration's novelty reference) it gives every atom's
     novelty too, unless the members are AOTInductor-compiled (they give no
@@ -129,14 +134,17 @@ def explore_pack(
     """Run ``walkers`` of iteration ``iteration`` in one process and one pass per MD step
     (:mod:`almomd.exploration.packed`); each writes its own ``out`` file, as alone.
 
-    The pack runs eager: walkers that stop change the batch's shapes, which a
-    compiled pass would recompile for.
+    Compiled as :func:`compile_choice` says for all the walkers' atoms (a walker
+    that stops changes the pass's shapes: one recompilation).
     """
     from almomd.exploration.packed import run_together
 
-    runs = [_walker(settings, iteration, w, f)[0] for w, f in zip(walkers, out, strict=True)]
+    found = [_walker(settings, iteration, w, f) for w, f in zip(walkers, out, strict=True)]
     log.info("walkers %s in one pass (exploration.walkers_per_job)", list(walkers))
-    run_together(ensemble(settings, model_files, novelty_file=novelty_file), runs)
+    starts = [start for _, start, _ in found]
+    steps = max(md.steps for _, _, md in found)
+    shared = ensemble(settings, model_files, starts, steps, novelty_file)
+    run_together(shared, [run for run, _, _ in found])
 
 
 def production_md(settings: Settings, *, root: str, out: str, out_summary: str) -> dict:
