@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -10,7 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 from ase.calculators.emt import EMT
-from conftest import BIN, assert_labels_equal, copy_test_config, snakemake, write_emt_frames
+from conftest import (
+    BIN,
+    REPO,
+    assert_labels_equal,
+    copy_test_config,
+    load_test_config,
+    snakemake,
+    write_emt_frames,
+)
 
 from almomd.data.frames import frame_ids, read_frames
 from almomd.settings.sections import Settings
@@ -589,3 +598,34 @@ def test_audit_labels_are_held_out_truth_never_trained_on(tmp_path):
     assert [row["n_audit"] for row in status] == [4, 4]
     assert status[0]["heldout_covers_conditions"] is False
     assert "does not represent the exploration conditions" not in status[1]["reason"]
+
+
+def test_production_md_by_novelty_of_an_iteration_without_its_reference_is_refused(
+    campaign, tmp_path, monkeypatch
+):
+    """An iteration of a version before the novelty reference: the metric that needs it
+    is refused with the fix; force_max runs (without novelty)."""
+    from almomd import stages
+    from almomd.errors import ConfigError
+    from almomd.settings.schema import validate_config
+
+    root = tmp_path / "old"
+    shutil.copytree(campaign / "results", root / "results",
+                    ignore=shutil.ignore_patterns("train_*", "run_*"))  # fmt: skip
+    (root / "results" / "iter_1" / "models" / "novelty.npz").unlink()
+    shutil.copy(REPO / ".test" / "cu.xyz", root / "cu.xyz")
+    monkeypatch.chdir(root)  # a step runs in its campaign's directory
+
+    def production(metric):
+        config = load_test_config()
+        config["uncertainty"] = {"metric": metric}
+        config["production"] = {"steps": 10, "log_interval": 5, "iteration": 1}
+        settings = Settings.from_config(validate_config(config, REPO / ".test"))
+        out = tmp_path / f"{metric}.extxyz"
+        return stages.production_md(
+            settings, root=str(root), out=str(out), out_summary=str(out.with_suffix(".json"))
+        )
+
+    with pytest.raises(ConfigError, match="uncertainty.metric: force_max, or choose a later"):
+        production("force_max_novelty")
+    assert production("force_max")["frames"] == 3

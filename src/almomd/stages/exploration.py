@@ -12,6 +12,8 @@ from ase import Atoms
 from almomd import layout
 from almomd.data.frames import write_json
 from almomd.ensemble.calculator import EnsembleCalculator
+from almomd.ensemble.uncertainty import NOVELTY_METRICS
+from almomd.errors import ConfigError
 from almomd.exploration.md import MDSettings, run_walker
 from almomd.seeds import rng_for
 from almomd.settings.sections import Settings, section
@@ -186,6 +188,13 @@ def production_md(settings: Settings, *, root: str, out: str, out_summary: str) 
     models = prod.model_files(root, iteration, settings.members())
     novelty = layout.path(layout.NOVELTY, root, iteration=iteration)
     if not novelty.is_file():  # an iteration of a version before the novelty reference
+        if settings.uncertainty.metric in NOVELTY_METRICS:
+            raise ConfigError(
+                f"config key uncertainty.metric: {settings.uncertainty.metric} needs the "
+                f"novelty reference {novelty}, which iteration {iteration} does not have (an "
+                "earlier version made it): run production MD of it with uncertainty.metric: "
+                "force_max, or choose a later iteration (production.iteration)"
+            )
         log.warning("%s is missing: production MD without novelty", novelty)
         novelty = None
     log.info(
