@@ -152,9 +152,10 @@ class EnsembleCalculator(Calculator):
             rows = slice(start, start + len(atoms))
             start += len(atoms)
             features = found.features
-            if features is not None:
-                features = [f[rows] for f in features] if isinstance(features, list) else (
-                    features[:, rows])  # fmt: skip
+            if isinstance(features, list):  # a mixed committee: one array per member
+                features = [f[rows] for f in features]
+            elif features is not None:
+                features = features[:, rows]
             stress = None if found.stress is None else found.stress[:, g]
             results.append(
                 self._results(atoms, found.energies[:, g], found.forces[:, rows], stress, features)
