@@ -129,3 +129,10 @@ def test_the_conda_environments_name_what_pyproject_names():
     assert "-e ." in pip  # almomd itself, from the clone
     slurm = requirement_names(project["optional-dependencies"]["slurm"])
     assert slurm <= requirement_names(pip)
+
+
+def test_every_test_module_has_a_name_of_its_own():
+    """pytest imports tests/unit and tests/integration as one namespace (no packages):
+    two modules of one name stop the whole run at collection."""
+    names = [path.name for path in (REPO / "tests").glob("*/test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
