@@ -89,8 +89,6 @@ def test_an_error_in_one_walker_reaches_the_caller_and_the_others_finish(tmp_pat
 
 def test_a_failed_pass_is_raised_in_every_walker_of_it():
     class Failing:
-        novelty = None
-
         def results_for(self, structures):
             raise ValueError("no features")
 

@@ -34,15 +34,9 @@ class Lockstep:
     def __init__(self, ensemble: EnsembleCalculator, n_walkers: int):
         self.ensemble = ensemble
         self.running = n_walkers
-        self.passes = 0
         self._ready = threading.Condition()
         self._waiting: dict[int, Atoms] = {}
         self._done: dict[int, dict[str, Any] | BaseException] = {}
-
-    @property
-    def novelty(self):
-        """The ensemble's novelty reference (what a walker's stages may ask for)."""
-        return self.ensemble.novelty
 
     def evaluate(self, walker: int, atoms: Atoms) -> dict[str, Any]:
         """The ensemble's results for ``atoms`` of ``walker``, from the next shared pass."""
@@ -71,7 +65,6 @@ class Lockstep:
             found: Sequence[dict[str, Any] | BaseException] = self.ensemble.results_for(structures)
         except Exception as error:  # every walker of the pass sees it
             found = [error] * len(walkers)
-        self.passes += 1
         self._done.update(zip(walkers, found, strict=True))
         self._ready.notify_all()
 
