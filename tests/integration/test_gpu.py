@@ -67,3 +67,18 @@ def test_md_runs_on_the_gpu(cuda_members):
     atoms.calc = ensemble(Settings.from_config(config), [str(run.model_out) for run in runs])
     Langevin(atoms, 1.0 * units.fs, temperature_K=300, friction=0.02).run(5)
     assert np.isfinite(atoms.get_forces()).all()
+
+
+def test_walkers_in_one_pass_on_the_gpu_agree_with_each_alone_on_the_cpu(cuda_members):
+    """exploration.walkers_per_job on cuda: 4 structures' graphs batched in one pass."""
+    from almomd.ensemble.calculator import EnsembleCalculator
+
+    _, runs, frames = cuda_members
+    models = [str(run.model_out) for run in runs]
+    structures = read_frames(frames)[:4]
+    together = EnsembleCalculator(models, device="cuda").results_for(structures)
+    cpu = EnsembleCalculator(models, device="cpu")
+    for atoms, found in zip(structures, together, strict=True):
+        alone = cpu.results_for([atoms])[0]
+        assert found["energy"] == pytest.approx(alone["energy"], abs=1e-3 * len(atoms))
+        np.testing.assert_allclose(found["member_forces"], alone["member_forces"], atol=1e-3)

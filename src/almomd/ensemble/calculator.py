@@ -136,7 +136,7 @@ class EnsembleCalculator(Calculator):
             energies.cpu().numpy(),
             forces.detach().cpu().numpy(),
             None if stress is None else stress.detach().cpu().numpy(),
-            features.numpy(),
+            features.cpu().numpy(),
         )
 
     def results_for(self, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
