@@ -2,22 +2,15 @@
 
 import numpy as np
 import pytest
-from ase.build import bulk
-from toy_ensemble import ARGON, ToyEnsemble
+from toy_ensemble import ARGON, ToyEnsemble, argon, md_settings
 
 from almomd.data.frames import read_frames
-from almomd.exploration.md import MDSettings, run_walker
+from almomd.exploration.md import run_walker
 from almomd.exploration.packed import Lockstep, run_together
 
 
 def settings(**changes):
-    base = dict(thermostat="nvt_langevin", temperature=80.0, timestep=5.0, friction=0.02,
-                steps=30, log_interval=5, min_distance=2.5)  # fmt: skip
-    return MDSettings(**(base | changes))
-
-
-def argon():
-    return bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
+    return md_settings(**({"steps": 30} | changes))
 
 
 #: three walkers: another temperature, a bias, and one that stops at its first check

@@ -3,25 +3,15 @@
 import numpy as np
 import pytest
 from ase.build import bulk
-from toy_ensemble import ARGON, ToyEnsemble
+from toy_ensemble import ARGON, ToyEnsemble, argon, md_settings
 
 from almomd.data.frames import read_frames
-from almomd.exploration.md import MDSettings, run_walker
-
-
-def settings(**changes):
-    base = dict(thermostat="nvt_langevin", temperature=80.0, timestep=5.0, friction=0.02,
-                steps=40, log_interval=5, min_distance=2.5)  # fmt: skip
-    return MDSettings(**(base | changes))
-
-
-def argon():
-    return bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
+from almomd.exploration.md import run_walker
 
 
 def walk(tmp_path, name="w", **changes):
     frames, reason = run_walker(
-        argon(), ToyEnsemble(ARGON), settings(**changes), 0, np.random.default_rng(1),
+        argon(), ToyEnsemble(ARGON), md_settings(**changes), 0, np.random.default_rng(1),
         tmp_path / f"{name}.extxyz",
     )  # fmt: skip
     return read_frames(tmp_path / f"{name}.extxyz"), reason
