@@ -356,8 +356,8 @@ def output_directory(out: str) -> Path:
     """Make the benchmark's output directory; one thread per job; work in the demo's directory."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
+    path = Path(out).resolve()  # relative to where the script was started
     os.chdir(DEMO)  # the demo structure is next to the demo config
-    path = Path(out).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
