@@ -10,12 +10,50 @@ from pathlib import Path
 
 from almomd import deploy, layout
 from almomd.errors import ConfigError
-from almomd.settings import systems
 from almomd.settings.history import changed_settings
 from almomd.settings.schema import load_config
 from almomd.settings.sections import Settings
 
 CONFIG = "config/config.yaml"  # a campaign directory's settings (see almomd init)
+USAGE_ERROR = 2  # a bad option value, as argparse exits
+
+
+def _number(kind: type, low: float, inclusive: bool, example: str):
+    """An argparse type: a ``kind`` number above ``low`` (or equal, with ``inclusive``)."""
+    relation = ">=" if inclusive else ">"
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {noun} {relation} {low:g}: give e.g. {example}"
+            )
+        return value
+
+    return parse
+
+
+def _refuse(command: str, message: str) -> int:
+    """Say why ``command``'s options are refused; the exit status of a bad option value."""
+    print(f"almomd {command}: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _campaign_directory(command: str, directory: str) -> str | None:
+    """Why ``directory`` cannot be a campaign directory (None if it can)."""
+    path = Path(directory)
+    if not path.is_dir():
+        return f"-d {directory}: no such directory; give the campaign directory"
+    if not (path / layout.RESULTS).is_dir() and not (path / CONFIG).is_file():
+        return (
+            f"{path.resolve()} is not a campaign directory (no {layout.RESULTS}/ and no "
+            f"{CONFIG}): run `almomd {command}` in the directory snakemake runs in, or give -d"
+        )
+    return None
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -45,9 +83,18 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from almomd.reporting.status import campaign_status, format_table
+    from almomd.data.frames import DataFileError
+    from almomd.reporting.status import campaign_state, campaign_status, format_table
 
-    rows = campaign_status(args.directory)
+    problem = _campaign_directory("status", args.directory)
+    if problem:
+        return _refuse("status", problem)
+    try:
+        rows = campaign_status(args.directory)
+    except (DataFileError, ValueError) as error:  # a truncated table or summary, too
+        print(f"almomd status: {error}", file=sys.stderr)
+        return 1
+    state = campaign_state(args.directory, rows)
     changes = {}
     config_path = _config_path(args)
     if config_path.is_file():
@@ -60,19 +107,24 @@ def _status(args: argparse.Namespace) -> int:
             if row["iteration"] in changes:
                 row["settings_changed"] = changes[row["iteration"]]
         print(json.dumps(rows, indent=2))
-        return 0
+        return 1 if state.damaged else 0
     print(f"campaign in {Path(args.directory).resolve()}")
     print(format_table(rows))
+    print(f"campaign: {state.text}")
     for iteration, lines in changes.items():
         print(
             f"warning: iteration {iteration} ran with other settings than {config_path} now "
             "(changes apply to steps not yet run):\n  " + "\n  ".join(lines),
             file=sys.stderr,
         )
-    return 0
+    return 1 if state.damaged else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from almomd.settings.campaign import describe_systems
+
+    if not Path(args.directory).is_dir():
+        return _refuse("validate", f"-d {args.directory}: no such directory")
     path = (Path(args.config) if args.config else Path(args.directory, CONFIG)).resolve()
     os.chdir(args.directory)  # paths in the config are relative to the campaign directory
     try:
@@ -85,27 +137,21 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_systems(config: dict, root: Path) -> str:
-    """One line per system: atoms, composition and walkers (what a campaign will explore)."""
-    from almomd.settings.campaign import walkers
-    from almomd.settings.files import structures
-
-    built = structures(config, root)
-    lines = []
-    for name, atoms in built.items():
-        own = [w for w in walkers(config) if w.system == name]
-        temperatures = sorted({w.temperature for w in own})
-        biased = " biased" if systems.exploration(config, name)["bias"] else ""
-        lines.append(
-            f"system {name}: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
-            f"{len(own)}{biased} walker(s) at {', '.join(f'{t:g}' for t in temperatures)} K"
-        )
-    return "\n".join(lines)
-
-
 def _budget(args: argparse.Namespace) -> int:
     from almomd.planning import budget, tables
 
+    if not Path(args.directory).is_dir():
+        return _refuse("budget", f"-d {args.directory}: no such directory")
+    if args.profile:
+        found = deploy.find_profile(args.profile, args.directory)
+        if found is None:
+            names = ", ".join(deploy.profile_names(args.directory)) or "none"
+            return _refuse(
+                "budget",
+                f"--profile {args.profile}: no profile of that name or path (a directory with "
+                f"a config.yaml); profiles of this campaign: {names}",
+            )
+        args.profile = str(found)
     try:
         if args.actual:
             config = budget.campaign_config(args.directory, args.configfile)
@@ -130,35 +176,62 @@ def _budget(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the production settings each option of ``almomd md`` gives
+MD_OPTIONS = {
+    "structure": "--structure",
+    "system": "--system",
+    "iteration": "--iteration",
+    "temperature": "--temperature",
+    "steps": "--steps",
+    "log_interval": "--interval",
+    "threshold_sigmas": "--sigmas",
+    "pressure": "--pressure",
+}
+
+
+#: the numeric options of ``almomd md``: option, type, lower limit, limit allowed, an
+#: example, help
+MD_NUMBERS = (
+    ("--iteration", int, 0, True, "--iteration 2", "ensemble (default: last converged, else last)"),
+    ("--temperature", float, 0, False, "--temperature 300", "K (default: production.temperature)"),
+    ("--steps", int, 1, True, "--steps 1000", "MD steps (default: production.steps)"),
+    ("--interval", int, 1, True, "--interval 10", "steps between written frames"),
+    ("--sigmas", float, 0, True, "--sigmas 3", "threshold: held-out mean + this many std"),
+)
+
+
 def _md(args: argparse.Namespace) -> int:
     import logging
 
-    import yaml
-
     from almomd import stages
-    from almomd.settings.schema import validate_config
+    from almomd.exploration.production import trained_iterations
+    from almomd.settings.schema import read_config_file, validate_config
 
+    if not Path(args.directory).is_dir():
+        return _refuse("md", f"-d {args.directory}: no such directory")
     config_path = _config_path(args).resolve()
     os.chdir(args.directory)
-    overrides = {
-        "structure": args.structure,
-        "system": args.system,
-        "iteration": args.iteration,
-        "temperature": args.temperature,
-        "steps": args.steps,
-        "log_interval": args.interval,
-        "threshold_sigmas": args.sigmas,
-        "pressure": args.pressure,
-    }
+    if args.structure and not Path(args.structure).is_file():
+        return _refuse(
+            "md", f"--structure {args.structure}: no such file; give a structure file ASE reads"
+        )
+    if args.iteration is not None and args.iteration not in trained_iterations("."):
+        found = ", ".join(map(str, trained_iterations("."))) or "none yet (run the campaign)"
+        return _refuse(
+            "md", f"--iteration {args.iteration}: no trained ensemble; iterations with one: {found}"
+        )
+    overrides = {key: getattr(args, option[2:]) for key, option in MD_OPTIONS.items()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.npt:
         overrides["thermostat"] = "npt"
     if args.stop:
         overrides["stop_above_threshold"] = True
     try:
-        raw = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
-        if raw is None:
+        if not config_path.is_file():
             raise ConfigError(f"config file {config_path} does not exist; give --configfile")
+        raw = read_config_file(config_path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("production", {}), dict):
+            raise ConfigError("the configuration and its production section must be mappings")
         # the options are checked as config keys: production.temperature, ...
         raw.setdefault("production", {}).update(overrides)
         if args.compile:
@@ -166,7 +239,11 @@ def _md(args: argparse.Namespace) -> int:
         # MD labels nothing: the labeler need not be importable here
         config = validate_config(raw, Path.cwd(), check_files=True, check_labeler=False)
     except ConfigError as error:
-        print(f"almomd md: invalid settings ({config_path} and options): {error}", file=sys.stderr)
+        for key, option in MD_OPTIONS.items():
+            prefix = f"config key production.{key}:"
+            if key in overrides and str(error).startswith(prefix):
+                return _refuse("md", f"{option}{str(error)[len(prefix) :]}")
+        print(f"almomd md: invalid settings ({config_path}): {error}", file=sys.stderr)
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.output)
@@ -220,19 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan.add_argument(
         "--cores",
-        type=int,
+        type=_number(int, 1, True, "--cores 8"),
         help="plan the wall time on one machine with this many cores "
         "(default without --profile: this machine's)",
     )
     plan.add_argument(
         "--jobs",
-        type=int,
+        type=_number(int, 1, True, "--jobs 50"),
         help="plan the wall time on a cluster with this many jobs at once "
         "(default with a cluster profile: its jobs setting)",
     )
     plan.add_argument(
         "--queue-wait",
-        type=float,
+        type=_number(float, 0, True, "--queue-wait 10"),
         default=0.0,
         metavar="MINUTES",
         help="on the cluster, minutes each round of jobs waits in the queue before it "
@@ -256,13 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("--configfile", **configfile)
     md.add_argument("--structure", help="start structure (default: the campaign's)")
     md.add_argument("--system", help="system to start from (default: the first)")
-    md.add_argument("--iteration", type=int, help="ensemble (default: last converged, else last)")
-    md.add_argument("--temperature", type=float, help="K (default: production.temperature)")
-    md.add_argument("--steps", type=int, help="MD steps (default: production.steps)")
-    md.add_argument("--interval", type=int, help="steps between written frames")
+    for option, kind, low, inclusive, example, text in MD_NUMBERS:
+        md.add_argument(option, type=_number(kind, low, inclusive, example), help=text)
     md.add_argument("--npt", action="store_true", help="NPT instead of NVT")
     md.add_argument("--pressure", type=float, help="GPa, for --npt")
-    md.add_argument("--sigmas", type=float, help="threshold: held-out mean + this many std")
     md.add_argument("--stop", action="store_true", help="stop when the threshold is crossed")
     md.add_argument(
         "--compile",

@@ -141,3 +141,27 @@ def init_campaign(
         os.symlink(Path("profiles", "slurm"), link, target_is_directory=True)
         done.append((link, "linked to profiles/slurm"))
     return done
+
+
+def find_profile(profile: str, directory: str) -> Path | None:
+    """The profile directory ``profile`` names: a path, or a name in the campaign directory
+    or its ``profiles/`` (as ``snakemake --profile NAME`` finds it there)."""
+    for candidate in (
+        Path(profile),
+        Path(directory, profile),
+        Path(directory, "profiles", profile),
+    ):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return None
+
+
+def profile_names(directory: str) -> list[str]:
+    """The names of the profiles in the campaign directory and its ``profiles/``."""
+    found = [
+        str(p.parent.relative_to(directory))
+        for place in (Path(directory), Path(directory, "profiles"))
+        for p in sorted(place.glob("*/config.yaml"))
+        if p.parent.name != "config"
+    ]
+    return list(dict.fromkeys(found))

@@ -104,41 +104,6 @@ def batch_files(pattern: str, root: Path | str, iteration: int) -> list[Path]:
     return sorted(Path(root).glob(pattern.format(iteration=iteration, batch="*")))
 
 
-def broken_chain(root: Path | str, n_batches: int) -> list[tuple[Path, Path]]:
-    """Files that later results were built from but that are missing now.
-
-    Returns (missing file, existing file made from it) pairs: the training set of
-    iteration i+1 is made from iteration i's training set, selection and labels;
-    a decision from the iteration's training set, evaluations and selection.
-    Snakemake does not remake a missing input of a finished step, so without
-    this check such a campaign would look finished.
-    """
-    broken = []
-    for i in iterations(root):
-
-        def at(pattern: str, iteration: int = i, **wildcards: object) -> Path:
-            return path(pattern, root, iteration=iteration, **wildcards)
-
-        if at(TRAIN, i + 1).is_file():
-            needed = [at(TRAIN), at(SELECTED)]
-            needed += [at(p, batch=b) for p in (LABELED, FAILED) for b in range(n_batches)]
-            broken += [(need, at(TRAIN, i + 1)) for need in needed if not need.is_file()]
-        if at(DECISION).is_file():
-            needed = [at(TRAIN), at(TEST_METRICS), at(HELDOUT_SUMMARY), at(SELECTION_SUMMARY)]
-            broken += [(need, at(DECISION)) for need in needed if not need.is_file()]
-    return broken
-
-
-def missing_members(root: Path | str, members: list[tuple[int, int]], compiled: bool) -> list[str]:
-    """Ensemble member files of explored iterations that are gone (deleted, lost)."""
-    missing = []
-    for i in iterations(root):
-        if list(Path(root).glob(WALKER.format(iteration=i, walker="*"))):
-            files = (member_file(i, k, m, compiled) for k, m in members)
-            missing += [f for f in files if not Path(root, f).is_file()]
-    return missing
-
-
 def iterations(root: Path | str = ".") -> list[int]:
     """The iterations that have a directory under the campaign's results, in order."""
     found = (re.fullmatch(r"iter_(\d+)", p.name) for p in Path(root, RESULTS).glob("iter_*"))

@@ -152,11 +152,89 @@ def test_a_campaign_with_a_missing_label_file_is_not_reported_finished(finished)
     assert "iter_1/train.extxyz was made from it" in console
 
 
-def test_command_line_options_are_validated_as_config_keys(finished):
-    result = run([BIN / "almomd", "md", "--configfile", finished / "config.yaml",
-                  "--temperature", "-300", "--steps", "20"], finished, timeout=120)  # fmt: skip
-    assert result.returncode == 1
-    assert "production.temperature" in result.stderr
+def test_command_line_options_are_refused_by_their_own_names(finished):
+    md = [BIN / "almomd", "md", "--configfile", finished / "config.yaml"]
+    result = run([*md, "--temperature", "-300", "--steps", "20"], finished, timeout=120)
+    assert result.returncode == 2
+    assert "argument --temperature: '-300' is not a number > 0" in result.stderr
+    # beyond what the option checks itself: the config key's range, under the option's name
+    result = run([*md, "--system", "nope"], finished, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("almomd md: --system 'nope' is not a system of the campaign")
+    result = run([*md, "--structure", "nope.xyz"], finished, timeout=120)
+    assert result.returncode == 2 and "--structure nope.xyz: no such file" in result.stderr
+    result = run([*md, "--iteration", "99"], finished, timeout=120)
+    assert result.returncode == 2
+    assert "--iteration 99: no trained ensemble; iterations with one: 0, 1" in result.stderr
+
+
+def test_deleted_iterations_are_run_again_not_reported_finished(finished):
+    shutil.rmtree(finished / "results" / "iter_1")
+    dry = snakemake(finished, "--cores", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = job_counts(dry.stdout)
+    assert jobs["merge_labels"] == 1 and jobs["decide"] == 1 and "initial_datasets" not in jobs
+    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
+    assert status.returncode == 0
+    assert "campaign: not finished: iteration 1 runs next" in status.stdout
+    shutil.rmtree(finished / "results" / "iter_0")
+    dry = snakemake(finished, "--cores", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = job_counts(dry.stdout)  # iteration 0 from the kept initial labels
+    assert (
+        jobs["initial_datasets"] == 1 and jobs["decide"] == 1 and "label_initial_batch" not in jobs
+    )
+
+
+def job_counts(console: str) -> dict[str, int]:
+    """The job counts of snakemake's (first) job stats table."""
+    table = console[console.index("Job stats") :].split("\n\n")[0].splitlines()[3:]
+    return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+
+
+def test_a_lost_training_set_is_remade_on_request_and_nothing_else(finished):
+    trains = [finished / layout.TRAIN.format(iteration=i) for i in (0, 1)]
+    before = [t.read_bytes() for t in trains]
+    walker = finished / layout.WALKER.format(iteration=0, walker=0)
+    walker_mtime = walker.stat().st_mtime
+    # a truncated one is named with the fix, not a traceback
+    trains[1].write_bytes(before[1][: len(before[1]) // 2])
+    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
+    assert status.returncode == 1 and "cannot be read" in status.stderr
+    assert "Traceback" not in status.stderr
+    for train in trains:
+        os.chmod(train, 0o644)
+        train.unlink()
+    refused = snakemake(finished, "--cores", "1", "--dry-run")
+    assert refused.returncode != 0
+    first = f"snakemake --cores N {layout.TRAIN.format(iteration=0)}, then"
+    assert first in refused.stdout + refused.stderr
+    for i in range(len(trains)):
+        rebuilt = snakemake(finished, "--cores", "1", layout.TRAIN.format(iteration=i))
+        assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+        ran = job_counts(rebuilt.stdout + rebuilt.stderr)
+        assert ran == {"initial_datasets" if i == 0 else "merge_labels": 1, "total": 1}
+    assert [t.read_bytes() for t in trains] == before
+    after = snakemake(finished, "--cores", "1", "--dry-run")
+    assert after.returncode == 0 and "Nothing to be done" in after.stdout + after.stderr
+    assert walker.stat().st_mtime == walker_mtime
+
+
+def test_a_truncated_status_is_written_again(finished):
+    status = finished / layout.STATUS
+    status.write_text(status.read_text()[:100])
+    result = snakemake(finished, "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "results/status.json cannot be read (truncated?)" in result.stderr
+    assert [row["iteration"] for row in json.loads(status.read_text())] == [0, 1]
+
+
+def test_a_key_given_twice_is_refused_before_any_job(finished):
+    config = finished / "config.yaml"
+    config.write_text(config.read_text() + "max_iterations: 5\n")
+    result = snakemake(finished, "--cores", "1", "--dry-run")
+    assert result.returncode != 0
+    assert "key 'max_iterations' is given twice" in result.stdout + result.stderr
 
 
 FAILING_LABELER = """\

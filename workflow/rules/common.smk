@@ -4,12 +4,12 @@ import json
 import sys
 from pathlib import Path
 
-from almomd import layout
+from almomd import layout, lineage
 from almomd.errors import ConfigError
 from almomd.settings.files import chemical_symbols
 from almomd.settings.history import check_unchanged_layout
 from almomd.settings.campaign import member_packs, walker_packs
-from almomd.settings.schema import validate_config
+from almomd.settings.schema import read_config_file, validate_config
 from almomd.settings.sections import Settings
 from almomd.planning.jobs import (
     WALKER_PACK_RULE,
@@ -21,6 +21,10 @@ from almomd.planning.jobs import (
 from almomd.layout import FIGURES
 
 try:
+    for (
+        configfile_
+    ) in workflow.configfiles:  # refuse what Snakemake's YAML reading accepts
+        read_config_file(configfile_)
     completed = validate_config(config, Path.cwd())
     config.clear()  # the completed config replaces the given one (system becomes systems)
     config.update(completed)
@@ -49,23 +53,33 @@ CAMPAIGN_TARGETS = [layout.STATUS, f"{layout.REPORT_DIR}/report.html"]
 
 
 def check_campaign_files():
-    """Stop before any job if files that finished steps were made from or used are gone.
+    """Stop before any job if files that finished steps were made from are gone.
 
     Snakemake does not remake a missing input of a finished step: the campaign
-    would look finished ("Nothing to be done") without the file. A missing
-    member is trained again only when asked for by name, so that the steps that
-    used it are not redone.
+    would look finished ("Nothing to be done") without the file. almomd.lineage
+    says what to delete, or which files to request by name: a file remade exactly
+    (a training set, an ensemble member) is remade then without redoing what used it.
     """
     root = Path.cwd()
-    for missing, made in layout.broken_chain(root, N_BATCHES):
-        raise WorkflowError(
-            f"{missing} is missing, but {made} was made from it: the campaign's history "
-            f"is incomplete. Restore the file, or delete {made.parent} (and later "
-            "iterations) to redo from there; the steps before it are kept."
-        )
-    lost = layout.missing_members(root, MEMBERS, COMPILED)
     requested = {str(Path(arg).resolve()) for arg in sys.argv[1:]}
-    if lost and not {str(Path(f).resolve()) for f in lost} <= requested:
+
+    def asked(targets):
+        return {str(Path(t).resolve()) for t in targets}
+
+    for summary in lineage.unreadable_summaries(root):
+        print(
+            f"{summary} cannot be read (truncated?): it is written again",
+            file=sys.stderr,
+        )
+        Path(summary).unlink()
+    found = lineage.damage(root, len(WALKERS), N_BATCHES, GENERATE_INITIAL)
+    first = lineage.requests(found)[:1]
+    if found and not (
+        first and requested & asked(lineage.requests(found)) == asked(first)
+    ):
+        raise WorkflowError(lineage.advice(found))
+    lost = lineage.lost_members(root, MEMBERS, COMPILED)
+    if lost and not asked(lost) <= requested:
         raise WorkflowError(
             f"iterations that ran lack ensemble members: {' '.join(lost)}. Train them "
             "again, the same seeded models, without redoing what used them: "
@@ -192,7 +206,8 @@ def previous_iteration(wildcards):
     """The inputs of the next training set: the previous one and its new labels."""
     prev = int(wildcards.next_iteration) - 1
     return {
-        "train": layout.TRAIN.format(iteration=prev),
+        # ancient: a training set remade from its intact inputs is the same frames
+        "train": ancient(layout.TRAIN.format(iteration=prev)),
         "selected": layout.SELECTED.format(iteration=prev),
         "labeled": _batches(layout.LABELED, iteration=prev),
         "failed": _batches(layout.FAILED, iteration=prev),

@@ -64,7 +64,7 @@ rule evaluate:
     input:
         models=member_models,
         novelty=ancient(layout.NOVELTY),
-        test=layout.TEST_SET,
+        test=ancient(layout.TEST_SET),  # remade exactly, if lost (almomd.lineage)
     output:
         metrics=layout.TEST_METRICS,
         table=layout.TEST_TABLE,

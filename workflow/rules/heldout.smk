@@ -40,7 +40,7 @@ rule evaluate_heldout:
     input:
         models=member_models,
         novelty=ancient(layout.NOVELTY),
-        test=layout.TEST_SET,
+        test=ancient(layout.TEST_SET),  # remade exactly, if lost (almomd.lineage)
         frames=heldout_frames,
     output:
         summary=layout.HELDOUT_SUMMARY,

@@ -3,7 +3,7 @@
 
 rule subset:
     input:
-        layout.TRAIN,
+        ancient(layout.TRAIN),  # remade exactly, if lost (almomd.lineage)
     output:
         layout.SUBSET,
     log:
@@ -91,7 +91,7 @@ rule compile_member:
 rule fit_novelty:
     input:
         models=packaged_members,
-        train=layout.TRAIN,
+        train=ancient(layout.TRAIN),
     output:
         layout.NOVELTY,
     log:

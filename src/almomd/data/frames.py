@@ -69,7 +69,8 @@ def read_frames(path: Path | str) -> list[Atoms]:
     except Exception as exc:  # extxyz raises several kinds on a truncated file
         raise DataFileError(
             f"{path} cannot be read ({type(exc).__name__}: {exc}); it was truncated or "
-            "edited: delete it and rerun snakemake to make it again"
+            "edited: delete it, and the next snakemake run makes it again or says how "
+            "(and what else, if anything, must be redone)"
         ) from exc
 
 

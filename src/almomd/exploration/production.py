@@ -29,7 +29,8 @@ from almomd.exploration.md import MDSettings, snapshot, start_dynamics, stop_rea
 log = logging.getLogger(__name__)
 
 
-def _iterations(root: Path) -> list[int]:
+def trained_iterations(root: Path | str) -> list[int]:
+    """The iterations of the campaign in ``root`` that have trained members."""
     return [
         n
         for n in layout.iterations(root)
@@ -39,7 +40,7 @@ def _iterations(root: Path) -> list[int]:
 
 def choose_iteration(root: Path | str) -> int:
     """The last converged iteration with models, else the last iteration with models."""
-    iterations = _iterations(Path(root))
+    iterations = trained_iterations(root)
     if not iterations:
         raise FileNotFoundError(
             f"no trained ensemble under {layout.path(layout.RESULTS, root)}; run the campaign first"

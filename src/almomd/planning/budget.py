@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from almomd import layout
+from almomd import lineage
 from almomd.planning import jobs as campaign
 from almomd.planning.dry_run import snakemake_plan
 from almomd.planning.jobs import PlanError as BudgetError
@@ -134,11 +134,16 @@ def campaign_plan(
     config: dict, directory: Path | str, profile: Path | str | None
 ) -> tuple[list[PlannedJob], list[PlannedJob]]:
     """(remaining, whole campaign) from the config and the profile, without Snakemake."""
-    for missing, made in layout.broken_chain(directory, config["labeler"]["n_batches"]):
-        raise BudgetError(
-            f"{missing} is missing, but {made} was made from it: the campaign's history is "
-            "incomplete (snakemake refuses to run it; see its message)"
-        )
+    from almomd.settings.campaign import walkers
+
+    found = lineage.damage(
+        directory,
+        len(walkers(config)),
+        config["labeler"]["n_batches"],
+        config["initial_data"]["file"] is None,
+    )
+    if found:
+        raise BudgetError(lineage.advice(found))
     everything = campaign.campaign_jobs(config)
     try:
         campaign.resolve_resources(everything, read_profile(profile))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from almomd import layout
+from almomd import layout, lineage
 from almomd.data.frames import read_frames
 from almomd.evaluation.heldout import status_figures
 
@@ -140,6 +141,49 @@ def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
 def campaign_status(root: Path | str = ".") -> list[dict[str, Any]]:
     """Status of every iteration of the campaign in directory ``root``, in order."""
     return [iteration_status(root, i) for i in layout.iterations(root)]
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    """Whether a campaign is finished, going on or damaged, in words, from its own files."""
+
+    text: str
+    damaged: bool = False
+    finished: bool = False
+
+
+def campaign_state(root: Path | str, rows: list[dict[str, Any]]) -> CampaignState:
+    """The state of the campaign in ``root`` from its iterations' files (``rows``: its status).
+
+    Finished only where every iteration up to one that decided to stop has its
+    decision; damaged where results were made from files that are gone
+    (:mod:`almomd.lineage`, with the way back).
+    """
+    root = Path(root)
+    per_iteration = [
+        (len(list(root.glob(layout.WALKER.format(iteration=i, walker="*")))),
+         len(layout.batch_files(layout.LABELED, root, i)))
+        for i in layout.iterations(root)
+    ]  # fmt: skip
+    n_walkers = max((w for w, _ in per_iteration), default=0)
+    n_batches = max((b for _, b in per_iteration), default=0)
+    generated = (root / layout.INITIAL_CANDIDATES).is_file()
+    found = lineage.damage(root, n_walkers, n_batches, generated)
+    if found:
+        return CampaignState("DAMAGED: " + lineage.advice(found), damaged=True)
+    if not rows:
+        return CampaignState("not started (no iteration yet): run snakemake")
+    following = 0  # the first iteration without a decision
+    for row in rows:
+        decision = layout.path(layout.DECISION, root, iteration=row["iteration"])
+        if row["iteration"] != following or not decision.is_file():
+            break
+        if json.loads(decision.read_text())["stop"]:
+            return CampaignState(f"finished at iteration {following}", finished=True)
+        following += 1
+    return CampaignState(
+        f"not finished: iteration {following} runs next (snakemake goes on from there)"
+    )
 
 
 def write_status(root: Path | str, out: Path | str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from almomd.errors import ConfigError
@@ -139,3 +140,20 @@ def walker_packs(config: dict[str, Any]) -> list[list[int]]:
     """
     found, size = [w.index for w in walkers(config)], config["exploration"]["walkers_per_job"]
     return [found[start : start + size] for start in range(0, len(found), size)]
+
+
+def describe_systems(config: dict, root: Path) -> str:
+    """One line per system: atoms, composition and walkers (what a campaign will explore)."""
+    from almomd.settings.files import structures
+
+    built = structures(config, root)
+    lines = []
+    for name, atoms in built.items():
+        own = [w for w in walkers(config) if w.system == name]
+        temperatures = sorted({w.temperature for w in own})
+        biased = " biased" if systems.exploration(config, name)["bias"] else ""
+        lines.append(
+            f"system {name}: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
+            f"{len(own)}{biased} walker(s) at {', '.join(f'{t:g}' for t in temperatures)} K"
+        )
+    return "\n".join(lines)

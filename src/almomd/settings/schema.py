@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,58 @@ def _describe(error: jsonschema.ValidationError) -> str:
         missing = error.message.split("'")[1]
         prefix = "" if key == "<top level>" else key + "."
         return f"config key {prefix}{missing} is required but missing: add it"
+    fix = _FIXES.get(error.validator)
+    if fix is not None:
+        return f"config key {key}: {error.instance!r} {fix(error.validator_value)}"
     return f"config key {key}: {error.message}"
+
+
+#: How a value out of the schema's range is described, with the fix.
+_FIXES = {
+    "minimum": lambda limit: f"is below the minimum {limit}: set a value >= {limit}",
+    "exclusiveMinimum": lambda limit: f"is not above {limit}: set a value > {limit}",
+    "maximum": lambda limit: f"is above the maximum {limit}: set a value <= {limit}",
+    "exclusiveMaximum": lambda limit: f"is not below {limit}: set a value < {limit}",
+    "enum": lambda allowed: "is not allowed: set one of " + ", ".join(map(repr, allowed)),
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise ConfigError(
+                    f"key {key!r} is given twice, at lines {first[key]} and {line} "
+                    "(YAML would silently keep the last): keep one"
+                )
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_config_file(path: Path | str) -> Any:
+    """The YAML of config file ``path``, refusing what YAML would silently accept.
+
+    Raises ConfigError naming the file: missing, not YAML, or a key given twice.
+    """
+    path = Path(path)
+    try:
+        with open(path) as handle:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config file {path} is a directory: give the YAML file") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
 
 
 def validate_config(
@@ -91,6 +143,14 @@ def validate_config(
     ConfigError
         On the first problem found, naming the key and the fix.
     """
+    if not isinstance(config, Mapping):
+        names = {list: "a list", str: "a text", int: "a number", float: "a number"}
+        kind = "empty" if config is None else names.get(type(config), type(config).__name__)
+        raise ConfigError(
+            f"the configuration is {kind}, not a mapping of sections: write it as "
+            "`section:` lines with `key: value` under each (system:, labeler:, ...; "
+            "see config/README.md)"
+        )
     completed = copy.deepcopy(dict(config))
     errors = sorted(
         _Validator(load_schema()).iter_errors(completed),
@@ -106,12 +166,10 @@ def validate_config(
 
 def load_config(path: Path | str, check_files: bool = True) -> dict[str, Any]:
     """Read a YAML configuration file and validate it (see :func:`validate_config`)."""
-    path = Path(path)
+    raw = read_config_file(path)
     try:
-        with open(path) as handle:
-            raw = yaml.safe_load(handle) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    return validate_config(raw, Path.cwd(), check_files)
+        return validate_config({} if raw is None else raw, Path.cwd(), check_files)
+    except ConfigError as error:
+        if isinstance(raw, Mapping):
+            raise
+        raise ConfigError(f"config file {path}: {error}") from None

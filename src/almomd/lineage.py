@@ -1,0 +1,209 @@
+"""Which files of a campaign are made from which: what a lost file costs and how to recover.
+
+Snakemake does not remake a missing input of a finished step, and a step whose
+input is remade is redone with everything after it. So a campaign with a lost
+file either looks finished without it or, rebuilt blindly, redoes far more than
+the file. One rule, stated here and nowhere else: for a lost file,
+
+* a file remade exactly from intact inputs (a training set from the previous
+  one and its labels, the first training set and the test set from the initial
+  labels, an ensemble member from its seeds) is rebuilt by requesting it by name,
+  and nothing that used it is redone (its users take it as ``ancient``);
+* anything else (explored frames, evaluations, selections, labels) is redone
+  with exactly the work that depends on it: the advice names the smallest set of
+  files to delete, the later iterations included when the iteration's training
+  data would change.
+
+:func:`damage` finds the lost files; :func:`lost_members` the lost members.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from almomd import layout
+
+#: the steps of an iteration after training, the files of each that later steps use,
+#: and the steps of the same iteration each is made from (see workflow/rules)
+STEP_FILES = {
+    "exploration": (layout.WALKER,),
+    "evaluation": (
+        layout.TEST_METRICS,
+        layout.TEST_TABLE,
+        layout.HELDOUT_SUMMARY,
+        layout.HELDOUT_TABLE,
+    ),
+    "selection": (layout.SELECTED, layout.SELECTION_SUMMARY),
+    "labels": (layout.LABELED, layout.FAILED),
+    "decision": (layout.DECISION,),
+}
+MADE_FROM = {
+    "selection": ("exploration", "evaluation"),
+    "labels": ("selection",),
+    "decision": ("evaluation", "selection"),
+}
+#: the steps the next iteration's training set is made from
+NEXT_TRAINING_SET = ("selection", "labels")
+#: what to delete to redo a step: its directory (the decision: its file)
+STEP_PLACE = {
+    step: str(Path(files[0]).parent) if step != "decision" else files[0]
+    for step, files in STEP_FILES.items()
+}
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A lost file that existing results were made from, and the way back."""
+
+    missing: str  # path relative to the campaign directory
+    used_by: str  # an existing file made from it
+    request: tuple[str, ...] = ()  # targets that remake it exactly; nothing else is redone
+    delete: tuple[str, ...] = ()  # else: what to delete so that what depends on it is redone
+
+
+def advice(found: list[Damage]) -> str:
+    """What is lost and the one way back (the smallest deletion, else the targets to request)."""
+    first = found[0]
+    lost = f"{first.missing} is missing, but {first.used_by} was made from it"
+    if len(found) > 1:
+        lost += f" ({len(found) - 1} more lost: {', '.join(d.missing for d in found[1:])})"
+    deleted = [p for d in found for p in d.delete]
+    if deleted:
+        smallest = [
+            p for p in dict.fromkeys(deleted) if not any(p.startswith(q + "/") for q in deleted)
+        ]
+        return (
+            f"{lost}: the campaign's history is incomplete. Restore the file, or delete "
+            f"{' '.join(smallest)} so that exactly the work made from it is redone "
+            "(everything else is kept)"
+        )
+    commands = ", then ".join(f"snakemake --cores N {t}" for t in requests(found))
+    return (
+        f"{lost}. It is remade exactly from intact inputs, and nothing that used it is redone, "
+        f"when requested by name: {commands}"
+    )
+
+
+def requests(found: list[Damage]) -> list[str]:
+    """The targets that repair ``found``, to be requested one at a time in this order (each
+    is remade from the one before; requested together, the steps between would be redone).
+    Empty where files must be deleted instead."""
+    if any(d.delete for d in found):
+        return []
+    return list(dict.fromkeys(t for d in found for t in d.request))
+
+
+def _expand(pattern: str, iteration: int, n_walkers: int, n_batches: int) -> list[str]:
+    if "{walker}" in pattern:
+        return [pattern.format(iteration=iteration, walker=w) for w in range(n_walkers)]
+    if "{batch}" in pattern:
+        return [pattern.format(iteration=iteration, batch=b) for b in range(n_batches)]
+    return [pattern.format(iteration=iteration)]
+
+
+def _after(step: str) -> set[str]:
+    """The steps of an iteration made, directly or not, from ``step``."""
+    found: set[str] = set()
+    for other, sources in MADE_FROM.items():
+        if step in sources:
+            found |= {other} | _after(other)
+    return found
+
+
+def _initial_inputs_intact(root: Path, n_batches: int, generated: bool) -> bool:
+    if not generated:
+        return True  # the user's initial data file (checked with the config)
+    return all(
+        (root / layout.INITIAL_LABELED.format(batch=b)).is_file()
+        and (root / layout.INITIAL_FAILED.format(batch=b)).is_file()
+        for b in range(n_batches)
+    )
+
+
+def damage(
+    root: Path | str, n_walkers: int, n_batches: int, generated_initial: bool = True
+) -> list[Damage]:
+    """Every lost file that existing results of the campaign in ``root`` were made from.
+
+    ``generated_initial``: the first training and test sets come from labeled
+    initial candidates (``initial_data.file`` unset), not from the user's file.
+    """
+    root = Path(root)
+    existing = layout.iterations(root)
+    iterations = list(range(existing[-1] + 1)) if existing else []  # a deleted one, too
+    found: list[Damage] = []
+
+    def exists(path: str) -> bool:
+        return (root / path).is_file()
+
+    rebuildable = {0: _initial_inputs_intact(root, n_batches, generated_initial)}
+    test_set_users = [
+        f for i in iterations for f in _expand(layout.TEST_METRICS, i, n_walkers, n_batches)
+    ]
+    used = next((f for f in test_set_users if exists(f)), None)
+    if used and not exists(layout.TEST_SET) and rebuildable[0]:
+        found.append(Damage(layout.TEST_SET, used, request=(layout.TEST_SET,)))
+    for i in iterations:
+        files = {
+            step: _expand_all(patterns, i, n_walkers, n_batches)
+            for step, patterns in STEP_FILES.items()
+        }
+        train, next_train = layout.TRAIN.format(iteration=i), layout.TRAIN.format(iteration=i + 1)
+        later = [j for j in existing if j > i]
+        users = [f for fs in files.values() for f in fs if exists(f)]
+        if exists(next_train):
+            users.append(next_train)
+        if not exists(train) and users:
+            if rebuildable.get(i, False):
+                found.append(Damage(train, users[0], request=(train,)))
+            elif i == 0:  # the initial labels are gone: every iteration is redone
+                redone = [layout.ITERATION.format(iteration=j) for j in existing]
+                redone += [layout.TEST_SET] * exists(layout.TEST_SET)
+                found.append(Damage(train, users[0], delete=tuple(redone)))
+        for step, paths in files.items():
+            lost = [f for f in paths if not exists(f)]
+            if not lost:
+                continue
+            made = [f for s in sorted(_after(step)) for f in files[s] if exists(f)]
+            redone = [STEP_PLACE[s].format(iteration=i) for s in sorted(_after(step))]
+            redone = [place for place in redone if any(f.startswith(place) for f in made)]
+            if step in ("exploration", "evaluation", *NEXT_TRAINING_SET) and later:
+                made += [next_train] if exists(next_train) else []
+                redone += [layout.ITERATION.format(iteration=j) for j in later]
+            if redone:
+                used = made[0] if made else redone[0]
+                found.append(Damage(lost[0], used, delete=tuple(redone)))
+        # the next training set is exact from this one, the selection and the labels
+        rebuildable[i + 1] = (exists(train) or rebuildable.get(i, False)) and all(
+            exists(f) for step in NEXT_TRAINING_SET for f in files[step]
+        )
+    return found
+
+
+def _expand_all(patterns: tuple[str, ...], iteration: int, n_walkers: int, n_batches: int):
+    return [f for p in patterns for f in _expand(p, iteration, n_walkers, n_batches)]
+
+
+def lost_members(root: Path | str, members: list[tuple[int, int]], compiled: bool) -> list[str]:
+    """Ensemble member files of explored iterations that are gone (deleted, lost)."""
+    missing = []
+    for i in layout.iterations(root):
+        if list(Path(root).glob(layout.WALKER.format(iteration=i, walker="*"))):
+            files = (layout.member_file(i, k, m, compiled) for k, m in members)
+            missing += [f for f in files if not Path(root, f).is_file()]
+    return missing
+
+
+def unreadable_summaries(root: Path | str) -> list[str]:
+    """The campaign's status file if it cannot be read (truncated, edited): it is only a
+    summary of the iterations' files, so it is written again rather than trusted."""
+    path = Path(root, layout.STATUS)
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return [layout.STATUS]
+    return [] if isinstance(rows, list) else [layout.STATUS]

@@ -1,0 +1,113 @@
+"""almomd.lineage: which lost files a campaign was built from, and the one way back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from almomd import layout, lineage
+
+WALKERS, BATCHES = 2, 2
+
+
+def iteration_files(i: int) -> list[str]:
+    """The files a finished iteration ``i`` has, as the workflow writes them."""
+    files = [layout.TRAIN, layout.member_file(i, 0, 0), layout.NOVELTY]
+    files += [layout.WALKER.replace("{walker}", str(w)) for w in range(WALKERS)]
+    files += [layout.TEST_METRICS, layout.TEST_TABLE, layout.HELDOUT_SUMMARY, layout.HELDOUT_TABLE]
+    files += [layout.SELECTED, layout.CANDIDATES, layout.SELECTION_SUMMARY, layout.DECISION]
+    files += [p.replace("{batch}", str(b)) for p in (layout.LABELED, layout.FAILED)
+              for b in range(BATCHES)]  # fmt: skip
+    return [f.format(iteration=i) for f in files]
+
+
+def campaign(root: Path, iterations: int = 2) -> Path:
+    """A finished campaign's files (empty: the lineage looks at which exist)."""
+    files = [layout.TEST_SET, layout.STATUS]
+    files += [p.format(batch=b) for p in (layout.INITIAL_LABELED, layout.INITIAL_FAILED)
+              for b in range(BATCHES)]  # fmt: skip
+    files += [f for i in range(iterations) for f in iteration_files(i)]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("[]")
+    return root
+
+
+def damage(root: Path) -> list[lineage.Damage]:
+    return lineage.damage(root, WALKERS, BATCHES, generated_initial=True)
+
+
+def test_an_intact_campaign_and_one_going_on_are_not_damaged(tmp_path):
+    root = campaign(tmp_path)
+    assert damage(root) == []
+    # killed mid-labeling of the last iteration: half the batches, nothing made from them
+    (root / layout.LABELED.format(iteration=1, batch=1)).unlink()
+    (root / layout.DECISION.format(iteration=1)).unlink()
+    assert damage(root) == []
+
+
+def test_a_lost_training_set_is_requested_by_name_one_at_a_time(tmp_path):
+    root = campaign(tmp_path)
+    for i in (1, 0):
+        (root / layout.TRAIN.format(iteration=i)).unlink()
+    found = damage(root)
+    assert lineage.requests(found) == ["results/iter_0/train.extxyz", "results/iter_1/train.extxyz"]
+    text = lineage.advice(found)
+    assert "snakemake --cores N results/iter_0/train.extxyz, then snakemake --cores N " in text
+    # without the initial labels the first training set cannot be remade: all iterations go
+    for b in range(BATCHES):
+        (root / layout.INITIAL_LABELED.format(batch=b)).unlink()
+    found = damage(root)
+    assert lineage.requests(found) == []
+    assert "delete results/iter_0 results/iter_1 results/data/test.extxyz" in lineage.advice(found)
+
+
+def test_a_lost_label_batch_redoes_the_iterations_trained_on_it(tmp_path):
+    root = campaign(tmp_path, iterations=3)
+    (root / layout.LABELED.format(iteration=0, batch=1)).unlink()
+    (found,) = damage(root)
+    assert found.used_by == "results/iter_1/train.extxyz"
+    assert found.delete == ("results/iter_1", "results/iter_2")
+
+
+def test_lost_explored_frames_redo_the_selection_and_what_follows_only(tmp_path):
+    root = campaign(tmp_path)
+    (root / layout.WALKER.format(iteration=1, walker=0)).unlink()
+    (found,) = damage(root)
+    assert found.delete == (
+        "results/iter_1/decision.json", "results/iter_1/labels", "results/iter_1/selection",
+    )  # fmt: skip
+    # a lost decision alone is made again from intact inputs: nothing depends on it
+    root = campaign(tmp_path / "other")
+    (root / layout.DECISION.format(iteration=0)).unlink()
+    assert damage(root) == []
+
+
+@pytest.mark.parametrize("deleted", [[0], [0, 1]])
+def test_deleted_iterations(tmp_path, deleted):
+    """An earlier iteration deleted under a later one: the later ones go; all deleted: none."""
+    import shutil
+
+    root = campaign(tmp_path)
+    for i in deleted:
+        shutil.rmtree(root / layout.ITERATION.format(iteration=i))
+    found = damage(root)
+    if deleted == [0]:
+        assert lineage.requests(found) == []
+        assert "delete results/iter_1 so that" in lineage.advice(found)
+    else:
+        assert found == []
+
+
+def test_a_lost_test_set_is_remade_from_the_initial_labels(tmp_path):
+    root = campaign(tmp_path)
+    (root / layout.TEST_SET).unlink()
+    assert lineage.requests(damage(root)) == [layout.TEST_SET]
+
+
+def test_an_unreadable_status_is_written_again(tmp_path):
+    root = campaign(tmp_path)
+    assert lineage.unreadable_summaries(root) == []
+    (root / layout.STATUS).write_text('[{"iteration": 0, "n_tr')
+    assert lineage.unreadable_summaries(root) == [layout.STATUS]
