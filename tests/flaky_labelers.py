@@ -101,3 +101,18 @@ class NoStress(EMT):
     """EMT that does not provide the stress."""
 
     implemented_properties = ["energy", "forces"]
+
+
+class FailsAfter(EMT):
+    """EMT that fails from its ``after``-th single point on, unless ``mixing`` is small
+    (as the fallback sets): an SCF that stops converging on a hot MD step."""
+
+    def __init__(self, after=5, mixing=0.7, **kwargs):
+        super().__init__(**kwargs)
+        self.after, self.mixing, self.calls = after, mixing, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        self.calls += 1
+        if self.mixing > 0.3 and self.calls >= self.after:
+            raise RuntimeError(f"SCF did not converge (call {self.calls})")
+        super().calculate(atoms, properties, system_changes)

@@ -20,6 +20,7 @@ INITIAL_FAILED = RESULTS + "/initial/labels/failed_{batch}.extxyz"
 TEST_SET = RESULTS + "/data/test.extxyz"
 HELDOUT_SET = RESULTS + "/data/heldout.extxyz"
 REFERENCE_MD = RESULTS + "/heldout/reference_{condition}.extxyz"
+LABELER_CHECK = RESULTS + "/labeler/check.extxyz"  # one single point before any other label
 
 # one iteration
 TRAIN = ITERATION + "/train.extxyz"

@@ -263,6 +263,11 @@ def test_a_failing_step_shows_its_own_error_on_the_console(tmp_path):
     assert result.returncode != 0
     console = result.stdout + result.stderr
     assert "almomd: RuntimeError:" in console and "MYCODE_ROOT is not set" in console
+    # found by the labeler's check, before any other label, the reference MD or training
+    assert "cannot label the campaign's structure" in console
+    ran = {p.parent.name for p in (workdir / "benchmarks").rglob("*.tsv")}
+    assert not (workdir / "results" / "heldout").exists() and ran <= {"initial"}
+    assert not list((workdir / "results").rglob("labeled_*.extxyz"))
 
 
 def group_processes(pgid: int) -> list[str]:

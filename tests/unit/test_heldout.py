@@ -16,11 +16,11 @@ from almomd.settings.campaign import Condition
 START = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
 
 
-def run(tmp_path, equilibration, between, n=3, trajectories=1):
+def run(tmp_path, equilibration, between, n=3, trajectories=1, labeler=None):
     settings = MDSettings("nvt_langevin", 600.0, 2.0, 0.02, 0, 1, 1.0)
     return reference_md.reference_md(
         START,
-        Labeler(LabelerSettings(name="emt")),
+        labeler or Labeler(LabelerSettings(name="emt")),
         settings,
         Condition(0, 600.0, None, "cu"),
         n, equilibration, between,
@@ -64,6 +64,23 @@ def test_trajectories_are_independent_and_tagged(tmp_path):
     assert not np.allclose(first[0].positions, second[0].positions)  # own velocities
     assert len(set(frame_ids(frames))) == 5
     assert_labels_equal(frames, frames, EMT, atol=1e-6)
+
+
+def test_a_failed_step_is_redone_with_the_labelers_fallback(tmp_path, caplog):
+    """The labeler fails from its 20th call on (in equilibration or after): the step is
+    redone with the fallback settings, which label the rest; without them the run stops."""
+    flaky = {"name": "flaky_labelers:FailsAfter", "parameters": {"after": 20}}
+    labeler = Labeler(LabelerSettings(**flaky, fallback={"mixing": 0.1}))
+    frames = run(tmp_path, equilibration=10, between=4, n=4, labeler=labeler)
+    assert len(frames) == 4
+    assert "redone with labeler.fallback" in caplog.text
+    assert_labels_equal(frames, frames, EMT, atol=1e-6)  # the fallback labels are EMT's
+    assert "stopped" not in caplog.text
+    caplog.clear()
+    plain = run(tmp_path / "plain", equilibration=10, between=4, n=4,
+                labeler=Labeler(LabelerSettings(**flaky)))  # fmt: skip
+    assert "trajectory 0 stopped: labeler failed after 9 steps" in caplog.text
+    assert plain[-1].info["al_step"] < frames[-1].info["al_step"]
 
 
 def test_frames_split_over_trajectories():

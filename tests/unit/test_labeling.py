@@ -11,7 +11,7 @@ from conftest import assert_labels_equal
 from almomd.data.frames import append_frame, frame_ids, labeled_copy, read_frames
 from almomd.errors import ConfigError
 from almomd.labeling.labelers import Labeler, LabelerSettings, check_labeler_name, deep_merge
-from almomd.labeling.single_points import batch_of, label_frames, make_calculator
+from almomd.labeling.single_points import batch_of, check_labeler, label_frames, make_calculator
 
 
 def label(tmp_path, frames, name, **settings):
@@ -79,6 +79,20 @@ def test_failures_go_to_the_failed_file_with_reason(tmp_path, name, settings, fa
     assert [a.info["fail_type"] for a in failed] == [fail_type] * 2
     assert all(reason in a.info["fail_reason"] for a in failed)
     assert frame_ids(failed) == frame_ids(candidates(2))
+
+
+def test_the_labeler_check_names_the_labeler_and_the_reason(tmp_path):
+    """One single point before any other label: a broken labeler stops the campaign there."""
+    atoms = candidates(1)[0]
+    with pytest.raises(RuntimeError) as raised:
+        check_labeler(atoms, Labeler(LabelerSettings(name="flaky_labelers:Raising")), tmp_path)
+    message = str(raised.value)
+    assert "labeler flaky_labelers:Raising cannot label the campaign's structure" in message
+    assert "SCF did not converge" in message and "no other frame was labeled" in message
+    damped = LabelerSettings(name="flaky_labelers:NeedsDamping", fallback={"mixing": 0.1})
+    record = check_labeler(atoms, Labeler(damped), tmp_path / "damped")
+    assert "charge sloshing" in record.info["al_first_failure"]
+    assert_labels_equal([record], [atoms], EMT, atol=1e-8)
 
 
 def test_partial_failure_keeps_going(tmp_path):

@@ -19,6 +19,7 @@ rule initial_candidates:
 
 use rule label_batch as label_initial_batch with:
     input:
+        unpack(labeler_checked),
         frames=layout.INITIAL_CANDIDATES,
     output:
         labeled=protected(layout.INITIAL_LABELED),
@@ -31,6 +32,7 @@ use rule label_batch as label_initial_batch with:
 
 rule initial_datasets:
     input:
+        unpack(labeler_checked),
         unpack(initial_labels),
     output:
         train=layout.TRAIN.format(iteration=0),

@@ -2,6 +2,8 @@
 
 
 rule reference_md:
+    input:
+        unpack(labeler_checked),
     output:
         protected(layout.REFERENCE_MD),
     log:

@@ -76,6 +76,47 @@ def reference_settings(exploration: Exploration, condition: Condition) -> MDSett
     )
 
 
+class _Labeling:
+    """The reference MD's calculator: the labeler's, and after a failed step its fallback.
+
+    A step the labeler fails is redone from the state before it with the labeler's
+    ``fallback`` settings (when set), which then label the rest of the run: one
+    unconverged SCF does not end the held-out truth.
+    """
+
+    def __init__(self, labeler: Labeler, directory: Path) -> None:
+        self.labeler, self.directory = labeler, directory
+        self.calc = labeler.calculator(directory)
+        self.first_failure: str | None = None
+
+    def fall_back(self, atoms: Atoms, exc: Exception) -> bool:
+        """Switch ``atoms`` to the fallback calculator; False if there is none (or was)."""
+        if self.first_failure is not None or not self.labeler.settings.fallback:
+            return False
+        self.first_failure = f"{type(exc).__name__}: {exc}"
+        log.warning("reference MD: a step failed (%s); redone with labeler.fallback, which "
+                    "labels the rest of the run", self.first_failure)  # fmt: skip
+        self.labeler.discard()
+        self.calc = self.labeler.calculator(self.directory / "fallback", fallback=True)
+        atoms.calc = self.calc
+        return True
+
+
+def _advance(atoms: Atoms, dyn, labeling: _Labeling, steps: int) -> None:
+    """Run ``steps`` MD steps; a failed one is redone from its start with the fallback."""
+    for _ in range(steps):
+        state = atoms.get_positions(), atoms.get_momenta(), atoms.get_cell()[:]
+        try:
+            dyn.run(1)
+        except Exception as exc:
+            if not labeling.fall_back(atoms, exc):
+                raise
+            atoms.set_cell(state[2])
+            atoms.set_positions(state[0])
+            atoms.set_momenta(state[1])
+            dyn.run(1)
+
+
 class _Run:
     """One trajectory's recorded states: positions, cell, energy and forces per step."""
 
@@ -88,15 +129,17 @@ class _Run:
         return np.array([state[2] for state in self.states])
 
 
-def _record(atoms: Atoms, calc, md: MDSettings, run: _Run, steps: int, dyn) -> bool:
+def _record(atoms: Atoms, labeling: _Labeling, md: MDSettings, run: _Run, steps: int, dyn) -> bool:
     """Advance and record ``steps`` states; False (with the reason) when the run must stop."""
     for _ in range(steps):
         try:
             if run.states:  # the first state is the equilibrated one
-                dyn.run(1)
-            energy, forces, _ = single_point(atoms, calc, False)  # the step's own results
+                _advance(atoms, dyn, labeling, 1)
+            energy, forces, _ = single_point(atoms, atoms.calc, False)  # the step's own results
         except Exception as exc:  # a code fails in its own way; keep the states so far
             failed = f"{type(exc).__name__}: {exc}"
+            if labeling.first_failure:
+                failed += f" (with labeler.fallback, after {labeling.first_failure})"
             run.reason = f"labeler failed after {len(run.states)} steps: {failed}"
             return False
         if (
@@ -111,7 +154,7 @@ def _record(atoms: Atoms, calc, md: MDSettings, run: _Run, steps: int, dyn) -> b
 
 def trajectory(
     start: Atoms,
-    calc,
+    labeling: _Labeling,
     md: MDSettings,
     n_frames: int,
     equilibration_steps: int,
@@ -119,17 +162,17 @@ def trajectory(
     rng: np.random.Generator,
 ) -> tuple[list[int], _Run, float]:
     """Run one trajectory; return the indices of its kept states, the run and tau (steps)."""
-    atoms, dyn, _ = start_dynamics(start, calc, md, rng)
+    atoms, dyn, _ = start_dynamics(start, labeling.calc, md, rng)
     run = _Run()
     try:
-        dyn.run(equilibration_steps)
+        _advance(atoms, dyn, labeling, equilibration_steps)
     except Exception as exc:
         run.reason = f"labeler failed in equilibration: {type(exc).__name__}: {exc}"
         return [], run, math.nan
     planned = steps_between * (n_frames - 1) + 1
     limit = max(planned, int(MAX_STRETCH * planned))
     wanted, tau, stride = planned, 0.5, steps_between
-    while _record(atoms, calc, md, run, wanted - len(run.states), dyn):
+    while _record(atoms, labeling, md, run, wanted - len(run.states), dyn):
         tau = autocorrelation_time(run.energies)
         stride = max(steps_between, math.ceil(2.0 * tau))
         needed = max(stride * (n_frames - 1) + 1, math.ceil(RELIABLE_LENGTH * tau), MIN_SERIES)
@@ -168,15 +211,16 @@ def reference_md(
     A trajectory stops early (keeping what it has) when the labeler fails or the
     structure becomes unphysical; fewer than two kept frames in all is an error.
     """
-    directory = labeler_directory(out)
-    calc = labeler.calculator(directory)
+    labeling = _Labeling(labeler, labeler_directory(out))
     label = condition.label
     frames: list[Atoms] = []
     started = time.perf_counter()
     for index, (count, rng) in enumerate(
         zip(frames_per_trajectory(n_frames, len(rngs)), rngs, strict=True)
     ):
-        kept, run, tau = trajectory(start, calc, md, count, equilibration_steps, steps_between, rng)
+        kept, run, tau = trajectory(
+            start, labeling, md, count, equilibration_steps, steps_between, rng
+        )
         name = f"c{condition.index}-t{index}"
         for i in kept:
             positions, cell, energy, forces = run.states[i]
@@ -184,8 +228,8 @@ def reference_md(
             atoms.set_cell(cell)
             atoms.positions = positions
             sigma = None
-            if wants_stress(atoms, calc, stress):  # MD needs no stress: only the kept frames
-                energy, forces, sigma = single_point(atoms, calc, True)
+            if wants_stress(atoms, labeling.calc, stress):  # MD needs no stress: kept frames
+                energy, forces, sigma = single_point(atoms, labeling.calc, True)
             step = equilibration_steps + i
             frames.append(
                 labeled_copy(

@@ -228,6 +228,31 @@ def label_frames(
     return len(labeled), len(failed)
 
 
+def check_labeler(atoms: Atoms, labeler: Labeler, directory: Path | str) -> Atoms:
+    """Label ``atoms`` once (with the fallback, where set) to find a broken labeler early.
+
+    Raises RuntimeError naming the labeler, the structure and the reason: nothing
+    else is labeled with a labeler that fails on the campaign's own structure.
+    """
+    directory = Path(directory)
+    try:
+        record = _label_one(atoms, labeler, directory)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        first = getattr(exc, "al_first_failure", None)
+        reason = f"{type(exc).__name__}: {_message(exc)}"
+        raise RuntimeError(
+            f"labeler {labeler.name} cannot label the campaign's structure "
+            f"({atoms.get_chemical_formula()}, {len(atoms)} atoms): "
+            + (f"{first}; with labeler.fallback: {reason}" if first else reason)
+            + ". Fix the labeler (labeler.parameters, its command or environment) and run "
+            "snakemake again: no other frame was labeled, nothing else ran"
+        ) from exc
+    _finish_directory(directory, labeler.settings, ok=True)
+    return record
+
+
 def batch_of(frames: Sequence[Atoms], batch: int, n_batches: int) -> list[Atoms]:
     """Frames of batch ``batch`` when dealing ``frames`` round-robin into ``n_batches``."""
     return [a for i, a in enumerate(frames) if i % n_batches == batch]

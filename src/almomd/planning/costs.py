@@ -11,6 +11,7 @@ rule                          units
 ``explore_pack_P``            the sum over the pack's walkers (one pass)
 ``label_batch``               frames x atoms (single points of the labeler)
 ``label_initial_batch``       frames x atoms
+``labeler_check``             atoms (one single point)
 ``evaluate``                  test frames x atoms x members
 ``evaluate_heldout``          held-out frames x atoms x members
 ``reference_md``              MD steps x atoms (every step is a single point)
@@ -54,6 +55,7 @@ FIRST_GUESS: dict[str, tuple[float, float]] = {
     "explore": (0.0, 5.7e-4),
     "label_batch": (3.1, 0.063),
     "label_initial_batch": (3.1, 0.063),
+    "labeler_check": (3.1, 0.063),
     "evaluate": (14.2, 0.0),
     "evaluate_heldout": (14.2, 0.0),
     "reference_md": (0.0, 0.051),
@@ -112,6 +114,7 @@ def fit(samples: Iterable[tuple[float, float]], shape: tuple[float, float] | Non
 #: Rules that run the same code on different data share one cost model.
 SAME_COST = {
     "label_initial_batch": "label_batch",
+    "labeler_check": "label_batch",
     "evaluate_heldout": "evaluate",
     "train_pack": "train_member",  # a member's job is a pack of one: start-up once per job
 }
@@ -179,6 +182,8 @@ class Campaign:
             return math.ceil(self.labels_per_iteration / self.n_batches) * self.atoms
         if rule == "label_initial_batch":
             return math.ceil(self.n_initial / self.n_batches) * self.atoms
+        if rule == "labeler_check":  # one frame
+            return self.atoms
         if rule == "evaluate":
             return self.n_test * self.atoms * self.members
         if rule == "evaluate_heldout":

@@ -55,6 +55,7 @@ RULE_RESOURCES: dict[str, dict[str, Any]] = {
     "production_md": {"runtime": 120, "mem_mb": 4000, "gpu": True},
 }
 RULE_RESOURCES["label_initial_batch"] = RULE_RESOURCES["label_batch"]  # `use rule ... with`
+RULE_RESOURCES["labeler_check"] = RULE_RESOURCES["label_batch"]  # one frame of the same code
 
 
 def rule_resources(rule: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,7 +163,7 @@ class PlannedJob:
             return self.wildcards["iteration"]
         if "next_iteration" in self.wildcards:  # merging into i+1 is part of iteration i
             return str(int(self.wildcards["next_iteration"]) - 1)
-        once = ("initial", "label_initial", "reference_md", "heldout")
+        once = ("initial", "label_initial", "labeler_check", "reference_md", "heldout")
         return "initial" if self.rule.startswith(once) else "campaign"
 
     @property
@@ -230,20 +231,26 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
     walker_groups = walker_packs(config) if config["exploration"]["walkers_per_job"] > 1 else []
 
     batches = range(config["labeler"]["n_batches"])
+    check = add("labeler_check", layout.LABELER_CHECK)
     labels: list[tuple] = []
     if config["initial_data"]["file"] is None:
         candidates = add("initial_candidates", layout.INITIAL_CANDIDATES)
         labels = [
-            add("label_initial_batch", layout.INITIAL_LABELED.format(batch=b), [candidates],
-                batch=b)
+            add("label_initial_batch", layout.INITIAL_LABELED.format(batch=b),
+                [candidates, check], batch=b)
             for b in batches
         ]  # fmt: skip
-    data = add("initial_datasets", layout.TEST_SET, labels)
+    data = add("initial_datasets", layout.TEST_SET, [*labels, check])
     source = config["heldout"]["source"]
     heldout: list[tuple] = []
     if source == "reference_md":
         heldout = [
-            add("reference_md", layout.REFERENCE_MD.format(condition=c.index), condition=c.index)
+            add(
+                "reference_md",
+                layout.REFERENCE_MD.format(condition=c.index),
+                [check],
+                condition=c.index,
+            )
             for c in conditions(config)
         ]
     if source in ("reference_md", "file"):
@@ -299,7 +306,7 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
                              [evaluated, judged, *selections], **at))  # fmt: skip
         if i < last:
             labeled = [
-                add("label_batch", layout.LABELED.format(batch=b, **at), [selected],
+                add("label_batch", layout.LABELED.format(batch=b, **at), [selected, check],
                     batch=b, **at)
                 for b in batches
             ]  # fmt: skip

@@ -11,7 +11,13 @@ fits its novelty reference), :mod:`almomd.stages.exploration` runs it and
 :mod:`almomd.stages.iteration` judges the iteration and decides.
 """
 
-from almomd.stages.data import initial_candidates, initial_datasets, label_batch, merge_labels
+from almomd.stages.data import (
+    initial_candidates,
+    initial_datasets,
+    label_batch,
+    labeler_check,
+    merge_labels,
+)
 from almomd.stages.exploration import explore, explore_pack, production_md
 from almomd.stages.heldout import heldout_dataset, reference_md
 from almomd.stages.iteration import decide, evaluate, evaluate_heldout, select_frames
@@ -35,6 +41,7 @@ __all__ = [
     "initial_candidates",
     "initial_datasets",
     "label_batch",
+    "labeler_check",
     "merge_labels",
     "production_md",
     "reference_md",

@@ -6,8 +6,10 @@ Each function is one workflow step, named as its rule and its script; see
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from almomd.data.frames import (
     check_unique_ids,
@@ -20,7 +22,7 @@ from almomd.data.frames import (
 from almomd.evaluation import heldout
 from almomd.exploration import initial
 from almomd.labeling.labelers import Labeler
-from almomd.labeling.single_points import batch_of, label_frames
+from almomd.labeling.single_points import batch_of, check_labeler, label_frames
 from almomd.seeds import rng_for
 from almomd.settings import systems
 from almomd.settings.sections import Settings
@@ -33,6 +35,27 @@ def initial_candidates(settings: Settings, *, out: str) -> None:
     frames = initial.generate(settings, rng_for(settings.seed, "initial"))
     write_frames(out, frames)
     log.info("wrote %d initial candidate frames to %s", len(frames), out)
+
+
+def labeler_check(settings: Settings, *, out: str, launcher: str = "") -> None:
+    """One single point of the first system's structure with the labeler, before any other.
+
+    A labeler that cannot label (a wrong command, a missing pseudopotential, a
+    code that does not converge) stops the campaign here, not after the initial
+    labels, training and exploration ran; the time it took is logged.
+    """
+    system = settings.system_names()[0]
+    atoms = settings.structure(system).copy()
+    atoms.info.update(al_id="labeler-check", al_source="labeler_check", al_system=system)
+    labeler = Labeler(settings.labeler, launcher)
+    started = time.perf_counter()
+    record = check_labeler(atoms, labeler, Path(out).parent / "calc")
+    write_frames(out, [record])
+    log.info(
+        "labeler %s labels %s (%d atoms) in %.1f s: E=%.4f eV",
+        settings.labeler.name, system, len(atoms), time.perf_counter() - started,
+        record.get_potential_energy(),
+    )  # fmt: skip
 
 
 def label_batch(
