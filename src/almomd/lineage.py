@@ -196,6 +196,14 @@ def lost_members(root: Path | str, members: list[tuple[int, int]], compiled: boo
     return missing
 
 
+def labeler_checked(root: Path | str) -> bool:
+    """Whether the campaign's labeling waits for the labeler's check: always, but in a
+    campaign that began labeling without it (an earlier version), which goes on without."""
+    root = Path(root)
+    started = (root / layout.INITIAL_LABELED.format(batch=0)).is_file() or layout.iterations(root)
+    return (root / layout.LABELER_CHECK).is_file() or not started
+
+
 def unreadable_summaries(root: Path | str) -> list[str]:
     """The campaign's status file if it cannot be read (truncated, edited): it is only a
     summary of the iterations' files, so it is written again rather than trusted."""

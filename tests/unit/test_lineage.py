@@ -111,3 +111,16 @@ def test_an_unreadable_status_is_written_again(tmp_path):
     assert lineage.unreadable_summaries(root) == []
     (root / layout.STATUS).write_text('[{"iteration": 0, "n_tr')
     assert lineage.unreadable_summaries(root) == [layout.STATUS]
+
+
+def test_a_campaign_begun_without_the_labeler_check_goes_on_without_it(tmp_path):
+    from almomd.planning.jobs import PlannedJob, remaining
+
+    assert lineage.labeler_checked(tmp_path)  # a new campaign waits for the check
+    root = campaign(tmp_path / "old")  # labeled before the check existed
+    assert not lineage.labeler_checked(root)
+    check = PlannedJob("labeler_check", {}, {}, 1, layout.LABELER_CHECK, ())
+    label = PlannedJob("label_initial_batch", {"batch": "0"}, {}, 1,
+                       layout.INITIAL_LABELED.format(batch=0), (check.key,))  # fmt: skip
+    assert remaining([check, label], root) == []
+    assert remaining([check, label], tmp_path) == [check, label]

@@ -191,11 +191,7 @@ def walker_trajectories(wildcards):
 def labeler_checked(wildcards):
     """The labeler's check, which every labeling job waits for: in a campaign started
     with it (a campaign of an earlier version labels on without it, redoing nothing)."""
-    root = Path.cwd()
-    started = Path(layout.INITIAL_LABELED.format(batch=0)).is_file() or layout.iterations(
-        root
-    )
-    if Path(layout.LABELER_CHECK).is_file() or not started:
+    if lineage.labeler_checked(Path.cwd()):
         return {"labeler_check": layout.LABELER_CHECK}
     return {}
 
