@@ -41,8 +41,9 @@ def expected_by_hand(config, profile):
     B = config["labeler"]["n_batches"]
     last = config["max_iterations"] - 1
     C = len(set(config["exploration"]["temperatures"]))  # reference MD: one job per condition
-    plan = {"initial": {"initial_candidates": 1, "label_initial_batch": B, "initial_datasets": 1,
-                        "reference_md": C, "heldout_dataset": 1}}  # fmt: skip
+    initial = {"labeler_check": 1, "initial_candidates": 1, "label_initial_batch": B,
+               "initial_datasets": 1, "reference_md": C, "heldout_dataset": 1}  # fmt: skip
+    plan = {"initial": initial}
     for i in range(last + 1):
         jobs = {"subset": K, "train_member": K * M, "fit_novelty": 1, "explore": W,
                 "evaluate": 1, "evaluate_heldout": 1, "select_frames": 1, "decide": 1}  # fmt: skip
@@ -118,7 +119,7 @@ def test_small_plan_equals_hand_count(tmp_path):
     table = almomd_budget(workdir, "--profile", str(PROFILE), "--queue-wait", "30").stdout
     assert "30 min queue wait" in table
     refused = almomd_budget(workdir, "--profile", str(PROFILE), "--queue-wait", "-5")
-    assert refused.returncode == 1 and "queue wait -5" in refused.stderr
+    assert refused.returncode == 2 and "argument --queue-wait: '-5'" in refused.stderr
     # the readable table says the same
     table = almomd_budget(workdir, "--profile", str(PROFILE)).stdout
     assert "no early convergence" in table and "no queue wait" in table
@@ -164,7 +165,10 @@ def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
     assert jobs["compile_member"] == 2 and jobs["explore"] == 4
     assert "initial_candidates" not in plan["campaign"]["iterations"]["initial"]["jobs"]
     label_cpu_h = 2 * 120 / 60  # tasks x runtime, per batch
-    assert plan["campaign"]["partitions"]["cpu"]["cpu_hours"] == pytest.approx(4 * label_cpu_h)
+    check_cpu_h = 2 * 30 / 60  # the labeler's check: one single point
+    assert plan["campaign"]["partitions"]["cpu"]["cpu_hours"] == pytest.approx(
+        4 * label_cpu_h + check_cpu_h
+    )
 
     systems = copy_test_config(tmp_path / "systems")
     shutil.copy(systems / "config-systems.yaml", systems / "config.yaml")
@@ -244,7 +248,7 @@ def test_local_plan_without_a_profile(tmp_path):
     table = almomd_budget(workdir, "--cores", "2").stdout
     assert "On one machine with 2 cores" in table
     missing = almomd_budget(workdir, "--profile", str(tmp_path / "nowhere"))
-    assert missing.returncode == 1 and "not a directory" in missing.stderr
+    assert missing.returncode == 2 and "no profile of that name or path" in missing.stderr
 
 
 def test_local_rules_match_the_workflow():
