@@ -214,7 +214,7 @@ def test_rules_ran_on_the_intended_partition_and_tres(interrupted_campaign):
         for job in by_rule[rule]:
             assert job["Partition"] == "gpu", job
             assert "gres/gpu=1" in job["AllocTRES"], job
-    for rule in ("label_batch", "label_initial_batch", "reference_md"):
+    for rule in ("labeler_check", "label_batch", "label_initial_batch", "reference_md"):
         assert by_rule[rule], rule
         for job in by_rule[rule]:
             assert job["Partition"] == "cpu", job
