@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from almomd import layout
+import yaml
+
+from almomd import layout, lineage
 
 #: Rules that run in the controller process (``localrule: True`` or no run step).
 LOCAL_RULES = frozenset(
@@ -321,13 +323,9 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
 
 
 def remaining(jobs: Iterable[PlannedJob], root: Path | str) -> list[PlannedJob]:
-    """The jobs still to run: output missing, or made from a job still to run.
-
-    ``all`` runs whenever anything else does. Jobs must come in an order that
-    runs (as :func:`campaign_jobs` gives them).
+    """The jobs still to run: output missing, or made from a job still to run. ``all`` runs
+    whenever anything else does; jobs come in an order that runs (:func:`campaign_jobs`'s).
     """
-    from almomd import lineage
-
     todo: set[tuple] = set()
     left = []
     for job in jobs:
@@ -390,8 +388,6 @@ def resolve_resources(jobs: Iterable[PlannedJob], profile: Mapping[str, Any] | N
 
 def read_profile(profile: Path | str | None) -> dict | None:
     """The profile's settings (its config.yaml), None without one."""
-    import yaml
-
     if profile is None:
         return None
     path = Path(profile, "config.yaml")
