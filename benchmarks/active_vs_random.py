@@ -67,6 +67,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -479,7 +480,14 @@ def main() -> int:
     print("force RMSE of each iteration's ensemble on the frames it picked (eV/A), per seed:")
     for method, values in picked.items():
         print(f"  {method:>12}  " + "  ".join(f"{v:.4f}" for v in values))
-    summary = {"picked_error": picked, "error_at": {}}
+    print("labels acquired per iteration (selection.max_frames is the budget), per seed:")
+    per_iteration = {}
+    for method in ("active", "random"):
+        per_iteration[method] = [
+            [int(b - a) for (a, _), (b, _) in pairwise(curves[s][method])] for s in args.seeds
+        ]
+        print(f"  {method:>12}  " + "  ".join(map(str, per_iteration[method])))
+    summary = {"picked_error": picked, "labels_per_iteration": per_iteration, "error_at": {}}
     for labels in sorted({n for seed in args.seeds for n, _ in curves[seed]["random"]})[1:]:
         row = {m: [error_at(curves[s][m], labels) for s in args.seeds] for m in METHODS}
         summary["error_at"][labels] = row
