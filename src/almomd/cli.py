@@ -44,10 +44,8 @@ def _refuse(command: str, message: str) -> int:
 
 
 def _campaign_directory(command: str, directory: str) -> str | None:
-    """Why ``directory`` cannot be a campaign directory (None if it can)."""
+    """Why the existing ``directory`` cannot be a campaign directory (None if it can)."""
     path = Path(directory)
-    if not path.is_dir():
-        return f"-d {directory}: no such directory; give the campaign directory"
     if not (path / layout.RESULTS).is_dir() and not (path / CONFIG).is_file():
         return (
             f"{path.resolve()} is not a campaign directory (no {layout.RESULTS}/ and no "
@@ -83,7 +81,6 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from almomd.data.frames import DataFileError
     from almomd.reporting.status import campaign_state, campaign_status, format_table
 
     problem = _campaign_directory("status", args.directory)
@@ -91,7 +88,7 @@ def _status(args: argparse.Namespace) -> int:
         return _refuse("status", problem)
     try:
         rows = campaign_status(args.directory)
-    except (DataFileError, ValueError) as error:  # a truncated table or summary, too
+    except ValueError as error:  # DataFileError, or a truncated table or summary
         print(f"almomd status: {error}", file=sys.stderr)
         return 1
     state = campaign_state(args.directory, rows)
@@ -123,8 +120,6 @@ def _status(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from almomd.settings.campaign import describe_systems
 
-    if not Path(args.directory).is_dir():
-        return _refuse("validate", f"-d {args.directory}: no such directory")
     path = (Path(args.config) if args.config else Path(args.directory, CONFIG)).resolve()
     os.chdir(args.directory)  # paths in the config are relative to the campaign directory
     try:
@@ -140,8 +135,6 @@ def _validate(args: argparse.Namespace) -> int:
 def _budget(args: argparse.Namespace) -> int:
     from almomd.planning import budget, tables
 
-    if not Path(args.directory).is_dir():
-        return _refuse("budget", f"-d {args.directory}: no such directory")
     if args.profile:
         found = deploy.find_profile(args.profile, args.directory)
         if found is None:
@@ -207,16 +200,15 @@ def _md(args: argparse.Namespace) -> int:
     from almomd.exploration.production import trained_iterations
     from almomd.settings.schema import read_config_file, validate_config
 
-    if not Path(args.directory).is_dir():
-        return _refuse("md", f"-d {args.directory}: no such directory")
     config_path = _config_path(args).resolve()
     os.chdir(args.directory)
     if args.structure and not Path(args.structure).is_file():
         return _refuse(
             "md", f"--structure {args.structure}: no such file; give a structure file ASE reads"
         )
-    if args.iteration is not None and args.iteration not in trained_iterations("."):
-        found = ", ".join(map(str, trained_iterations("."))) or "none yet (run the campaign)"
+    trained = trained_iterations(".")
+    if args.iteration is not None and args.iteration not in trained:
+        found = ", ".join(map(str, trained)) or "none yet (run the campaign)"
         return _refuse(
             "md", f"--iteration {args.iteration}: no trained ensemble; iterations with one: {found}"
         )
@@ -346,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     md.add_argument("-o", "--output", default=layout.PRODUCTION_CLI, help="trajectory file")
     md.set_defaults(func=_md)
     args = parser.parse_args(argv)
+    if args.command != "init" and not Path(args.directory).is_dir():
+        problem = f"-d {args.directory}: no such directory; give the campaign directory"
+        return _refuse(args.command, problem)
     return args.func(args)
 
 

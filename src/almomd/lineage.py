@@ -139,10 +139,8 @@ def damage(
         return (root / path).is_file()
 
     rebuildable = {0: _initial_inputs_intact(root, n_batches, generated_initial)}
-    test_set_users = [
-        f for i in iterations for f in _expand(layout.TEST_METRICS, i, n_walkers, n_batches)
-    ]
-    used = next((f for f in test_set_users if exists(f)), None)
+    evaluated = (layout.TEST_METRICS.format(iteration=i) for i in iterations)
+    used = next((f for f in evaluated if exists(f)), None)
     if used and not exists(layout.TEST_SET) and rebuildable[0]:
         found.append(Damage(layout.TEST_SET, used, request=(layout.TEST_SET,)))
     for i in iterations:

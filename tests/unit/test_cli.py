@@ -101,3 +101,11 @@ def test_a_range_error_names_the_limit_and_the_fix(campaign_dir, capsys):
     assert almomd("validate", "-d", campaign_dir) == 1
     err = capsys.readouterr().err
     assert "selection.max_frames: -8 is below the minimum" in err and "set a value >=" in err
+
+
+@pytest.mark.parametrize("command", ["status", "validate", "budget", "md"])
+def test_every_command_refuses_a_directory_that_does_not_exist(command, tmp_path, capsys):
+    assert almomd(command, "-d", tmp_path / "nonexistent") == 2
+    assert "nonexistent: no such directory; give the campaign directory" in (
+        capsys.readouterr().err
+    )

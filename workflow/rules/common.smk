@@ -21,10 +21,9 @@ from almomd.planning.jobs import (
 from almomd.layout import FIGURES
 
 try:
-    for (
-        configfile_
-    ) in workflow.configfiles:  # refuse what Snakemake's YAML reading accepts
-        read_config_file(configfile_)
+    # refuse what Snakemake's YAML reading accepts (a key given twice)
+    for path_ in workflow.configfiles:
+        read_config_file(path_)
     completed = validate_config(config, Path.cwd())
     config.clear()  # the completed config replaces the given one (system becomes systems)
     config.update(completed)
@@ -73,10 +72,8 @@ def check_campaign_files():
         )
         Path(summary).unlink()
     found = lineage.damage(root, len(WALKERS), N_BATCHES, GENERATE_INITIAL)
-    first = lineage.requests(found)[:1]
-    if found and not (
-        first and requested & asked(lineage.requests(found)) == asked(first)
-    ):
+    targets = lineage.requests(found)  # to be asked for one at a time, in order
+    if found and not (targets and requested & asked(targets) == asked(targets[:1])):
         raise WorkflowError(lineage.advice(found))
     lost = lineage.lost_members(root, MEMBERS, COMPILED)
     if lost and not asked(lost) <= requested:
@@ -188,12 +185,17 @@ def walker_trajectories(wildcards):
     ]
 
 
+# every labeling job waits for the labeler's check, in a campaign started with it (one of
+# an earlier version labels on without it, redoing nothing); decided once, at the start
+LABELER_CHECKED = (
+    {"labeler_check": layout.LABELER_CHECK}
+    if lineage.labeler_checked(Path.cwd())
+    else {}
+)
+
+
 def labeler_checked(wildcards):
-    """The labeler's check, which every labeling job waits for: in a campaign started
-    with it (a campaign of an earlier version labels on without it, redoing nothing)."""
-    if lineage.labeler_checked(Path.cwd()):
-        return {"labeler_check": layout.LABELER_CHECK}
-    return {}
+    return LABELER_CHECKED
 
 
 def _batches(pattern, **values):

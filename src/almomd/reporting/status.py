@@ -149,7 +149,6 @@ class CampaignState:
 
     text: str
     damaged: bool = False
-    finished: bool = False
 
 
 def campaign_state(root: Path | str, rows: list[dict[str, Any]]) -> CampaignState:
@@ -179,7 +178,7 @@ def campaign_state(root: Path | str, rows: list[dict[str, Any]]) -> CampaignStat
         if row["iteration"] != following or not decision.is_file():
             break
         if json.loads(decision.read_text())["stop"]:
-            return CampaignState(f"finished at iteration {following}", finished=True)
+            return CampaignState(f"finished at iteration {following}")
         following += 1
     return CampaignState(
         f"not finished: iteration {following} runs next (snakemake goes on from there)"
