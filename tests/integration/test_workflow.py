@@ -267,6 +267,7 @@ def test_ensemble_mean_equals_members_one_by_one(campaign, batched):
     assert ensemble.batched == batched
     if batched:
         assert ensemble._batched.shared_geometry
+        assert ensemble._batched.fused == 2  # both layers' tensor products fused
     assert_agrees(ensemble, rattled_test_frame(campaign), models)
     if batched:  # the out-of-place scatter was scoped to the mapped pass
         from almomd.ensemble.batched import _scatter

@@ -1,0 +1,86 @@
+"""The fused edge tensor product gives e3nn's messages and gradients, also under vmap."""
+
+import pytest
+import torch
+from e3nn import o3
+from nequip.nn._tp_scatter_base import TensorProductScatter
+from torch.func import vmap
+
+from almomd.ensemble.batched import _out_of_place_scatter, _scatter_namespaces
+from almomd.ensemble.fused import FusedTensorProductScatter, fuse, fuse_tensor_products
+
+
+def interaction(irreps_in: str, edge: str, irreps_out: str) -> TensorProductScatter:
+    """A tensor product as a NequIP interaction layer builds it: every uvu path from
+    the input and the edge's harmonics to an allowed output, outputs sorted."""
+    irreps_in, edge, irreps_out = o3.Irreps(irreps_in), o3.Irreps(edge), o3.Irreps(irreps_out)
+    mid, paths = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_edge) in enumerate(edge):
+            for ir_out in ir_in * ir_edge:
+                if ir_out in irreps_out:
+                    paths.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    mid, order, _ = o3.Irreps(mid).sort()
+    paths = [(a, b, order[c], mode, weighted) for a, b, c, mode, weighted in paths]
+    with torch.device("cpu"):
+        return TensorProductScatter(irreps_in, edge, mid, paths).to(torch.float64)
+
+
+FIRST = ("5x0e", "1x0e+1x1o", "5x0e+5x1o")  # NequIP's first layer: scalars in
+LAST = ("5x0e+5x1o", "1x0e+1x1o", "5x0e")  # its last: scalars out
+
+
+def inputs(tp, n_nodes=6, n_edges=15, members=None, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lead = () if members is None else (members,)
+    x = torch.randn(*lead, n_nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64)
+    y = torch.randn(*lead, n_edges, tp.irreps_in2.dim, generator=g, dtype=torch.float64)
+    w = torch.randn(*lead, n_edges, tp.weight_numel, generator=g, dtype=torch.float64)
+    dst = torch.randint(0, n_nodes, (n_edges,), generator=g)
+    src = torch.randint(0, n_nodes, (n_edges,), generator=g)
+    return [t.requires_grad_(True) for t in (x, y, w)], dst, src
+
+
+@pytest.mark.parametrize("layer", [FIRST, LAST], ids=["first", "last"])
+def test_fused_messages_and_gradients_are_e3nns(layer):
+    original = interaction(*layer)
+    fused = fuse(original)
+    assert isinstance(fused, FusedTensorProductScatter)
+    (x, y, w), dst, src = inputs(original.tp)
+    expected = original(x, y, w, dst, src)
+    found = fused(x, y, w, dst, src)
+    torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-12)
+    probe = torch.randn_like(expected)  # any direction: a full vector-Jacobian product
+    grads_expected = torch.autograd.grad((expected * probe).sum(), (x, y, w))
+    grads_found = torch.autograd.grad((found * probe).sum(), (x, y, w))
+    for a, b in zip(grads_found, grads_expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_layer_maps_over_members_like_e3nns():
+    original = interaction(*LAST)
+    fused = fuse(original)
+    (x, y, w), dst, src = inputs(original.tp, members=3)
+    with _out_of_place_scatter(_scatter_namespaces([original])):
+        expected = vmap(lambda a, b, c: original(a, b, c, dst, src))(x, y, w)
+    found = vmap(lambda a, b, c: fused(a, b, c, dst, src))(x, y, w)
+    torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-12)
+    for m in range(3):  # each member its own
+        torch.testing.assert_close(found[m], original(x[m], y[m], w[m], dst, src))
+
+
+def test_layers_the_fusion_does_not_pay_for_keep_e3nns():
+    middle = interaction("5x0e+5x1o", "1x0e+1x1o", "5x0e+5x1o")  # 8 outputs per channel
+    assert fuse(middle) is None
+    channels_differ = interaction("5x0e+3x1o", "1x0e+1x1o", "5x0e")
+    assert fuse(channels_differ) is None
+
+
+def test_fuse_tensor_products_replaces_only_what_it_can():
+    network = torch.nn.Sequential(
+        interaction(*FIRST), interaction("5x0e+5x1o", "1x0e+1x1o", "5x0e+5x1o"), interaction(*LAST)
+    )
+    assert fuse_tensor_products(network) == 2
+    fused = [isinstance(m, FusedTensorProductScatter) for m in network]
+    assert fused == [True, False, True]
