@@ -8,7 +8,9 @@ Measured side by side in one run, 1 thread, ms per Langevin step (Cu fcc):
 - ``shared_graph``: almomd's ensemble calculator with batching off (one
   neighbour list, then the members one after another);
 - ``ours``: almomd's ensemble calculator, all members in one mapped pass on a
-  shared edge geometry (the default, eager PyTorch);
+  shared edge geometry (the default, eager PyTorch), the first and last
+  layers' tensor products fused (:mod:`almomd.ensemble.fused`);
+- ``e3nn_tp``: the same pass with e3nn's tensor products (``fuse=False``);
 - ``compiled``: the same pass compiled by ``torch.compile``
   (``exploration.torch_compile``); the seconds spent compiling before the
   first step (a fresh cache, so the first case compiles cold) are printed
@@ -44,6 +46,7 @@ from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
 
 from almomd.data.frames import labeled_copy, write_frames  # noqa: E402
+from almomd.ensemble.batched import BatchedMembers  # noqa: E402
 from almomd.ensemble.calculator import EnsembleCalculator, _load_member  # noqa: E402
 from almomd.settings.schema import validate_config  # noqa: E402
 from almomd.settings.sections import Settings  # noqa: E402
@@ -111,11 +114,14 @@ def train_models(workdir: Path, n: int) -> list[Path]:
 
 
 def members(models: str | None, workdir: Path) -> list[Path]:
-    """The ``.nequip.zip`` members in folder ``models``, or 8 trained in ``workdir``."""
-    if models:
+    """The ``.nequip.zip`` members in folder ``models``; where it has none, 8 trained
+    there (kept for the next run), or in ``workdir`` without ``models``."""
+    if models and sorted(Path(models).glob("*.nequip.zip")):
         return sorted(Path(models).glob("*.nequip.zip"))
-    print("training 8 members of the demo's size (about 4 minutes) ...", flush=True)
-    return train_models(workdir, 8)
+    where = Path(models) if models else workdir
+    where.mkdir(parents=True, exist_ok=True)
+    print(f"training 8 members of the demo's size in {where} (about 4 minutes) ...", flush=True)
+    return train_models(where, 8)
 
 
 def ms_per_step(atoms, calc, steps: int) -> tuple[float, float]:
@@ -136,15 +142,17 @@ def ms_per_step(atoms, calc, steps: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--models", help="folder of .nequip.zip members (default: train 8)")
+    parser.add_argument(
+        "--models", help="folder of .nequip.zip members (trained there if it has none)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "compile_cache")
         models = members(args.models, Path(tmp))
         print(f"{'atoms':>5} {'members':>7} {'one':>6} {'member_by_member':>16} "
-              f"{'shared_graph':>12} {'ours':>6} {'compiled':>8} {'compile_s':>9} "
-              f"{'ours/mbm':>8} {'comp/mbm':>8} {'comp/one':>8}")  # fmt: skip
+              f"{'shared_graph':>12} {'e3nn_tp':>7} {'ours':>6} {'compiled':>8} {'compile_s':>9} "
+              f"{'e3nn/mbm':>8} {'ours/mbm':>8} {'comp/mbm':>8} {'comp/one':>8}")  # fmt: skip
         ratios = {}
         for n_repeat in (2, 3):
             atoms = cu(n_repeat)
@@ -159,13 +167,18 @@ def main() -> int:
                 shared, _ = ms_per_step(
                     atoms, EnsembleCalculator(chosen, batched=False), args.steps
                 )
+                unfused = EnsembleCalculator(chosen)
+                unfused._batched = BatchedMembers([m.model for m in unfused.members], fuse=False)
+                e3nn_tp, _ = ms_per_step(atoms, unfused, args.steps)
                 ours, _ = ms_per_step(atoms, EnsembleCalculator(chosen), args.steps)
                 compiled, compile_s = ms_per_step(
                     atoms, EnsembleCalculator(chosen, compile=True), args.steps
                 )
                 ratios[(len(atoms), m)] = (ours / mbm, compiled / mbm)
-                print(f"{len(atoms):5d} {m:7d} {one:6.1f} {mbm:16.1f} {shared:12.1f} {ours:6.1f} "
-                      f"{compiled:8.1f} {compile_s:9.1f} {ours / mbm:8.2f} {compiled / mbm:8.2f} "
+                print(f"{len(atoms):5d} {m:7d} {one:6.1f} {mbm:16.1f} {shared:12.1f} "
+                      f"{e3nn_tp:7.1f} {ours:6.1f} {compiled:8.1f} {compile_s:9.1f} "
+                      f"{e3nn_tp / mbm:8.2f} "
+                      f"{ours / mbm:8.2f} {compiled / mbm:8.2f} "
                       f"{compiled / one:8.2f}", flush=True)  # fmt: skip
     eager, compiled = ratios[(32, 4)]
     print(f"ratio_4_members_eager {eager:.3f}")

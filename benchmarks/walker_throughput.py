@@ -75,7 +75,9 @@ def together(atoms, ensemble, steps: int, walkers: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--models", help="folder of .nequip.zip members (default: train 8)")
+    parser.add_argument(
+        "--models", help="folder of .nequip.zip members (trained there if it has none)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -70,16 +70,27 @@ def test_fused_layer_maps_over_members_like_e3nns():
         torch.testing.assert_close(found[m], original(x[m], y[m], w[m], dst, src))
 
 
-def test_layers_the_fusion_does_not_pay_for_keep_e3nns():
-    middle = interaction("5x0e+5x1o", "1x0e+1x1o", "5x0e+5x1o")  # 8 outputs per channel
-    assert fuse(middle) is None
+MIDDLE = ("5x0e+5x1o", "1x0e+1x1o+1x2e", "5x0e+5x1o+5x1e+5x0o")  # several paths per input
+
+
+def test_a_middle_layer_with_many_paths_is_e3nns_too():
+    original = interaction(*MIDDLE)
+    fused = fuse(original)
+    (x, y, w), dst, src = inputs(original.tp)
+    torch.testing.assert_close(fused(x, y, w, dst, src), original(x, y, w, dst, src))
+
+
+def test_tensor_products_of_another_form_keep_e3nns():
     channels_differ = interaction("5x0e+3x1o", "1x0e+1x1o", "5x0e")
     assert fuse(channels_differ) is None
+    full = interaction(*LAST)
+    full.tp = o3.FullyConnectedTensorProduct("5x0e+5x1o", "1x0e+1x1o", "5x0e", shared_weights=False)
+    assert fuse(full) is None  # uvw paths: channels mix
 
 
 def test_fuse_tensor_products_replaces_only_what_it_can():
     network = torch.nn.Sequential(
-        interaction(*FIRST), interaction("5x0e+5x1o", "1x0e+1x1o", "5x0e+5x1o"), interaction(*LAST)
+        interaction(*FIRST), interaction("5x0e+3x1o", "1x0e+1x1o", "5x0e"), interaction(*LAST)
     )
     assert fuse_tensor_products(network) == 2
     fused = [isinstance(m, FusedTensorProductScatter) for m in network]

@@ -4,34 +4,33 @@ In a NequIP interaction layer every edge ``e`` from atom ``s`` to atom ``d``
 carries the message ``TP(x_s, Y_e; w_e)``: the node features ``x`` (``u``
 channels of irreps) coupled with the edge's spherical harmonics ``Y`` through
 Clebsch-Gordan coefficients, one weight per channel and path from the radial
-network; the messages into ``d`` are summed. e3nn evaluates it path by path
-and irrep by irrep, each a handful of small operations; for the small models
-of an active learning campaign on a CPU the operations cost more than their
+network; the messages into ``d`` are summed. e3nn's generated code takes many
+small operations per path (reshapes, broadcasts, einsums); for the small
+models of an active learning campaign on a CPU they cost more than their
 arithmetic, and under ``vmap`` (all members in one pass) more again.
 
 With every path ``uvu`` (output channel ``c`` from input channel ``c`` alone,
-as in NequIP) and one multiplicity ``u`` throughout, the message is
+as in NequIP) and one multiplicity ``u`` throughout, path ``p`` from input
+irrep ``a`` gives
 
-    m[e, k, c] = w[e, path(k), c] * sum_i C[e, i, k] x[s, i, c],
-    C[e, i, k] = sum_j G[j, i k] Y[e, j]
+    m_p[e, k, c] = w[e, p, c] * sum_(i in a) C_p[e, i, k] x[s, i, c],
+    C_p[e, i, k] = sum_j G_p[j, i, k] Y[e, j]
 
-over the components ``i`` of ``x`` and ``k`` of the output, with ``G`` the
-coefficients of all paths side by side (path weights and normalisation
-included). Features are held as ``(atom or edge, component, channel)``, channels
-contiguous; the layer is a gather, one small product for ``C``, one multiply-sum
-per output component, one multiply by the weights and one ``index_add`` into
-the atoms, forward and backward. ``G`` is read from e3nn's own tensor product
-(its output for unit inputs), and the fused layer is checked against e3nn's
-on random inputs before it replaces it. A layer of another form, or with more
-than :data:`MAX_OUTPUTS` output components per channel, keeps e3nn's.
+with ``G_p`` the path's coefficients (path weight and normalisation
+included). Features are held as ``(atom or edge, component, channel)``,
+channels contiguous: the layer is one gather of the inputs onto the edges, one
+product for every path's ``C_p`` at once, a multiply (and a sum where ``a``
+has several components) and a weighting per path, and one ``index_add`` into
+the atoms. ``G`` is read from e3nn's own tensor product (its output for unit
+inputs), and the fused layer is checked against e3nn's on random inputs before
+it replaces it; a layer of another form keeps e3nn's.
 
-Measured on one thread, 4 members in one mapped pass, 696 edges, 16 channels,
-forward and backward, ms e3nn / fused: NequIP's first layer (``16x0e`` in,
-``0e+1o`` out: 4 components) 2.33 / 2.13, its last (``16x0e+16x1o`` in,
-scalars out: 2) 3.10 / 2.18; a middle layer of ``l_max`` 1 (8 components)
-5.73 / 7.97 and with parity (22) 19.5 / 35.9: there an operation per output
-component costs more than e3nn's, so those keep e3nn's. The demo's two layers
-are a first and a last.
+Measured on one thread, 4 members in one mapped pass, 696 edges, forward and
+backward, ms e3nn / fused, with a benchmark beside it on the other core:
+NequIP's first layer (``16x0e`` in, ``0e+1o``) 2.46 / 1.94, a middle one
+(``16x0e+16x1o``) 6.21 / 5.84, with parity 19.7 / 19.1, its last (scalars
+out) 3.20 / 2.15; ``l_max`` 2 (32 channels) first 6.49 / 4.93, middle (16
+channels) 36.8 / 33.7, last 12.5 / 6.9.
 """
 
 from __future__ import annotations
@@ -39,9 +38,6 @@ from __future__ import annotations
 import copy
 
 import torch
-
-#: the most output components per channel worth fusing (measured: 4 pays, 8 does not)
-MAX_OUTPUTS = 4
 
 
 class FusedTensorProductScatter(torch.nn.Module):
@@ -53,35 +49,42 @@ class FusedTensorProductScatter(torch.nn.Module):
 
     def __init__(self, tp: torch.nn.Module):
         super().__init__()
-        self.channels, self.in_order, self.out_order, path_of, dims = _layout(tp)
+        self.channels, self.in_order, self.out_order, blocks, dims = _layout(tp)
         self.n_in, self.n_edge, self.n_out = dims
-        self.n_paths = len(tp.instructions)
+        full = _coupling(tp, self.in_order, self.out_order, dims)  # (n_edge, n_in, n_out)
+        # per path: its input components, its output components, its columns of G
+        self.paths, columns, start = [], [], 0
+        for (a0, a1), (k0, k1) in blocks:
+            columns.append(full[:, a0:a1, k0:k1].reshape(self.n_edge, -1))
+            self.paths.append((a0, a1, k1 - k0, start, start + columns[-1].shape[1]))
+            start += columns[-1].shape[1]
         # plain attributes, not buffers: shared by all members, never mapped
-        self.path_of = None if self.n_paths == self.n_out else path_of
-        self.coupling = _coupling(tp, self.in_order, self.out_order, dims).to(_dtype(tp))
+        self.coupling = torch.cat(columns, 1).to(_dtype(tp))
 
     def forward(self, x, edge_attr, edge_weight, edge_dst, edge_src):
         u, n_edges = self.channels, edge_attr.shape[0]
         nodes = x.index_select(1, self.in_order).reshape(x.shape[0], self.n_in, u)
         on_edges = nodes.index_select(0, edge_src)  # (E, n_in, u)
-        # each edge's coupling (E, n_in, n_out) from its harmonics, then one output at a time
-        coupling = (edge_attr @ self.coupling).reshape(n_edges, self.n_in, -1)
-        message = torch.stack(
-            [(on_edges * coupling[:, :, k : k + 1]).sum(1) for k in range(self.n_out)], 1
-        )
-        weights = edge_weight.reshape(n_edges, self.n_paths, u)
-        if self.path_of is not None:
-            weights = weights.index_select(1, self.path_of)
-        message = (message * weights).reshape(n_edges, -1)
+        coupling = edge_attr @ self.coupling  # every path's (E, inputs x outputs)
+        weights = edge_weight.reshape(n_edges, len(self.paths), u)
+        parts = []
+        for p, (a0, a1, n_out, c0, c1) in enumerate(self.paths):
+            c = coupling[:, c0:c1].reshape(n_edges, a1 - a0, n_out)
+            if a1 - a0 == 1:  # a scalar input component: a broadcast, no sum
+                part = c.reshape(n_edges, n_out, 1) * on_edges[:, a0:a1]
+            else:
+                part = (c.unsqueeze(-1) * on_edges[:, a0:a1].unsqueeze(2)).sum(1)
+            parts.append(part * weights[:, p : p + 1])
+        message = torch.cat(parts, 1).reshape(n_edges, -1)  # (E, n_out * u)
         summed = message.new_zeros((x.shape[0], message.shape[-1]))
         summed = summed.index_add(0, edge_dst, message)
         return summed.index_select(1, self.out_order)
 
 
-def _layout(tp) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+def _layout(tp) -> tuple[int, torch.Tensor, torch.Tensor, list, tuple[int, int, int]]:
     """Channels, index maps between e3nn's flat layouts and ``(component, channel)``,
-    and the path of every output component; ValueError where the tensor product has
-    another form."""
+    and every path's input and output component ranges; ValueError where the tensor
+    product has another form."""
     ins = tp.instructions
     if not ins or any(i.connection_mode != "uvu" or not i.has_weight for i in ins):
         raise ValueError("not every path is uvu with per-edge weights")
@@ -105,13 +108,19 @@ def _layout(tp) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, tuple[in
         for c in range(u):
             for m in range(out_dims[p]):
                 out_order[start + c * out_dims[p] + m] = (offsets[p] + m) * u + c
-    path_of = torch.tensor([p for p in range(len(ins)) for _ in range(out_dims[p])])
+    in_starts = [0]
+    for _, ir in tp.irreps_in1:
+        in_starts.append(in_starts[-1] + ir.dim)
+    blocks = [
+        ((in_starts[i.i_in1], in_starts[i.i_in1 + 1]), (offsets[p], offsets[p] + out_dims[p]))
+        for p, i in enumerate(ins)
+    ]
     dims = (tp.irreps_in1.dim // u, tp.irreps_in2.dim, sum(out_dims))
-    return u, torch.tensor(in_order), out_order, path_of, dims
+    return u, torch.tensor(in_order), out_order, blocks, dims
 
 
 def _coupling(tp, in_order, out_order, dims) -> torch.Tensor:
-    """``G`` as ``(n_edge, n_in * n_out)``: e3nn's output for every pair of unit inputs
+    """``G`` as ``(n_edge, n_in, n_out)``: e3nn's output for every pair of unit inputs
     of channel 0, weights one."""
     n_in, n_edge, n_out = dims
     u = len(in_order) // n_in
@@ -126,8 +135,7 @@ def _coupling(tp, in_order, out_order, dims) -> torch.Tensor:
     with torch.no_grad():
         out = reference(x1, x2, weights)
     channel_zero = torch.argsort(out_order)[0::u]  # flat positions of channel 0's outputs
-    g = out[:, channel_zero].reshape(n_in, n_edge, n_out).transpose(0, 1)
-    return g.reshape(n_edge, n_in * n_out)
+    return out[:, channel_zero].reshape(n_in, n_edge, n_out).transpose(0, 1)
 
 
 def _dtype(tp) -> torch.dtype:
@@ -137,12 +145,10 @@ def _dtype(tp) -> torch.dtype:
 
 def fuse(tp_scatter: torch.nn.Module, atol: float = 1e-5) -> torch.nn.Module | None:
     """The fused equivalent of a NequIP ``TensorProductScatter``, checked against it on
-    random inputs; None where it has another form, too many outputs or differs."""
+    random inputs; None where it has another form or differs."""
     try:
         fused = FusedTensorProductScatter(tp_scatter.tp)
     except (ValueError, AttributeError, TypeError):
-        return None
-    if fused.n_out > MAX_OUTPUTS:
         return None
     generator = torch.Generator().manual_seed(0)
     tp = tp_scatter.tp
