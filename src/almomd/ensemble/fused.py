@@ -17,20 +17,22 @@ irrep ``a`` gives
     C_p[e, i, k] = sum_j G_p[j, i, k] Y[e, j]
 
 with ``G_p`` the path's coefficients (path weight and normalisation
-included). Features are held as ``(atom or edge, component, channel)``,
-channels contiguous: the layer is one gather of the inputs onto the edges, one
-product for every path's ``C_p`` at once, a multiply (and a sum where ``a``
-has several components) and a weighting per path, and one ``index_add`` into
-the atoms. ``G`` is read from e3nn's own tensor product (its output for unit
-inputs), and the fused layer is checked against e3nn's on random inputs before
-it replaces it; a layer of another form keeps e3nn's.
+included). Features are held per input irrep as ``(atom or edge, component,
+channel)``, channels contiguous: the layer is one gather per input irrep onto
+the edges, one product for every path's ``C_p`` at once, a multiply (and a sum
+where the irrep has several components) and a weighting per path, and one
+``index_add`` into the atoms; inputs, couplings and weights are split, not
+sliced, so that the backward adds no zero-filled copies. ``G`` is read from
+e3nn's own tensor product (its output for unit inputs), and the fused layer is
+checked against e3nn's on random inputs before it replaces it; a layer of
+another form keeps e3nn's.
 
-Measured on one thread, 4 members in one mapped pass, 696 edges, forward and
-backward, ms e3nn / fused, with a benchmark beside it on the other core:
-NequIP's first layer (``16x0e`` in, ``0e+1o``) 2.46 / 1.94, a middle one
-(``16x0e+16x1o``) 6.21 / 5.84, with parity 19.7 / 19.1, its last (scalars
-out) 3.20 / 2.15; ``l_max`` 2 (32 channels) first 6.49 / 4.93, middle (16
-channels) 36.8 / 33.7, last 12.5 / 6.9.
+Measured by ``benchmarks/tensor_product.py`` (one thread, 4 members in one
+mapped pass, 696 edges, forward and backward, ms e3nn / fused): NequIP's first
+layer (``16x0e`` in, ``0e+1o``) 2.28 / 1.79, a middle one (``16x0e+16x1o``)
+5.82 / 4.95, with parity 20.0 / 15.1, with 64 channels 18.8 / 16.6, its last
+(scalars out) 2.94 / 1.86; ``l_max`` 2 first 6.19 / 4.39, middle 32.2 / 27.7,
+last 11.9 / 4.81.
 """
 
 from __future__ import annotations
@@ -52,31 +54,39 @@ class FusedTensorProductScatter(torch.nn.Module):
         self.channels, self.in_order, self.out_order, blocks, dims = _layout(tp)
         self.n_in, self.n_edge, self.n_out = dims
         full = _coupling(tp, self.in_order, self.out_order, dims)  # (n_edge, n_in, n_out)
-        # per path: its input components, its output components, its columns of G
-        self.paths, columns, start = [], [], 0
-        for (a0, a1), (k0, k1) in blocks:
+        # every input irrep's slice of the flat features and its components
+        self.irreps = [(s.start, s.stop, ir.dim) for (_, ir), s in
+                       zip(tp.irreps_in1, tp.irreps_in1.slices(), strict=True)]  # fmt: skip
+        # per path: its input irrep, its number of outputs, its columns of G
+        self.paths, columns = [], []
+        for p, ((a0, a1), (k0, k1)) in enumerate(blocks):
             columns.append(full[:, a0:a1, k0:k1].reshape(self.n_edge, -1))
-            self.paths.append((a0, a1, k1 - k0, start, start + columns[-1].shape[1]))
-            start += columns[-1].shape[1]
+            self.paths.append((tp.instructions[p].i_in1, k1 - k0))
+        self.sizes = [c.shape[1] for c in columns]
         # plain attributes, not buffers: shared by all members, never mapped
         self.coupling = torch.cat(columns, 1).to(_dtype(tp))
 
     def forward(self, x, edge_attr, edge_weight, edge_dst, edge_src):
-        u, n_edges = self.channels, edge_attr.shape[0]
-        nodes = x.index_select(1, self.in_order).reshape(x.shape[0], self.n_in, u)
-        on_edges = nodes.index_select(0, edge_src)  # (E, n_in, u)
-        coupling = edge_attr @ self.coupling  # every path's (E, inputs x outputs)
-        weights = edge_weight.reshape(n_edges, len(self.paths), u)
+        u, n_edges, n_nodes = self.channels, edge_attr.shape[0], x.shape[0]
+        # each input irrep on the edges as (E, components, channels); split, never sliced
+        # in place, so that the backward adds no zero-filled copies
+        on_edges = [
+            x[:, start:stop].reshape(n_nodes, u, dim).transpose(1, 2).index_select(0, edge_src)
+            for start, stop, dim in self.irreps
+        ]
+        couplings = (edge_attr @ self.coupling).split(self.sizes, 1)
+        weights = edge_weight.reshape(n_edges, len(self.paths), u).unbind(1)
         parts = []
-        for p, (a0, a1, n_out, c0, c1) in enumerate(self.paths):
-            c = coupling[:, c0:c1].reshape(n_edges, a1 - a0, n_out)
-            if a1 - a0 == 1:  # a scalar input component: a broadcast, no sum
-                part = c.reshape(n_edges, n_out, 1) * on_edges[:, a0:a1]
+        for (irrep, n_out), c, w in zip(self.paths, couplings, weights, strict=True):
+            inputs = on_edges[irrep]
+            if inputs.shape[1] == 1:  # a scalar input: a broadcast, no sum
+                part = c.reshape(n_edges, n_out, 1) * inputs
             else:
-                part = (c.unsqueeze(-1) * on_edges[:, a0:a1].unsqueeze(2)).sum(1)
-            parts.append(part * weights[:, p : p + 1])
+                c = c.reshape(n_edges, inputs.shape[1], n_out, 1)
+                part = (c * inputs.unsqueeze(2)).sum(1)
+            parts.append(part * w.unsqueeze(1))
         message = torch.cat(parts, 1).reshape(n_edges, -1)  # (E, n_out * u)
-        summed = message.new_zeros((x.shape[0], message.shape[-1]))
+        summed = message.new_zeros((n_nodes, message.shape[-1]))
         summed = summed.index_add(0, edge_dst, message)
         return summed.index_select(1, self.out_order)
 
