@@ -28,12 +28,11 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_name] = "1"
 
 import torch  # noqa: E402
-from e3nn import o3  # noqa: E402
 from nequip.nn import _tp_scatter_base  # noqa: E402
 from torch.func import vmap  # noqa: E402
 
 from almomd.ensemble.batched import _scatter  # noqa: E402
-from almomd.ensemble.fused import fuse  # noqa: E402
+from almomd.ensemble.fused import fuse, nequip_layer  # noqa: E402
 
 MEMBERS, ATOMS, EDGES = 4, 32, 696
 
@@ -47,22 +46,6 @@ LAYERS = {
     "l2_middle": ("16x0e+16x1o+16x2e", "0e+1o+2e", "16x0e+16x1o+16x2e"),
     "l2_last": ("32x0e+32x1o+32x2e", "0e+1o+2e", "32x0e"),
 }
-
-
-def interaction(irreps_in: str, edge: str, irreps_out: str):
-    """The tensor product of a NequIP interaction layer: every uvu path to an allowed
-    output irrep, outputs sorted."""
-    irreps_in, edge, irreps_out = o3.Irreps(irreps_in), o3.Irreps(edge), o3.Irreps(irreps_out)
-    mid, paths = [], []
-    for i, (mul, ir_in) in enumerate(irreps_in):
-        for j, (_, ir_edge) in enumerate(edge):
-            for ir_out in ir_in * ir_edge:
-                if ir_out in irreps_out:
-                    paths.append((i, j, len(mid), "uvu", True))
-                    mid.append((mul, ir_out))
-    mid, order, _ = o3.Irreps(mid).sort()
-    paths = [(a, b, order[c], mode, weighted) for a, b, c, mode, weighted in paths]
-    return _tp_scatter_base.TensorProductScatter(irreps_in, edge, mid, paths)
 
 
 def ms_per_pass(layer, x, y, w, dst, src) -> float:
@@ -92,7 +75,7 @@ def main() -> int:
     print(f"{'layer':>14} {'in':>24} {'e3nn_ms':>8} {'fused_ms':>8} {'ratio':>6}")
     times = {}
     for name, irreps in LAYERS.items():
-        layer = interaction(*irreps)
+        layer = nequip_layer(*irreps)
         fused = fuse(layer)
         if fused is None:
             print(f"{name:>14} not fused")

@@ -3,28 +3,19 @@
 import pytest
 import torch
 from e3nn import o3
-from nequip.nn._tp_scatter_base import TensorProductScatter
 from torch.func import vmap
 
 from almomd.ensemble.batched import _out_of_place_scatter, _scatter_namespaces
-from almomd.ensemble.fused import FusedTensorProductScatter, fuse, fuse_tensor_products
+from almomd.ensemble.fused import (
+    FusedTensorProductScatter,
+    fuse,
+    fuse_tensor_products,
+    nequip_layer,
+)
 
 
-def interaction(irreps_in: str, edge: str, irreps_out: str) -> TensorProductScatter:
-    """A tensor product as a NequIP interaction layer builds it: every uvu path from
-    the input and the edge's harmonics to an allowed output, outputs sorted."""
-    irreps_in, edge, irreps_out = o3.Irreps(irreps_in), o3.Irreps(edge), o3.Irreps(irreps_out)
-    mid, paths = [], []
-    for i, (mul, ir_in) in enumerate(irreps_in):
-        for j, (_, ir_edge) in enumerate(edge):
-            for ir_out in ir_in * ir_edge:
-                if ir_out in irreps_out:
-                    paths.append((i, j, len(mid), "uvu", True))
-                    mid.append((mul, ir_out))
-    mid, order, _ = o3.Irreps(mid).sort()
-    paths = [(a, b, order[c], mode, weighted) for a, b, c, mode, weighted in paths]
-    with torch.device("cpu"):
-        return TensorProductScatter(irreps_in, edge, mid, paths).to(torch.float64)
+def interaction(irreps_in: str, edge: str, irreps_out: str):
+    return nequip_layer(irreps_in, edge, irreps_out).to(torch.float64)
 
 
 FIRST = ("5x0e", "1x0e+1x1o", "5x0e+5x1o")  # NequIP's first layer: scalars in

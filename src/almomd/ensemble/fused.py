@@ -192,3 +192,23 @@ def fuse_tensor_products(network: torch.nn.Module) -> int:
                     setattr(parent, name, fused)
                     replaced += 1
     return replaced
+
+
+def nequip_layer(irreps_in: str, edge: str, irreps_out: str) -> torch.nn.Module:
+    """A NequIP ``TensorProductScatter`` as its interaction layer builds one: a uvu
+    path from every input irrep and edge harmonic to every allowed output irrep,
+    the outputs sorted (for tests and benchmarks of :func:`fuse`)."""
+    from e3nn import o3
+    from nequip.nn._tp_scatter_base import TensorProductScatter
+
+    irreps_in, edge, irreps_out = o3.Irreps(irreps_in), o3.Irreps(edge), o3.Irreps(irreps_out)
+    mid, paths = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_edge) in enumerate(edge):
+            for ir_out in ir_in * ir_edge:
+                if ir_out in irreps_out:
+                    paths.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    mid, order, _ = o3.Irreps(mid).sort()
+    paths = [(a, b, order[c], mode, weighted) for a, b, c, mode, weighted in paths]
+    return TensorProductScatter(irreps_in, edge, mid, paths)
