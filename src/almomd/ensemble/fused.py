@@ -51,9 +51,9 @@ class FusedTensorProductScatter(torch.nn.Module):
 
     def __init__(self, tp: torch.nn.Module):
         super().__init__()
-        self.channels, self.in_order, self.out_order, blocks, dims = _layout(tp)
+        self.channels, in_order, out_order, blocks, dims = _layout(tp)
         self.n_in, self.n_edge, self.n_out = dims
-        full = _coupling(tp, self.in_order, self.out_order, dims)  # (n_edge, n_in, n_out)
+        full = _coupling(tp, in_order, out_order, dims)  # (n_edge, n_in, n_out)
         # every input irrep's slice of the flat features and its components
         self.irreps = [(s.start, s.stop, ir.dim) for (_, ir), s in
                        zip(tp.irreps_in1, tp.irreps_in1.slices(), strict=True)]  # fmt: skip
@@ -63,8 +63,12 @@ class FusedTensorProductScatter(torch.nn.Module):
             columns.append(full[:, a0:a1, k0:k1].reshape(self.n_edge, -1))
             self.paths.append((tp.instructions[p].i_in1, k1 - k0))
         self.sizes = [c.shape[1] for c in columns]
-        # plain attributes, not buffers: shared by all members, never mapped
-        self.coupling = torch.cat(columns, 1).to(_dtype(tp))
+        # buffers of this layer alone: not among the members' stacked buffers, so
+        # functional_call keeps these, shared by all members, never mapped
+        device = _device(tp)
+        coupling = torch.cat(columns, 1).to(device=device, dtype=_dtype(tp))
+        self.register_buffer("coupling", coupling, persistent=False)
+        self.register_buffer("out_order", out_order.to(device), persistent=False)
 
     def forward(self, x, edge_attr, edge_weight, edge_dst, edge_src):
         u, n_edges, n_nodes = self.channels, edge_attr.shape[0], x.shape[0]
@@ -134,7 +138,7 @@ def _coupling(tp, in_order, out_order, dims) -> torch.Tensor:
     of channel 0, weights one."""
     n_in, n_edge, n_out = dims
     u = len(in_order) // n_in
-    reference = copy.deepcopy(tp).to(torch.float64)
+    reference = copy.deepcopy(tp).to(device="cpu", dtype=torch.float64)
     x1 = torch.zeros(n_in * n_edge, tp.irreps_in1.dim, dtype=torch.float64)
     x2 = torch.zeros(n_in * n_edge, n_edge, dtype=torch.float64)
     for i in range(n_in):
@@ -146,6 +150,11 @@ def _coupling(tp, in_order, out_order, dims) -> torch.Tensor:
         out = reference(x1, x2, weights)
     channel_zero = torch.argsort(out_order)[0::u]  # flat positions of channel 0's outputs
     return out[:, channel_zero].reshape(n_in, n_edge, n_out).transpose(0, 1)
+
+
+def _device(tp) -> torch.device:
+    """The device e3nn's tensor product lives on (its buffers')."""
+    return next((t.device for t in tp.buffers()), torch.device("cpu"))
 
 
 def _dtype(tp) -> torch.dtype:
@@ -164,11 +173,15 @@ def fuse(tp_scatter: torch.nn.Module, atol: float = 1e-5) -> torch.nn.Module | N
     tp = tp_scatter.tp
     dtype = _dtype(tp)
     n_nodes, n_edges = 5, 11
-    x = torch.randn(n_nodes, tp.irreps_in1.dim, generator=generator, dtype=dtype)
-    edge_attr = torch.randn(n_edges, tp.irreps_in2.dim, generator=generator, dtype=dtype)
-    weight = torch.randn(n_edges, tp.weight_numel, generator=generator, dtype=dtype)
-    dst = torch.randint(0, n_nodes, (n_edges,), generator=generator)
-    src = torch.randint(0, n_nodes, (n_edges,), generator=generator)
+    x, edge_attr, weight = (
+        torch.randn(n, dim, generator=generator, dtype=dtype).to(_device(tp))
+        for n, dim in (
+            (n_nodes, tp.irreps_in1.dim),
+            (n_edges, tp.irreps_in2.dim),
+            (n_edges, tp.weight_numel),
+        )
+    )
+    dst, src = torch.randint(0, n_nodes, (2, n_edges), generator=generator).to(_device(tp))
     try:
         with torch.no_grad():
             expected = tp_scatter(x, edge_attr, weight, dst, src)
