@@ -1,6 +1,7 @@
 # The README's commands. Each creates the virtual environment on first use.
 VENV    ?= .venv
-CORES   ?= $(shell nproc)
+# every core: nproc counts OMP_NUM_THREADS, which is 1 here (and often in users' shells)
+CORES   ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 BIN     := $(VENV)/bin
 PYTHON  ?= python3
 
