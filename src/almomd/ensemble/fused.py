@@ -72,8 +72,9 @@ class FusedTensorProductScatter(torch.nn.Module):
 
     def forward(self, x, edge_attr, edge_weight, edge_dst, edge_src):
         u, n_edges, n_nodes = self.channels, edge_attr.shape[0], x.shape[0]
-        # each input irrep on the edges as (E, components, channels); split, never sliced
-        # in place, so that the backward adds no zero-filled copies
+        # each input irrep on the edges as (E, components, channels): the atoms' features
+        # sliced per irrep, the edge tensors split, never sliced, so that the backward
+        # adds no zero-filled copies of edge size
         on_edges = [
             x[:, start:stop].reshape(n_nodes, u, dim).transpose(1, 2).index_select(0, edge_src)
             for start, stop, dim in self.irreps
