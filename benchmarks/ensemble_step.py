@@ -8,8 +8,8 @@ Measured side by side in one run, 1 thread, ms per Langevin step (Cu fcc):
 - ``shared_graph``: almomd's ensemble calculator with batching off (one
   neighbour list, then the members one after another);
 - ``ours``: almomd's ensemble calculator, all members in one mapped pass on a
-  shared edge geometry (the default, eager PyTorch), the first and last
-  layers' tensor products fused (:mod:`almomd.ensemble.fused`);
+  shared edge geometry (the default, eager PyTorch), the layers' tensor
+  products fused (:mod:`almomd.ensemble.fused`);
 - ``e3nn_tp``: the same pass with e3nn's tensor products (``fuse=False``);
 - ``compiled``: the same pass compiled by ``torch.compile``
   (``exploration.torch_compile``); the seconds spent compiling before the

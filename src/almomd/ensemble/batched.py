@@ -31,10 +31,9 @@ when exceeded.
 NequIP's scatter writes into a fresh tensor in place, which ``vmap`` cannot
 batch; :func:`_scatter` is an out-of-place equivalent that replaces it in the
 models' modules only while the mapped pass runs (:func:`_out_of_place_scatter`):
-any other use of NequIP in the process keeps NequIP's own. The edge tensor
-products that have the form of NequIP's first and last layers run fused
-(:mod:`almomd.ensemble.fused`) in the mapped copy of the network; the members'
-own models keep e3nn's. Packaged models
+any other use of NequIP in the process keeps NequIP's own. NequIP's edge tensor
+products (uvu paths, one channel count) run fused (:mod:`almomd.ensemble.fused`)
+in the mapped copy of the network; the members' own models keep e3nn's. Packaged models
 (``.nequip.zip``) work; compiled ones (``.nequip.pt2``) cannot be mapped and
 are evaluated member by member.
 """
