@@ -52,7 +52,6 @@ class FusedTensorProductScatter(torch.nn.Module):
     def __init__(self, tp: torch.nn.Module):
         super().__init__()
         self.channels, in_order, out_order, blocks, dims = _layout(tp)
-        self.n_in, self.n_edge, self.n_out = dims
         full = _coupling(tp, in_order, out_order, dims)  # (n_edge, n_in, n_out)
         # every input irrep's slice of the flat features and its components
         self.irreps = [(s.start, s.stop, ir.dim) for (_, ir), s in
@@ -60,7 +59,7 @@ class FusedTensorProductScatter(torch.nn.Module):
         # per path: its input irrep, its number of outputs, its columns of G
         self.paths, columns = [], []
         for p, ((a0, a1), (k0, k1)) in enumerate(blocks):
-            columns.append(full[:, a0:a1, k0:k1].reshape(self.n_edge, -1))
+            columns.append(full[:, a0:a1, k0:k1].reshape(full.shape[0], -1))
             self.paths.append((tp.instructions[p].i_in1, k1 - k0))
         self.sizes = [c.shape[1] for c in columns]
         # buffers of this layer alone: not among the members' stacked buffers, so
