@@ -81,7 +81,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from almomd.reporting.status import campaign_state, campaign_status, format_table
+    from almomd.reporting.status import (
+        campaign_state,
+        campaign_status,
+        format_table,
+        labeling_notes,
+    )
 
     problem = _campaign_directory("status", args.directory)
     if problem:
@@ -91,14 +96,15 @@ def _status(args: argparse.Namespace) -> int:
     except ValueError as error:  # DataFileError, or a truncated table or summary
         print(f"almomd status: {error}", file=sys.stderr)
         return 1
-    state = campaign_state(args.directory, rows)
-    changes = {}
+    changes, config = {}, None
     config_path = _config_path(args)
     if config_path.is_file():
         try:
-            changes = changed_settings(args.directory, load_config(config_path, False))
+            config = load_config(config_path, False)
+            changes = changed_settings(args.directory, config)
         except ConfigError as error:
             print(f"warning: {config_path}: {error}", file=sys.stderr)
+    state = campaign_state(args.directory, rows, config)
     if args.json:  # the rows of status.json, plus what changed since an iteration ran
         for row in rows:
             if row["iteration"] in changes:
@@ -107,6 +113,8 @@ def _status(args: argparse.Namespace) -> int:
         return 1 if state.damaged else 0
     print(f"campaign in {Path(args.directory).resolve()}")
     print(format_table(rows))
+    for note in labeling_notes(args.directory):
+        print(note)
     print(f"campaign: {state.text}")
     for iteration, lines in changes.items():
         print(

@@ -42,6 +42,8 @@ SELECTION_SUMMARY = ITERATION + "/selection/summary.json"
 LABELED = ITERATION + "/labels/labeled_{batch}.extxyz"
 FAILED = ITERATION + "/labels/failed_{batch}.extxyz"
 DECISION = ITERATION + "/decision.json"
+#: the stop rules an iteration was decided again under (after they changed), numbered
+REDECISION = ITERATION + "/redecision_{redecision}.json"
 
 # the campaign's summaries and production runs
 STATUS = RESULTS + "/status.json"

@@ -2,6 +2,7 @@
 
 import pytest
 
+from almomd.evaluation import convergence
 from almomd.evaluation.convergence import decide
 from almomd.settings.sections import Convergence
 
@@ -77,3 +78,18 @@ def test_few_or_no_selected_frames_converge():
     assert decide(0, 5, heldout(), [0.5], 2, rule(min_selected=3)).converged
     assert not decide(0, 5, heldout(), [0.5], 3, rule(min_selected=3)).stop
     assert decide(0, 5, heldout(), [0.5], 0, rule()).converged
+
+
+def test_a_changed_stop_rule_redecides_only_the_last_iteration():
+    then = {"max_iterations": 2, "convergence": {"force_rmse": 0.05, "patience": 1}, "seed": 1}
+    now = {**then, "seed": 2}  # not a stop rule
+    assert convergence.changed_stop_rules(then, now) == []
+    now = {**then, "max_iterations": 3, "convergence": {"force_rmse": 0.04, "patience": 1}}
+    assert convergence.changed_stop_rules(then, now) == [
+        "convergence.force_rmse: 0.05 -> 0.04",
+        "max_iterations: 2 -> 3",
+    ]
+    decision = {"stop": True, "settings": then}
+    assert convergence.redecided(decision, False, now) == convergence.changed_stop_rules(then, now)
+    assert convergence.redecided(decision, True, now) == []  # history: the next one has begun
+    assert convergence.redecided({"stop": True}, False, now) == []  # settings not recorded

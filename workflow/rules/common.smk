@@ -6,6 +6,7 @@ from pathlib import Path
 
 from almomd import layout, lineage
 from almomd.errors import ConfigError
+from almomd.evaluation.convergence import redecided, stop_rules
 from almomd.settings.files import chemical_symbols
 from almomd.settings.history import check_unchanged_layout
 from almomd.settings.campaign import member_packs, walker_packs
@@ -47,8 +48,8 @@ GENERATE_INITIAL = SETTINGS.initial_data.file is None
 COMPILED = SETTINGS.training.compile
 ELEMENTS = chemical_symbols(config, Path.cwd())
 UNCERTAINTY_KEY = SETTINGS.uncertainty.column
-# what a finished campaign has, after every iteration: its status and report
-CAMPAIGN_TARGETS = [layout.STATUS, f"{layout.REPORT_DIR}/report.html"]
+STOP_RULES = stop_rules(config)
+ITERATIONS_BEGUN = layout.iterations(Path.cwd())
 
 
 def check_campaign_files():
@@ -66,6 +67,9 @@ def check_campaign_files():
         return {str(Path(t).resolve()) for t in targets}
 
     for summary in lineage.unreadable_summaries(root):
+        if DRY_RUN:  # a dry run writes and deletes nothing
+            print(f"{summary} cannot be read (truncated?): a run writes it again")
+            continue
         print(
             f"{summary} cannot be read (truncated?): it is written again",
             file=sys.stderr,
@@ -90,6 +94,8 @@ def check_campaign_files():
         )
 
 
+# snakemake -n (--dry-run): plan only, touch no file
+DRY_RUN = bool(getattr(workflow.output_settings, "dryrun", False))
 if workflow.is_main_process:
     check_campaign_files()
 
@@ -107,6 +113,7 @@ wildcard_constraints:
     walker="[0-9]+",
     batch="[0-9]+",
     condition="[0-9]+",
+    redecision="[1-9][0-9]*",
 
 
 def ensemble_files(iteration):
@@ -255,6 +262,44 @@ def selection_history(wildcards):
     ]
 
 
+def _decision(iteration):
+    """The iteration's decision as it stands, or None (not decided, unreadable)."""
+    path = layout.path(layout.DECISION, iteration=iteration)
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def _redecision_changes(iteration):
+    """What changed of the stop rules the iteration's decision was made under ([]: none)."""
+    decision = _decision(iteration)
+    if decision is None:
+        return []
+    return redecided(decision, iteration + 1 in ITERATIONS_BEGUN, config)
+
+
+def redecision(wildcards):
+    """The stop rules a decision waits for: new ones when the rules it was made under
+    changed (almomd.evaluation.convergence.redecided), else those it was last made again
+    under (so that its inputs stay the same), or none."""
+    iteration = int(wildcards.iteration)
+    decision = _decision(iteration) or {}
+    again = decision.get("redecision") or {}
+    if _redecision_changes(iteration):
+        number = again.get("number", 0) + 1
+        return {
+            "redecision": layout.REDECISION.format(
+                iteration=iteration, redecision=number
+            )
+        }
+    return {"redecision": again["file"]} if again.get("file") else {}
+
+
+def stop_rule_changes(wildcards):
+    return _redecision_changes(int(wildcards.iteration))
+
+
 def campaign_decisions(wildcards):
     """Decisions of all iterations run, following the checkpoints until one stops."""
     if SETTINGS.plan_all_iterations:
@@ -266,3 +311,11 @@ def campaign_decisions(wildcards):
         if json.loads(Path(path).read_text())["stop"]:
             break
     return decisions
+
+
+# what a finished campaign has: every iteration's decision, its status and report
+CAMPAIGN_TARGETS = [
+    campaign_decisions,
+    layout.STATUS,
+    f"{layout.REPORT_DIR}/report.html",
+]

@@ -42,6 +42,7 @@ rule merge_labels:
 
 checkpoint decide:
     input:
+        unpack(redecision),
         metrics=layout.TEST_METRICS,
         heldout_summary=layout.HELDOUT_SUMMARY,
         heldout_table=layout.HELDOUT_TABLE,
@@ -58,6 +59,21 @@ checkpoint decide:
         campaign=config,
     script:
         "../scripts/decide.py"
+
+
+rule redecide:
+    output:
+        layout.REDECISION,
+    log:
+        layout.log("redecide_{redecision}"),
+    localrule: True
+    conda:
+        "../envs/almomd.yaml"
+    params:
+        rules=STOP_RULES,
+        changes=stop_rule_changes,
+    script:
+        "../scripts/redecide.py"
 
 
 rule write_status:

@@ -13,4 +13,5 @@ stages.decide(
     selection_summaries=list(snakemake.input.selections),
     out=snakemake.output[0],
     campaign=snakemake.params.campaign,
+    redecision=snakemake.input.get("redecision"),
 )

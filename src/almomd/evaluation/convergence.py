@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from almomd.settings.history import flatten
 from almomd.settings.sections import Convergence
 
 
@@ -151,3 +152,41 @@ def decide(
     return Decision(
         iteration, False, False, f"continue: {progress}; {n_selected} frames to label", figures
     )
+
+
+#: the settings that decide when a campaign stops; changing one re-decides its last iteration
+STOP_RULES = ("max_iterations", "convergence")
+
+
+def stop_rules(config: dict[str, Any]) -> dict[str, Any]:
+    """The stop rules of a (validated) campaign configuration."""
+    return {key: config.get(key) for key in STOP_RULES}
+
+
+def changed_stop_rules(decided_with: dict[str, Any] | None, config: dict[str, Any]) -> list[str]:
+    """The stop rules that differ between a decision's settings and ``config`` now.
+
+    Each change reads ``key: <then> -> <now>``; a decision without recorded
+    settings (an older campaign) is taken as made under the current rules.
+    """
+    if not decided_with:
+        return []
+    then, now = flatten(stop_rules(decided_with)), flatten(stop_rules(config))
+    return [
+        f"{key}: {then.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(then) | set(now))
+        if then.get(key) != now.get(key)
+    ]
+
+
+def redecided(decision: dict[str, Any], next_begun: bool, config: dict[str, Any]) -> list[str]:
+    """Why the iteration of ``decision`` is decided again under ``config``'s stop rules, or [].
+
+    The last decided iteration (``next_begun``: the next iteration has begun) is
+    decided again when the stop rules it was decided under changed: raising
+    ``max_iterations`` or tightening a target goes on from there, loosening one
+    stops there. Earlier decisions are history and stay as they were made.
+    """
+    if next_begun:
+        return []
+    return changed_stop_rules(decision.get("settings"), config)

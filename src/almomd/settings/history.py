@@ -70,11 +70,12 @@ def check_unchanged_layout(config: dict[str, Any], root: Path | str) -> None:
                 )
 
 
-def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{"section.key": value}``."""
     flat = {}
     for key, value in settings.items():
         if isinstance(value, dict) and value:
-            flat |= _flatten(value, f"{prefix}{key}.")
+            flat |= flatten(value, f"{prefix}{key}.")
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -103,10 +104,10 @@ def changed_settings(root: Path | str, config: dict[str, Any]) -> dict[int, list
 
     Each change reads ``key: <then> (now <now>)``; iterations without changes are left out.
     """
-    now = _flatten(config)
+    now = flatten(config)
     changes = {}
     for iteration, settings in sorted(recorded_settings(root).items()):
-        then = _flatten(settings)
+        then = flatten(settings)
         if _is_bundled_template(then.get("model.template")):  # as recorded before
             then["model.template"] = None
         lines = [

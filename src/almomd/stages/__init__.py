@@ -20,7 +20,13 @@ from almomd.stages.data import (
 )
 from almomd.stages.exploration import explore, explore_pack, production_md
 from almomd.stages.heldout import heldout_dataset, reference_md
-from almomd.stages.iteration import decide, evaluate, evaluate_heldout, select_frames
+from almomd.stages.iteration import (
+    decide,
+    evaluate,
+    evaluate_heldout,
+    redecide,
+    select_frames,
+)
 from almomd.stages.training import (
     compile_member,
     fit_novelty,
@@ -44,6 +50,7 @@ __all__ = [
     "labeler_check",
     "merge_labels",
     "production_md",
+    "redecide",
     "reference_md",
     "select_frames",
     "subset",
