@@ -59,6 +59,7 @@ class Damage:
 
     missing: str  # path relative to the campaign directory
     used_by: str  # an existing file made from it
+    problem: str = "is missing"  # what is wrong with it (cut short: what it lacks)
     request: tuple[str, ...] = ()  # targets that remake it exactly; nothing else is redone
     delete: tuple[str, ...] = ()  # else: what to delete so that what depends on it is redone
 
@@ -66,7 +67,7 @@ class Damage:
 def advice(found: list[Damage]) -> str:
     """What is lost and the one way back (the smallest deletion, else the targets to request)."""
     first = found[0]
-    lost = f"{first.missing} is missing, but {first.used_by} was made from it"
+    lost = f"{first.missing} {first.problem}, but {first.used_by} was made from it"
     if len(found) > 1:
         lost += f" ({len(found) - 1} more lost: {', '.join(d.missing for d in found[1:])})"
     deleted = [p for d in found for p in d.delete]
@@ -112,6 +113,61 @@ def _after(step: str) -> set[str]:
     return found
 
 
+def count_frames(path: Path | str) -> int | None:
+    """The number of frames of an extxyz file, or None where the file is cut short.
+
+    Reads only the atom counts, so a campaign's label files are checked in
+    moments before every run (a whole frame is an atom count, a comment line
+    and that many atom lines).
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    n_frames, at = 0, 0
+    while at < len(lines):
+        if not lines[at].strip() and all(not line.strip() for line in lines[at:]):
+            break  # trailing blank lines
+        try:
+            n_atoms = int(lines[at])
+        except ValueError:
+            return None
+        at += n_atoms + 2
+        if at > len(lines) or (n_atoms and not lines[at - 1].strip()):
+            return None
+        n_frames += 1
+    return n_frames
+
+
+def cut_short_batches(
+    root: Path | str, sent: str, labeled: str, failed: str, n_batches: int
+) -> list[tuple[str, str, str]]:
+    """The labeling batches whose files hold fewer frames than were sent to labeling.
+
+    ``sent``, ``labeled`` and ``failed`` are paths (relative to ``root``) of the
+    frames sent and of the batches' files (``{batch}`` in them); frames are dealt
+    to batches round-robin. Returns (labeled file, failed file, what is wrong)
+    for each batch whose two files both exist but do not add up to its frames.
+    """
+    root = Path(root)
+    n_sent = count_frames(root / sent) if (root / sent).is_file() else None
+    if n_sent is None:
+        return []
+    found = []
+    for b in range(n_batches):
+        files = [pattern.format(batch=b) for pattern in (labeled, failed)]
+        if not all((root / f).is_file() for f in files):
+            continue
+        counts = [count_frames(root / f) for f in files]
+        expected = len(range(b, n_sent, n_batches))
+        if None in counts:
+            found.append((*files, "is cut short (its last frame is incomplete)"))
+        elif sum(counts) != expected:
+            lacks = f"holds {sum(counts)} of the {expected} frames sent to labeling"
+            found.append((*files, f"{lacks} with its failed file (cut short or edited)"))
+    return found
+
+
 def _initial_inputs_intact(root: Path, n_batches: int, generated: bool) -> bool:
     if not generated:
         return True  # the user's initial data file (checked with the config)
@@ -119,6 +175,12 @@ def _initial_inputs_intact(root: Path, n_batches: int, generated: bool) -> bool:
         (root / layout.INITIAL_LABELED.format(batch=b)).is_file()
         and (root / layout.INITIAL_FAILED.format(batch=b)).is_file()
         for b in range(n_batches)
+    ) and not _cut_initial(root, n_batches)
+
+
+def _cut_initial(root: Path, n_batches: int) -> list[tuple[str, str, str]]:
+    return cut_short_batches(
+        root, layout.INITIAL_CANDIDATES, layout.INITIAL_LABELED, layout.INITIAL_FAILED, n_batches
     )
 
 
@@ -139,6 +201,13 @@ def damage(
         return (root / path).is_file()
 
     rebuildable = {0: _initial_inputs_intact(root, n_batches, generated_initial)}
+    cut = _cut_initial(root, n_batches) if generated_initial else []
+    made = [f for f in (layout.TRAIN.format(iteration=0), layout.TEST_SET) if exists(f)]
+    if cut and made:  # labels again, and every iteration made from them again
+        redone = [layout.ITERATION.format(iteration=j) for j in existing]
+        redone += [layout.TEST_SET] * exists(layout.TEST_SET)
+        files = tuple(f for labeled, failed, _ in cut for f in (labeled, failed))
+        found.append(Damage(cut[0][0], made[0], cut[0][2], delete=files + tuple(redone)))
     evaluated = (layout.TEST_METRICS.format(iteration=i) for i in iterations)
     used = next((f for f in evaluated if exists(f)), None)
     if used and not exists(layout.TEST_SET) and rebuildable[0]:
@@ -173,9 +242,24 @@ def damage(
             if redone:
                 used = made[0] if made else redone[0]
                 found.append(Damage(lost[0], used, delete=tuple(redone)))
+        cut = cut_short_batches(
+            root,
+            layout.SELECTED.format(iteration=i),
+            layout.LABELED.format(iteration=i, batch="{batch}"),
+            layout.FAILED.format(iteration=i, batch="{batch}"),
+            n_batches,
+        )
+        made = [next_train] if exists(next_train) else []
+        made += [layout.ITERATION.format(iteration=j) for j in later]
+        if cut and made:  # labels again, and the iterations made from them again
+            batch_files = tuple(f for labeled, failed, _ in cut for f in (labeled, failed))
+            redone = [layout.ITERATION.format(iteration=j) for j in later]
+            found.append(Damage(cut[0][0], made[0], cut[0][2], delete=batch_files + tuple(redone)))
         # the next training set is exact from this one, the selection and the labels
-        rebuildable[i + 1] = (exists(train) or rebuildable.get(i, False)) and all(
-            exists(f) for step in NEXT_TRAINING_SET for f in files[step]
+        rebuildable[i + 1] = (
+            (exists(train) or rebuildable.get(i, False))
+            and all(exists(f) for step in NEXT_TRAINING_SET for f in files[step])
+            and not cut
         )
     return found
 

@@ -124,3 +124,59 @@ def test_a_campaign_begun_without_the_labeler_check_goes_on_without_it(tmp_path)
                        layout.INITIAL_LABELED.format(batch=0), (check.key,))  # fmt: skip
     assert remaining([check, label], root) == []
     assert remaining([check, label], tmp_path) == [check, label]
+
+
+def write_frames(path: Path, n: int) -> None:
+    """``n`` frames of 32 Cu atoms, as extxyz."""
+    from ase.build import bulk
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path, [bulk("Cu", cubic=True).repeat(2) for _ in range(n)], format="extxyz")
+
+
+def test_frames_are_counted_and_a_cut_short_file_is_told(tmp_path):
+    path = tmp_path / "frames.extxyz"
+    write_frames(path, 3)
+    assert lineage.count_frames(path) == 3
+    text = path.read_text()
+    path.write_text(text[: len(text) - 100])  # the last frame cut in the middle
+    assert lineage.count_frames(path) is None
+    one_frame = len(text) // 3
+    path.write_text(text[:one_frame])  # at a frame's end: one whole frame
+    assert lineage.count_frames(path) == 1
+    path.write_text("")
+    assert lineage.count_frames(path) == 0
+
+
+def test_a_label_file_with_fewer_frames_than_were_sent_is_damage(tmp_path):
+    """5 frames sent in 2 batches (3 and 2): batch 0 gives 2 labeled + 0 failed, which
+    is damage once iteration 1 was made from it; the way back deletes the batch's files
+    and the iterations trained on it, and damages nothing when it is whole."""
+    root = campaign(tmp_path, iterations=3)
+    write_frames(root / layout.SELECTED.format(iteration=0), 5)
+    labeled, failed = (p.format(iteration=0, batch=0) for p in (layout.LABELED, layout.FAILED))
+    write_frames(root / labeled, 3)
+    write_frames(root / failed, 0)
+    write_frames(root / layout.LABELED.format(iteration=0, batch=1), 1)
+    write_frames(root / layout.FAILED.format(iteration=0, batch=1), 1)
+    assert damage(root) == []
+    write_frames(root / labeled, 2)  # cut short at a frame's end
+    (found,) = damage(root)
+    assert found.missing == labeled
+    assert "holds 2 of the 3 frames sent to labeling" in found.problem
+    assert found.delete == (labeled, failed, "results/iter_1", "results/iter_2")
+    text = lineage.advice([found])
+    assert text.startswith(f"{labeled} holds 2 of the 3 frames")
+    assert "delete results/iter_0/labels/labeled_0.extxyz results/iter_0/labels/failed_0" in text
+    # the same cut in the initial labels: every iteration and the test set are made again
+    (root / labeled).write_text("")
+    write_frames(root / labeled, 3)
+    write_frames(root / layout.INITIAL_CANDIDATES, 4)
+    for b, n in enumerate((2, 1)):
+        write_frames(root / layout.INITIAL_LABELED.format(batch=b), n)
+        write_frames(root / layout.INITIAL_FAILED.format(batch=b), 0)
+    (found,) = damage(root)
+    assert found.missing == layout.INITIAL_LABELED.format(batch=1)
+    assert found.delete[2:] == ("results/iter_0", "results/iter_1", "results/iter_2",
+                                layout.TEST_SET)  # fmt: skip
