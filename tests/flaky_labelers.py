@@ -105,14 +105,31 @@ class NoStress(EMT):
 
 class FailsAfter(EMT):
     """EMT that fails from its ``after``-th single point on, unless ``mixing`` is small
-    (as the fallback sets): an SCF that stops converging on a hot MD step."""
+    (as the fallback sets): an SCF that stops converging on a hot MD step. The calls
+    are counted per directory, so a fresh calculator there fails as well."""
+
+    calls: dict[str, int] = {}
 
     def __init__(self, after=5, mixing=0.7, **kwargs):
         super().__init__(**kwargs)
-        self.after, self.mixing, self.calls = after, mixing, 0
+        self.after, self.mixing = after, mixing
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        calls = self.calls[str(self.directory)] = self.calls.get(str(self.directory), 0) + 1
+        if self.mixing > 0.3 and calls >= self.after:
+            raise RuntimeError(f"SCF did not converge (call {calls})")
+        super().calculate(atoms, properties, system_changes)
+
+
+class FailsEveryThird(EMT):
+    """EMT that raises on every third single point: a code that fails now and then."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         self.calls += 1
-        if self.mixing > 0.3 and self.calls >= self.after:
+        if self.calls % 3 == 0:
             raise RuntimeError(f"SCF did not converge (call {self.calls})")
         super().calculate(atoms, properties, system_changes)

@@ -1,5 +1,7 @@
 """Reference MD with the labeler: decorrelated, labeled frames of independent trajectories."""
 
+import logging
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -81,6 +83,26 @@ def test_a_failed_step_is_redone_with_the_labelers_fallback(tmp_path, caplog):
                 labeler=Labeler(LabelerSettings(**flaky)))  # fmt: skip
     assert "trajectory 0 stopped: labeler failed after 9 steps" in caplog.text
     assert plain[-1].info["al_step"] < frames[-1].info["al_step"]
+
+
+def test_a_labeler_that_fails_now_and_then_gives_every_frame(tmp_path, caplog):
+    """Every third single point raises: each failed step is redone from the state before
+    it with fresh velocities, the run gives all its frames, and says how many it redid."""
+    caplog.set_level(logging.INFO)
+    labeler = Labeler(LabelerSettings(name="flaky_labelers:FailsEveryThird"))
+    frames = run(tmp_path, equilibration=6, between=3, n=4, trajectories=2, labeler=labeler)
+    assert len(frames) == 4
+    assert_labels_equal(frames, frames, EMT, atol=1e-6)
+    redone = {a.info["al_trajectory"]: a.info["al_redone_steps"] for a in frames}
+    assert set(redone) == {"c0-t0", "c0-t1"} and min(redone.values()) > 0
+    assert f"{redone['c0-t0']} failed steps redone" in caplog.text
+    assert "stopped" not in caplog.text
+
+
+def test_a_labeler_that_always_fails_stops_with_its_error(tmp_path):
+    labeler = Labeler(LabelerSettings(name="flaky_labelers:NaNForces"))
+    with pytest.raises(RuntimeError, match="kept 0 frame.*failed in equilibration: .*finite"):
+        run(tmp_path, equilibration=2, between=2, n=3, labeler=labeler)
 
 
 def test_frames_split_over_trajectories():

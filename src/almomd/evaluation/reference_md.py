@@ -31,7 +31,7 @@ from ase import Atoms
 
 from almomd.data.frames import labeled_copy, min_interatomic_distance, write_frames
 from almomd.evaluation.statistics import autocorrelation_time
-from almomd.exploration.md import MDSettings, start_dynamics
+from almomd.exploration.md import MDSettings, start_dynamics, thermalize
 from almomd.labeling.labelers import Labeler
 from almomd.labeling.single_points import single_point, wants_stress
 from almomd.settings.campaign import Condition
@@ -47,6 +47,8 @@ MAX_STRETCH = 4.0
 RELIABLE_LENGTH = 10.0
 #: Steps at least on which the autocorrelation time is measured (within MAX_STRETCH).
 MIN_SERIES = 100
+#: A step the labeler fails is redone this many times in a row before its trajectory stops.
+MAX_REDOS = 5
 
 
 def frames_per_trajectory(n_frames: int, trajectories: int) -> list[int]:
@@ -77,17 +79,19 @@ def reference_settings(exploration: Exploration, condition: Condition) -> MDSett
 
 
 class _Labeling:
-    """The reference MD's calculator: the labeler's, and after a failed step its fallback.
+    """The reference MD's calculator, which redoes the steps the labeler fails.
 
-    A step the labeler fails is redone from the state before it with the labeler's
-    ``fallback`` settings (when set), which then label the rest of the run: one
-    unconverged SCF does not end the held-out truth.
+    A failed step is redone from the state before it: with the labeler's
+    ``fallback`` settings where set (they then label the rest of the run), else
+    with a fresh calculator and fresh velocities, up to ``MAX_REDOS`` times in a
+    row. A labeler that fails now and then does not end the held-out truth.
     """
 
     def __init__(self, labeler: Labeler, directory: Path) -> None:
         self.labeler, self.directory = labeler, directory
         self.calc = labeler.calculator(directory)
         self.first_failure: str | None = None
+        self.redone = 0  # steps redone after a failure, in all trajectories so far
 
     def fall_back(self, atoms: Atoms, exc: Exception) -> bool:
         """Switch ``atoms`` to the fallback calculator; False if there is none (or was)."""
@@ -101,20 +105,54 @@ class _Labeling:
         atoms.calc = self.calc
         return True
 
+    def start_again(self, atoms: Atoms) -> None:
+        """A fresh calculator of the same settings (a failed one may keep a broken state)."""
+        self.labeler.discard()
+        fallback = self.first_failure is not None
+        where = self.directory / "fallback" if fallback else self.directory
+        self.calc = self.labeler.calculator(where, fallback=fallback)
+        atoms.calc = self.calc
 
-def _advance(atoms: Atoms, dyn, labeling: _Labeling, steps: int) -> None:
-    """Run ``steps`` MD steps; a failed one is redone from its start with the fallback."""
-    for _ in range(steps):
-        state = atoms.get_positions(), atoms.get_momenta(), atoms.get_cell()[:]
+
+def _step(
+    atoms: Atoms, dyn, labeling: _Labeling, temperature: float, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
+    """Advance one MD step and return its energy and forces, redoing a failed step.
+
+    A step the labeler fails (it raises, or gives unusable results) is redone from
+    the state before it (see :class:`_Labeling`); after ``MAX_REDOS`` failures in a
+    row the labeler's error is raised.
+    """
+    positions, momenta, cell = atoms.get_positions(), atoms.get_momenta(), atoms.get_cell()[:]
+    failures = 0
+    while True:
         try:
             dyn.run(1)
+            energy, forces, _ = single_point(atoms, atoms.calc, False)
+            return energy, forces
         except Exception as exc:
-            if not labeling.fall_back(atoms, exc):
+            atoms.set_cell(cell)
+            atoms.set_positions(positions)
+            if labeling.fall_back(atoms, exc):
+                atoms.set_momenta(momenta)
+                continue
+            failures += 1
+            if failures > MAX_REDOS:
                 raise
-            atoms.set_cell(state[2])
-            atoms.set_positions(state[0])
-            atoms.set_momenta(state[1])
-            dyn.run(1)
+            labeling.redone += 1
+            log.warning(
+                "reference MD: a step failed (%s: %s); redone from the state before it with "
+                "fresh velocities (%d of at most %d in a row)",
+                type(exc).__name__, exc, failures, MAX_REDOS,
+            )  # fmt: skip
+            labeling.start_again(atoms)
+            thermalize(atoms, temperature, rng)
+
+
+def _advance(atoms: Atoms, dyn, labeling: _Labeling, steps: int, temperature: float, rng) -> None:
+    """Run ``steps`` MD steps, each failed one redone (see :func:`_step`)."""
+    for _ in range(steps):
+        _step(atoms, dyn, labeling, temperature, rng)
 
 
 class _Run:
@@ -129,18 +167,24 @@ class _Run:
         return np.array([state[2] for state in self.states])
 
 
-def _record(atoms: Atoms, labeling: _Labeling, md: MDSettings, run: _Run, steps: int, dyn) -> bool:
+def _record(
+    atoms: Atoms, labeling: _Labeling, md: MDSettings, run: _Run, steps: int, dyn, rng
+) -> bool:
     """Advance and record ``steps`` states; False (with the reason) when the run must stop."""
     for _ in range(steps):
         try:
             if run.states:  # the first state is the equilibrated one
-                _advance(atoms, dyn, labeling, 1)
-            energy, forces, _ = single_point(atoms, atoms.calc, False)  # the step's own results
+                energy, forces = _step(atoms, dyn, labeling, md.temperature, rng)
+            else:
+                energy, forces, _ = single_point(atoms, atoms.calc, False)
         except Exception as exc:  # a code fails in its own way; keep the states so far
             failed = f"{type(exc).__name__}: {exc}"
             if labeling.first_failure:
                 failed += f" (with labeler.fallback, after {labeling.first_failure})"
-            run.reason = f"labeler failed after {len(run.states)} steps: {failed}"
+            run.reason = (
+                f"labeler failed after {len(run.states)} steps ({MAX_REDOS + 1} tries of "
+                f"the next): {failed}"
+            )
             return False
         if (
             not np.isfinite(atoms.positions).all()
@@ -165,14 +209,14 @@ def trajectory(
     atoms, dyn, _ = start_dynamics(start, labeling.calc, md, rng)
     run = _Run()
     try:
-        _advance(atoms, dyn, labeling, equilibration_steps)
+        _advance(atoms, dyn, labeling, equilibration_steps, md.temperature, rng)
     except Exception as exc:
         run.reason = f"labeler failed in equilibration: {type(exc).__name__}: {exc}"
         return [], run, math.nan
     planned = steps_between * (n_frames - 1) + 1
     limit = max(planned, int(MAX_STRETCH * planned))
     wanted, tau, stride = planned, 0.5, steps_between
-    while _record(atoms, labeling, md, run, wanted - len(run.states), dyn):
+    while _record(atoms, labeling, md, run, wanted - len(run.states), dyn, rng):
         tau = autocorrelation_time(run.energies)
         stride = max(steps_between, math.ceil(2.0 * tau))
         needed = max(stride * (n_frames - 1) + 1, math.ceil(RELIABLE_LENGTH * tau), MIN_SERIES)
@@ -214,13 +258,17 @@ def reference_md(
     labeling = _Labeling(labeler, labeler_directory(out))
     label = condition.label
     frames: list[Atoms] = []
+    reasons: list[str] = []
     started = time.perf_counter()
     for index, (count, rng) in enumerate(
         zip(frames_per_trajectory(n_frames, len(rngs)), rngs, strict=True)
     ):
+        redone_before = labeling.redone
         kept, run, tau = trajectory(
             start, labeling, md, count, equilibration_steps, steps_between, rng
         )
+        redone = labeling.redone - redone_before
+        reasons.append(f"trajectory {index}: {run.reason}")
         name = f"c{condition.index}-t{index}"
         for i in kept:
             positions, cell, energy, forces = run.states[i]
@@ -244,13 +292,15 @@ def reference_md(
                     al_condition=label,
                     al_system=condition.system,
                     al_trajectory=name,
+                    al_redone_steps=redone,  # failed steps of its trajectory, redone
                 )
             )
         stride = kept[1] - kept[0] if len(kept) > 1 else 0
         log.info(
             "reference MD %s, trajectory %d: %d frames %d steps apart (tau of the energy "
-            "%.1f steps, %d steps after equilibration; %s; %.0f s so far)",
-            label, index, len(kept), stride, tau, len(run.states), run.reason,
+            "%.1f steps, %d steps after equilibration; %d failed steps redone; %s; %.0f s "
+            "so far)",
+            label, index, len(kept), stride, tau, len(run.states), redone, run.reason,
             time.perf_counter() - started,
         )  # fmt: skip
         if run.reason != "completed":
@@ -258,7 +308,8 @@ def reference_md(
     if len(frames) < 2:
         raise RuntimeError(
             f"reference MD at {label} kept {len(frames)} frame(s); held-out truth needs at "
-            "least 2: check the labeler (see the log), or use heldout.source: audit or file"
+            f"least 2 ({'; '.join(reasons)}): fix the labeler, or use heldout.source: audit "
+            "or file"
         )
     write_frames(out, frames)
     return frames

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pandas as pd
 
 from almomd import layout, lineage
 from almomd.data.frames import read_frames
+from almomd.evaluation.convergence import redecided
 from almomd.evaluation.heldout import status_figures
 
 KEYS = (
@@ -151,12 +154,15 @@ class CampaignState:
     damaged: bool = False
 
 
-def campaign_state(root: Path | str, rows: list[dict[str, Any]]) -> CampaignState:
+def campaign_state(
+    root: Path | str, rows: list[dict[str, Any]], config: dict[str, Any] | None = None
+) -> CampaignState:
     """The state of the campaign in ``root`` from its iterations' files (``rows``: its status).
 
     Finished only where every iteration up to one that decided to stop has its
-    decision; damaged where results were made from files that are gone
-    (:mod:`almomd.lineage`, with the way back).
+    decision, and (given the campaign's ``config``) the stop rules it decided
+    under are still those of the config; damaged where results were made from
+    files that are gone or cut short (:mod:`almomd.lineage`, with the way back).
     """
     root = Path(root)
     per_iteration = [
@@ -171,18 +177,99 @@ def campaign_state(root: Path | str, rows: list[dict[str, Any]]) -> CampaignStat
     if found:
         return CampaignState("DAMAGED: " + lineage.advice(found), damaged=True)
     if not rows:
+        stopped = stopped_steps(root)
+        if stopped:
+            return CampaignState("not started: a step before the first iteration failed: "
+                                 + "; ".join(stopped))  # fmt: skip
         return CampaignState("not started (no iteration yet): run snakemake")
     following = 0  # the first iteration without a decision
+    begun = {row["iteration"] for row in rows}
     for row in rows:
-        decision = layout.path(layout.DECISION, root, iteration=row["iteration"])
-        if row["iteration"] != following or not decision.is_file():
+        path = layout.path(layout.DECISION, root, iteration=row["iteration"])
+        if row["iteration"] != following or not path.is_file():
             break
-        if json.loads(decision.read_text())["stop"]:
+        decision = json.loads(path.read_text())
+        changes = redecided(decision, following + 1 in begun, config) if config else []
+        if changes:
+            return CampaignState(
+                f"not finished: the stop rules changed since iteration {following} was "
+                f"decided ({'; '.join(changes)}): snakemake decides it again, and goes on "
+                "if they say so"
+            )
+        if decision["stop"]:
             return CampaignState(f"finished at iteration {following}")
         following += 1
     return CampaignState(
         f"not finished: iteration {following} runs next (snakemake goes on from there)"
     )
+
+
+#: steps before the first iteration that label: (log, the output it writes), by wildcard
+_LABELING_STEPS = (
+    (layout.log("labeler_check", "initial"), layout.LABELER_CHECK),
+    (layout.log("label_{batch}", "initial"), layout.INITIAL_LABELED),
+    (layout.log("datasets", "initial"), layout.TRAIN.format(iteration=0)),
+    (layout.log("reference_{condition}", "heldout"), layout.REFERENCE_MD),
+)
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed)\b.*")
+
+
+def stopped_steps(root: Path | str) -> list[str]:
+    """Why a step before the first iteration failed: the error of each whose log ends
+    in one and whose output is missing (the labeler's check, initial labels, data sets,
+    reference MD)."""
+    root = Path(root)
+    found = []
+    for log_pattern, output in _LABELING_STEPS:
+        wildcard = re.search(r"\{(\w+)\}", log_pattern)
+        for log_file in sorted(root.glob(re.sub(r"\{\w+\}", "*", log_pattern))):
+            values = {}
+            if wildcard:
+                prefix, suffix = log_pattern.split(wildcard.group(0))
+                values[wildcard.group(1)] = str(log_file.relative_to(root))[
+                    len(prefix) : -len(suffix)
+                ]
+            if (root / output.format(**values)).is_file():
+                continue
+            errors = [
+                m.group(0) for m in map(_ERROR_LINE.match, log_file.read_text().splitlines()) if m
+            ]
+            if errors:
+                found.append(f"{log_file.relative_to(root)}: {errors[-1][:400]}")
+    return found
+
+
+def labeling_notes(root: Path | str) -> list[str]:
+    """What the labeler failed on outside the iterations: the initial frames it could not
+    label (with the commonest reasons) and the reference MD steps it redid."""
+    root = Path(root)
+    notes = []
+    failed = [
+        a
+        for f in sorted(root.glob(layout.INITIAL_FAILED.format(batch="*")))
+        for a in read_frames(f)
+    ]
+    if failed:
+        sent = root / layout.INITIAL_CANDIDATES
+        total = f" of {len(read_frames(sent))}" if sent.is_file() else ""
+        reasons = Counter(str(a.info.get("fail_reason")) for a in failed)
+        common = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(2))
+        notes.append(f"initial data: {len(failed)}{total} frames failed to label ({common})")
+    for path in sorted(root.glob(layout.REFERENCE_MD.format(condition="*"))):
+        frames = read_frames(path)
+        redone: dict[str, int] = {}
+        for atoms in frames:
+            trajectory = str(atoms.info.get("al_trajectory"))
+            redone[trajectory] = max(
+                redone.get(trajectory, 0), int(atoms.info.get("al_redone_steps", 0))
+            )
+        if sum(redone.values()):
+            condition = frames[0].info.get("al_condition", path.stem) if frames else path.stem
+            notes.append(
+                f"reference MD {condition}: {sum(redone.values())} steps the labeler failed "
+                f"were redone ({path.relative_to(root)})"
+            )
+    return notes
 
 
 def write_status(root: Path | str, out: Path | str) -> None:
