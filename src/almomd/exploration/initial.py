@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from ase import Atoms, units
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase import Atoms
 
+from almomd.exploration.md import langevin, thermalize
 from almomd.labeling.single_points import make_calculator
 from almomd.settings.sections import InitialData, Settings
 
@@ -40,15 +39,14 @@ def md_snapshots(
     """Return ``n`` snapshots of a Langevin MD with a cheap calculator."""
     work = atoms.copy()
     work.calc = make_calculator(calculator_name)
-    MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
-    dyn = Langevin(
-        work, 2.0 * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=rng
-    )
+    thermalize(work, temperature, rng)
+    dyn = langevin(work, 2.0, temperature, 0.02, rng)
     frames = []
     for i in range(n):
         dyn.run(steps_between)
         frame = work.copy()
         frame.calc = None
+        frame.set_constraint()  # the dynamics' FixCom, not a constraint of the frame
         frames.append(frame)
         log.info("initial MD snapshot %d/%d (T=%.0f K)", i + 1, n, work.get_temperature())
     return frames

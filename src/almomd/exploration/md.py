@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixCom
+from ase.md import velocitydistribution
 from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from almomd.data.frames import min_interatomic_distance, write_frames
 from almomd.ensemble.calculator import EnsembleCalculator
@@ -62,17 +63,42 @@ class MDSettings:
         return self.temperature + (self.temperature_end - self.temperature) * step / self.steps
 
 
+def langevin(
+    atoms: Atoms, timestep_fs: float, temperature: float, friction: float, rng: np.random.Generator
+) -> Langevin:
+    """NVT Langevin dynamics that sample the canonical distribution, small cells included.
+
+    ASE's own removal of the centre-of-mass drift (``fixcm=True``) does not sample
+    it exactly, most visibly in cells of a few dozen atoms; the centre of mass
+    is held by the ``FixCom`` constraint instead, as ASE recommends.
+    """
+    if not any(isinstance(c, FixCom) for c in atoms.constraints):
+        atoms.set_constraint([*atoms.constraints, FixCom()])
+    return Langevin(
+        atoms,
+        timestep_fs * units.fs,
+        temperature_K=temperature,
+        friction=friction / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+
+
+def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
+    """Fresh Maxwell-Boltzmann velocities at ``temperature``, without centre-of-mass drift."""
+    draw = getattr(velocitydistribution, "thermalize_momenta", None)  # ASE >= 3.29
+    if draw is None:
+        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    else:
+        draw(atoms, temperature, rng=rng)
+    velocitydistribution.Stationary(atoms)
+
+
 def make_dynamics(atoms: Atoms, settings: MDSettings, rng: np.random.Generator):
     """Return the ASE dynamics object for ``settings``."""
     dt = settings.timestep * units.fs
     if settings.thermostat == "nvt_langevin":
-        return Langevin(
-            atoms,
-            dt,
-            temperature_K=settings.temperature,
-            friction=settings.friction / units.fs,
-            rng=rng,
-        )
+        return langevin(atoms, settings.timestep, settings.temperature, settings.friction, rng)
     if settings.thermostat == "npt":
         return LangevinBAOAB(
             atoms,
@@ -146,8 +172,7 @@ def start_dynamics(
 
         calculator = BiasedEnsemble(calculator, UncertaintyBias.from_settings(settings.bias))
     atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature, rng=rng)
-    Stationary(atoms)
+    thermalize(atoms, settings.temperature, rng)
     start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
     return atoms, make_dynamics(atoms, settings, rng), start_volume
 
@@ -225,5 +250,4 @@ def _restart_from(atoms: Atoms, frame: Atoms, temperature: float, rng: np.random
     """Put ``atoms`` back at ``frame``'s positions and cell, with fresh velocities."""
     atoms.set_cell(frame.get_cell(), scale_atoms=False)
     atoms.positions = frame.positions
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
+    thermalize(atoms, temperature, rng)
