@@ -138,7 +138,7 @@ def _cp2k(parameters: dict[str, Any], directory: Path, command: str) -> Calculat
 CODES: dict[str, Code] = {
     "emt": Code(_emt, "ase.calculators.emt", "ase"),
     "tblite": Code(_tblite, "tblite.ase", "tblite"),
-    "gpaw": Code(_gpaw, "gpaw", "gpaw (see the README: it needs libxc and FFTW)"),
+    "gpaw": Code(_gpaw, "gpaw", "gpaw (tests/dft/install.sh shows how: it needs libxc and FFTW)"),
     "espresso": Code(
         _espresso,
         "ase.calculators.espresso",
