@@ -31,8 +31,10 @@ demo: $(BIN)/.installed
 	$(BIN)/almomd status
 	@echo "results: $(CURDIR)/results   status: $(BIN)/almomd status [--json]"
 
+# two workers (pytest-xdist): a module's tests that share a campaign run in one of them
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed $(BIN)/.dft
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks workflow/scripts

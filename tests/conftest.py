@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,14 +54,29 @@ def run(command, cwd, env=None, timeout=1200):
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory):
-    """A fresh virtual environment with almomd installed from its wheel (not editable).
+def made_once(request, tmp_path_factory, name: str, make) -> Path:
+    """The directory ``name`` that ``make(directory)`` fills, made once for all workers.
 
-    Its dependencies (torch, NequIP, Snakemake, ...) come from the test
-    environment through a .pth line; almomd itself only from the wheel.
+    Under pytest-xdist the first worker to ask makes it and the others wait for it
+    (a lock file in the workers' shared temporary directory); a failed make is
+    made again by the next one to ask.
     """
-    where = tmp_path_factory.mktemp("installed")
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if getattr(request.config, "workerinput", None) is not None:
+        shared = shared.parent
+    directory, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            make(directory)
+            done.touch()
+    return directory
+
+
+def _install_wheel(where: Path) -> None:
     built = run(
         [BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", where / "dist", REPO],
         cwd=where,
@@ -75,6 +91,28 @@ def installed(tmp_path_factory):
     )
     pip = run([venv / "bin" / "pip", "install", "--no-deps", "--no-index", wheel], where)
     assert pip.returncode == 0, pip.stderr[-3000:]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the Slurm cluster the Slurm tests started, once every worker is done."""
+    if getattr(session.config, "workerinput", None) is not None:
+        return  # a pytest-xdist worker: the controller stops it
+    stop = REPO / "tests" / "slurm" / "stop-cluster.sh"
+    state = Path(os.environ.get("ALMOMD_SLURM_STATE", "/var/tmp/almomd-slurm")) / "pids"
+    if state.is_file() and state.stat().st_size:
+        subprocess.run(["bash", str(stop)], timeout=120, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory, request):
+    """A fresh virtual environment with almomd installed from its wheel (not editable).
+
+    Its dependencies (torch, NequIP, Snakemake, ...) come from the test
+    environment through a .pth line; almomd itself only from the wheel.
+    """
+    where = made_once(request, tmp_path_factory, "installed", _install_wheel)
+    venv = where / "venv"
+    site = next((venv / "lib").glob("python3*/site-packages"))
     env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)
     found = run(
@@ -140,11 +178,83 @@ def write_emt_frames(path: Path, n: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def campaign(tmp_path_factory) -> Path:
-    """A finished run of the .test campaign (Cu, EMT labels, 2 iterations)."""
-    workdir = copy_test_config(tmp_path_factory.mktemp("campaign"))
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) the tests of a module
+    with a module-scoped fixture (a whole campaign, a Slurm cluster) run in one worker,
+    so that the fixture is made once. The Slurm tests go first: the cluster they start
+    stays up until the session ends (see :func:`pytest_sessionfinish`)."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+    for item in items:
+        scopes = {defs[-1].scope for defs in item._fixtureinfo.name2fixturedefs.values()}
+        if "module" in scopes:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _run_test_campaign(workdir: Path) -> None:
+    copy_test_config(workdir)
     result = snakemake(workdir, "--cores", "2")
     if result.returncode != 0:
         pytest.fail(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return workdir
+
+
+@pytest.fixture(scope="session")
+def campaign(tmp_path_factory, request) -> Path:
+    """A finished run of the .test campaign (Cu, EMT labels, 2 iterations), made once for
+    all workers: tests read it, or copy it to change it."""
+    return made_once(request, tmp_path_factory, "campaign", _run_test_campaign)
+
+
+class CampaignForm:
+    """A copy of the finished .test campaign in one of its three forms, run as a user would.
+
+    ``repository``: the clone's root (its ``workflow/`` and ``profiles/``); ``init``: a
+    directory made by ``almomd init``; ``module``: by ``almomd init --module``. In each,
+    plain ``snakemake`` runs in the directory with ``config/config.yaml``.
+    """
+
+    FORMS = ("repository", "init", "module")
+
+    def __init__(self, finished: Path, root: Path, form: str) -> None:
+        self.root, self.form = root, form
+        if form == "repository":
+            root.mkdir(parents=True)
+            shutil.copytree(REPO / "workflow", root / "workflow")
+            shutil.copytree(REPO / "profiles", root / "profiles", symlinks=True)
+        else:
+            init = [BIN / "almomd", "init", root] + (["--module"] if form == "module" else [])
+            assert run(init, root.parent).returncode == 0
+        self.config = root / "config" / "config.yaml"
+        self.config.parent.mkdir(exist_ok=True)
+        shutil.copy(finished / "config.yaml", self.config)
+        shutil.copy(finished / "cu.xyz", root / "cu.xyz")
+        for part in ("results", "logs", "benchmarks"):
+            shutil.copytree(finished / part, root / part)
+        #: the rule of the campaign's default target
+        self.target_rule = "campaign" if form == "init" else "all"
+
+    def snakemake(self, *args: str) -> subprocess.CompletedProcess:
+        return run([BIN / "snakemake", *args], self.root)
+
+    def almomd(self, command: str, *args: str) -> subprocess.CompletedProcess:
+        return run([BIN / "almomd", command, "--configfile", self.config, *args], self.root)
+
+    def status(self, *args: str) -> subprocess.CompletedProcess:
+        return self.almomd("status", *args)
+
+    def edit(self, change) -> None:
+        """Change the config: ``change(config)`` edits it in place."""
+        config = yaml.safe_load(self.config.read_text())
+        change(config)
+        self.config.write_text(yaml.safe_dump(config))
+
+    def decision(self, iteration: int) -> dict:
+        """The iteration's decision as it stands."""
+        from almomd import layout
+
+        return json.loads(layout.current_decision(self.root, iteration).read_text())
+
+
+@pytest.fixture(params=CampaignForm.FORMS)
+def campaign_form(request, campaign, tmp_path) -> CampaignForm:
+    """The finished .test campaign in each of its three forms (a private copy)."""
+    return CampaignForm(campaign, tmp_path / request.param, request.param)

@@ -42,8 +42,8 @@ SELECTION_SUMMARY = ITERATION + "/selection/summary.json"
 LABELED = ITERATION + "/labels/labeled_{batch}.extxyz"
 FAILED = ITERATION + "/labels/failed_{batch}.extxyz"
 DECISION = ITERATION + "/decision.json"
-#: the stop rules an iteration was decided again under (after they changed), numbered
-REDECISION = ITERATION + "/redecision_{redecision}.json"
+#: the iteration decided again after the stop rules changed: its 2nd, 3rd, ... decision
+REDECISION = ITERATION + "/decision_{redecision}.json"
 
 # the campaign's summaries and production runs
 STATUS = RESULTS + "/status.json"
@@ -105,6 +105,28 @@ def member_file(iteration: int, subset: int, seed: int, compiled: bool = False) 
 def batch_files(pattern: str, root: Path | str, iteration: int) -> list[Path]:
     """The existing files of every labeling batch of ``pattern`` (``LABELED``, ``FAILED``)."""
     return sorted(Path(root).glob(pattern.format(iteration=iteration, batch="*")))
+
+
+def decision_number(root: Path | str, iteration: int) -> int:
+    """How often ``iteration`` was decided: 1 for ``DECISION``, n for ``decision_n`` (0: never)."""
+    place = Path(root, ITERATION.format(iteration=iteration))
+    found = (re.fullmatch(r"decision_(\d+)\.json", p.name) for p in place.glob("decision_*.json"))
+    again = [int(m.group(1)) for m in found if m]
+    if again:
+        return max(again)
+    return 1 if path(DECISION, root, iteration=iteration).is_file() else 0
+
+
+def decision_file(iteration: int, number: int) -> str:
+    """The ``number``-th decision of ``iteration`` (1: the first, ``DECISION``)."""
+    if number <= 1:
+        return DECISION.format(iteration=iteration)
+    return REDECISION.format(iteration=iteration, redecision=number)
+
+
+def current_decision(root: Path | str, iteration: int) -> Path:
+    """The decision of ``iteration`` as it stands: its last one (see :data:`REDECISION`)."""
+    return Path(root, decision_file(iteration, decision_number(root, iteration)))
 
 
 def iterations(root: Path | str = ".") -> list[int]:

@@ -4,8 +4,10 @@ One test uses almomd installed from its wheel (not the clone; the ``installed``
 fixture of conftest.py), starts a campaign with
 ``almomd init`` outside the clone with a labeler module in the campaign
 directory, and runs it with the plain ``snakemake`` command. The others work on
-copies of the finished .test campaign: settings changed after iterations
-finished, a deleted ensemble member, a missing label file, bad options.
+copies of the finished .test campaign, in each of its three forms (the clone's
+root, ``almomd init`` and ``almomd init --module``; see conftest.CampaignForm):
+settings changed after iterations finished, a deleted ensemble member, a missing
+label file, a lost training set, bad options.
 """
 
 from __future__ import annotations
@@ -80,79 +82,71 @@ def test_a_campaign_outside_the_clone_from_the_wheel(tmp_path, installed):
     assert json.loads(md.stdout[md.stdout.index("{") :])["frames"] == 3
 
 
-@pytest.fixture
-def finished(campaign, tmp_path):
-    """A private copy of the finished .test campaign (2 iterations)."""
-    copy = tmp_path / "finished"
-    shutil.copytree(campaign, copy, ignore=shutil.ignore_patterns(".snakemake"))
-    return copy
-
-
 def edit_config(workdir: Path, change) -> None:
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     change(config)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def test_changed_settings_apply_to_steps_not_run_and_status_says_so(finished):
-    edit_config(finished, lambda c: c["selection"].update(max_frames=5))
-    dry = snakemake(finished, "--cores", "1", "--dry-run")
+def test_changed_settings_apply_to_steps_not_run_and_status_says_so(campaign_form):
+    form = campaign_form
+    form.edit(lambda c: c["selection"].update(max_frames=5))
+    dry = form.snakemake("--cores", "1", "--dry-run")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
+    status = form.status()
     assert "selection.max_frames: 4 (now 5)" in status.stderr
-    rows = json.loads(
-        run([BIN / "almomd", "status", "--json", "--configfile", finished / "config.yaml"],
-            finished).stdout
-    )  # fmt: skip
+    rows = json.loads(form.status("--json").stdout)
     assert rows[0]["settings_changed"] == ["selection.max_frames: 4 (now 5)"]
 
 
-def test_a_setting_that_decides_the_jobs_cannot_change_mid_campaign(finished):
-    edit_config(finished, lambda c: c["ensemble"].update(n_seeds=2))
-    result = snakemake(finished, "--cores", "1", "--dry-run")
+def test_a_setting_that_decides_the_jobs_cannot_change_mid_campaign(campaign_form):
+    campaign_form.edit(lambda c: c["ensemble"].update(n_seeds=2))
+    result = campaign_form.snakemake("--cores", "1", "--dry-run")
     assert result.returncode != 0
     console = result.stdout + result.stderr
     assert "config key ensemble.n_seeds: is 2 but iteration 0 finished with 1" in console
 
 
-def test_a_deleted_member_is_trained_again_and_nothing_else(finished):
-    member = finished / layout.member_file(0, 1, 0)
-    walker = finished / layout.WALKER.format(iteration=0, walker=0)
+def test_a_deleted_member_is_trained_again_and_nothing_else(campaign_form):
+    form, root = campaign_form, campaign_form.root
+    member = root / layout.member_file(0, 1, 0)
+    walker = root / layout.WALKER.format(iteration=0, walker=0)
     walker_mtime = walker.stat().st_mtime
     member.unlink()
-    md = run([BIN / "almomd", "md", "--configfile", finished / "config.yaml",
-              "--iteration", "0", "--steps", "5"], finished)  # fmt: skip
+    md = form.almomd("md", "--iteration", "0", "--steps", "5")
     assert md.returncode == 1
     assert "lacks 1 of 2 members" in md.stderr and str(layout.member_file(0, 1, 0)) in md.stderr
     # a plain run does not report the campaign finished, and says how to rebuild
-    plain = snakemake(finished, "--cores", "1", "--dry-run")
+    plain = form.snakemake("--cores", "1", "--dry-run")
     assert plain.returncode != 0
     command = f"snakemake --cores N {layout.member_file(0, 1, 0)}"
     assert command in plain.stdout + plain.stderr
-    rebuild = snakemake(finished, "--cores", "1", layout.member_file(0, 1, 0))
+    rebuild = form.snakemake("--cores", "1", layout.member_file(0, 1, 0))
     assert rebuild.returncode == 0, rebuild.stderr[-3000:]
     jobs = rebuild.stdout + rebuild.stderr
     jobs = jobs[jobs.index("Job stats") :].split("\n\n")[0]
     assert "train_member" in jobs and "explore" not in jobs and "evaluate" not in jobs
     assert member.is_file()
-    after = snakemake(finished, "--cores", "1", "--dry-run")
+    after = form.snakemake("--cores", "1", "--dry-run")
     assert after.returncode == 0 and "Nothing to be done" in after.stdout + after.stderr
     assert walker.stat().st_mtime == walker_mtime
 
 
-def test_a_campaign_with_a_missing_label_file_is_not_reported_finished(finished):
-    missing = finished / layout.LABELED.format(iteration=0, batch=1)
+def test_a_campaign_with_a_missing_label_file_is_not_reported_finished(campaign_form):
+    missing = campaign_form.root / layout.LABELED.format(iteration=0, batch=1)
     os.chmod(missing, 0o644)
     missing.unlink()
-    result = snakemake(finished, "--cores", "1", "--dry-run")
+    result = campaign_form.snakemake("--cores", "1", "--dry-run")
     assert result.returncode != 0
     console = result.stdout + result.stderr
     assert f"{layout.LABELED.format(iteration=0, batch=1)} is missing" in console
     assert "iter_1/train.extxyz was made from it" in console
 
 
-def test_command_line_options_are_refused_by_their_own_names(finished):
+def test_command_line_options_are_refused_by_their_own_names(campaign, tmp_path):
+    finished = tmp_path / "finished"
+    shutil.copytree(campaign, finished, ignore=shutil.ignore_patterns(".snakemake"))
     md = [BIN / "almomd", "md", "--configfile", finished / "config.yaml"]
     result = run([*md, "--temperature", "-300", "--steps", "20"], finished, timeout=120)
     assert result.returncode == 2
@@ -168,71 +162,45 @@ def test_command_line_options_are_refused_by_their_own_names(finished):
     assert "--iteration 99: no trained ensemble; iterations with one: 0, 1" in result.stderr
 
 
-def test_deleted_iterations_are_run_again_not_reported_finished(finished):
-    shutil.rmtree(finished / "results" / "iter_1")
-    dry = snakemake(finished, "--cores", "1", "--dry-run")
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    jobs = job_counts(dry.stdout)
-    assert jobs["merge_labels"] == 1 and jobs["decide"] == 1 and "initial_datasets" not in jobs
-    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
-    assert status.returncode == 0
-    assert "campaign: not finished: iteration 1 runs next" in status.stdout
-    shutil.rmtree(finished / "results" / "iter_0")
-    dry = snakemake(finished, "--cores", "1", "--dry-run")
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    jobs = job_counts(dry.stdout)  # iteration 0 from the kept initial labels
-    assert (
-        jobs["initial_datasets"] == 1 and jobs["decide"] == 1 and "label_initial_batch" not in jobs
-    )
-
-
 def job_counts(console: str) -> dict[str, int]:
     """The job counts of snakemake's (first) job stats table."""
     table = console[console.index("Job stats") :].split("\n\n")[0].splitlines()[3:]
     return {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
 
 
-def test_a_lost_training_set_is_remade_on_request_and_nothing_else(finished):
-    trains = [finished / layout.TRAIN.format(iteration=i) for i in (0, 1)]
+def test_a_lost_training_set_is_remade_on_request_and_nothing_else(campaign_form):
+    form, root = campaign_form, campaign_form.root
+    trains = [root / layout.TRAIN.format(iteration=i) for i in (0, 1)]
     before = [t.read_bytes() for t in trains]
-    walker = finished / layout.WALKER.format(iteration=0, walker=0)
+    walker = root / layout.WALKER.format(iteration=0, walker=0)
     walker_mtime = walker.stat().st_mtime
     # a truncated one is named with the fix, not a traceback
     trains[1].write_bytes(before[1][: len(before[1]) // 2])
-    status = run([BIN / "almomd", "status", "--configfile", finished / "config.yaml"], finished)
+    status = form.status()
     assert status.returncode == 1 and "cannot be read" in status.stderr
     assert "Traceback" not in status.stderr
     for train in trains:
         os.chmod(train, 0o644)
         train.unlink()
-    refused = snakemake(finished, "--cores", "1", "--dry-run")
+    refused = form.snakemake("--cores", "1", "--dry-run")
     assert refused.returncode != 0
     first = f"snakemake --cores N {layout.TRAIN.format(iteration=0)}, then"
     assert first in refused.stdout + refused.stderr
     for i in range(len(trains)):
-        rebuilt = snakemake(finished, "--cores", "1", layout.TRAIN.format(iteration=i))
+        rebuilt = form.snakemake("--cores", "1", layout.TRAIN.format(iteration=i))
         assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
         ran = job_counts(rebuilt.stdout + rebuilt.stderr)
         assert ran == {"initial_datasets" if i == 0 else "merge_labels": 1, "total": 1}
     assert [t.read_bytes() for t in trains] == before
-    after = snakemake(finished, "--cores", "1", "--dry-run")
+    after = form.snakemake("--cores", "1", "--dry-run")
     assert after.returncode == 0 and "Nothing to be done" in after.stdout + after.stderr
     assert walker.stat().st_mtime == walker_mtime
 
 
-def test_a_truncated_status_is_written_again(finished):
-    status = finished / layout.STATUS
-    status.write_text(status.read_text()[:100])
-    result = snakemake(finished, "--cores", "1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "results/status.json cannot be read (truncated?)" in result.stderr
-    assert [row["iteration"] for row in json.loads(status.read_text())] == [0, 1]
-
-
-def test_a_key_given_twice_is_refused_before_any_job(finished):
-    config = finished / "config.yaml"
+def test_a_key_given_twice_is_refused_before_any_job(campaign_form):
+    config = campaign_form.config
     config.write_text(config.read_text() + "max_iterations: 5\n")
-    result = snakemake(finished, "--cores", "1", "--dry-run")
+    result = campaign_form.snakemake("--cores", "1", "--dry-run")
     assert result.returncode != 0
     assert "key 'max_iterations' is given twice" in result.stdout + result.stderr
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from almomd import layout, lineage
 from almomd.errors import ConfigError
-from almomd.evaluation.convergence import redecided, stop_rules
+from almomd.evaluation.convergence import redecided
 from almomd.settings.files import chemical_symbols
 from almomd.settings.history import check_unchanged_layout
 from almomd.settings.campaign import member_packs, walker_packs
@@ -48,7 +48,6 @@ GENERATE_INITIAL = SETTINGS.initial_data.file is None
 COMPILED = SETTINGS.training.compile
 ELEMENTS = chemical_symbols(config, Path.cwd())
 UNCERTAINTY_KEY = SETTINGS.uncertainty.column
-STOP_RULES = stop_rules(config)
 ITERATIONS_BEGUN = layout.iterations(Path.cwd())
 
 
@@ -113,7 +112,7 @@ wildcard_constraints:
     walker="[0-9]+",
     batch="[0-9]+",
     condition="[0-9]+",
-    redecision="[1-9][0-9]*",
+    redecision="[2-9]|[1-9][0-9]+",
 
 
 def ensemble_files(iteration):
@@ -262,42 +261,35 @@ def selection_history(wildcards):
     ]
 
 
-def _decision(iteration):
-    """The iteration's decision as it stands, or None (not decided, unreadable)."""
-    path = layout.path(layout.DECISION, iteration=iteration)
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except ValueError:
-        return None
-
-
 def _redecision_changes(iteration):
     """What changed of the stop rules the iteration's decision was made under ([]: none)."""
-    decision = _decision(iteration)
+    path = layout.current_decision(Path.cwd(), iteration)
+    try:
+        decision = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return []
     if decision is None:
         return []
     return redecided(decision, iteration + 1 in ITERATIONS_BEGUN, config)
 
 
-def redecision(wildcards):
-    """The stop rules a decision waits for: new ones when the rules it was made under
-    changed (almomd.evaluation.convergence.redecided), else those it was last made again
-    under (so that its inputs stay the same), or none."""
-    iteration = int(wildcards.iteration)
-    decision = _decision(iteration) or {}
-    again = decision.get("redecision") or {}
-    if _redecision_changes(iteration):
-        number = again.get("number", 0) + 1
-        return {
-            "redecision": layout.REDECISION.format(
-                iteration=iteration, redecision=number
-            )
-        }
-    return {"redecision": again["file"]} if again.get("file") else {}
-
-
 def stop_rule_changes(wildcards):
+    """The changed stop rules a decision is made again under (none for a first decision)."""
+    if "redecision" not in wildcards.keys():
+        return []
     return _redecision_changes(int(wildcards.iteration))
+
+
+def current_decision(iteration):
+    """The decision of ``iteration`` as it stands, through its checkpoint: the first, or
+    the last made again after the stop rules changed, or (changed again) a new one."""
+    first = checkpoints.decide.get(iteration=iteration).output[0]
+    number = layout.decision_number(Path.cwd(), iteration)
+    if _redecision_changes(iteration):
+        number += 1
+    if number <= 1:
+        return first
+    return checkpoints.redecide.get(iteration=iteration, redecision=number).output[0]
 
 
 def campaign_decisions(wildcards):
@@ -306,7 +298,7 @@ def campaign_decisions(wildcards):
         return [layout.DECISION.format(iteration=i) for i in range(MAX_ITERATIONS)]
     decisions = []
     for i in range(MAX_ITERATIONS):
-        path = checkpoints.decide.get(iteration=i).output[0]
+        path = current_decision(i)
         decisions.append(path)
         if json.loads(Path(path).read_text())["stop"]:
             break

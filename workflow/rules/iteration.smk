@@ -42,7 +42,6 @@ rule merge_labels:
 
 checkpoint decide:
     input:
-        unpack(redecision),
         metrics=layout.TEST_METRICS,
         heldout_summary=layout.HELDOUT_SUMMARY,
         heldout_table=layout.HELDOUT_TABLE,
@@ -57,23 +56,32 @@ checkpoint decide:
     params:
         settings=settings("max_iterations", "uncertainty", "convergence"),
         campaign=config,
+        changes=stop_rule_changes,
     script:
         "../scripts/decide.py"
 
 
-rule redecide:
+# the last decided iteration decided again, after the stop rules changed (decision_N.json);
+# a checkpoint of its own (`use rule` makes a rule, not a checkpoint)
+checkpoint redecide:
+    input:
+        metrics=layout.TEST_METRICS,
+        heldout_summary=layout.HELDOUT_SUMMARY,
+        heldout_table=layout.HELDOUT_TABLE,
+        selections=selection_history,
     output:
         layout.REDECISION,
     log:
-        layout.log("redecide_{redecision}"),
+        layout.log("decide_{redecision}"),
     localrule: True
     conda:
         "../envs/almomd.yaml"
     params:
-        rules=STOP_RULES,
+        settings=settings("max_iterations", "uncertainty", "convergence"),
+        campaign=config,
         changes=stop_rule_changes,
     script:
-        "../scripts/redecide.py"
+        "../scripts/decide.py"
 
 
 rule write_status:

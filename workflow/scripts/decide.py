@@ -13,5 +13,6 @@ stages.decide(
     selection_summaries=list(snakemake.input.selections),
     out=snakemake.output[0],
     campaign=snakemake.params.campaign,
-    redecision=snakemake.input.get("redecision"),
+    number=int(snakemake.wildcards.get("redecision", 1)),
+    changes=snakemake.params.changes,
 )

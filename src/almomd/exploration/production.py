@@ -46,7 +46,7 @@ def choose_iteration(root: Path | str) -> int:
             f"no trained ensemble under {layout.path(layout.RESULTS, root)}; run the campaign first"
         )
     for n in reversed(iterations):
-        decision = layout.path(layout.DECISION, root, iteration=n)
+        decision = layout.current_decision(root, n)
         if decision.is_file() and json.loads(decision.read_text()).get("converged"):
             return n
     return iterations[-1]

@@ -37,6 +37,7 @@ LOCAL_RULES = frozenset(
         "select_frames",
         "merge_labels",
         "decide",
+        "redecide",
         "write_status",
         "write_report",
     }  # fmt: skip

@@ -87,7 +87,7 @@ def heldout_tables(root: Path, iterations: list[int]) -> tuple[pd.DataFrame, pd.
             row[metric] = f"{fmt(value['rho'])} [{fmt(value['low'])}, {fmt(value['high'])}]"
         row["n"] = held["n_frames"]
         rho_rows.append(row)
-        decision_file = layout.path(layout.DECISION, root, iteration=n)
+        decision_file = layout.current_decision(root, n)
         decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
         for name, quality in decision.get("thresholds", {}).items():
             threshold_rows.append({"iteration": iteration_name(n), "rule": name, **quality})
@@ -141,7 +141,7 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     forces = np.loadtxt(at(layout.TEST_FORCES), ndmin=2)
     held = json.loads(at(layout.HELDOUT_SUMMARY).read_text())
     held_table = pd.read_csv(at(layout.HELDOUT_TABLE))
-    decision_file = at(layout.DECISION)
+    decision_file = layout.current_decision(workdir, latest)
     decision = json.loads(decision_file.read_text()) if decision_file.is_file() else {}
     learning_curve_figure(status, out_dir / "learning_curve.png")
     parity_figure(table, forces, iteration_name(latest), out_dir / "parity.png")

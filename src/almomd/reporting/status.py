@@ -130,7 +130,7 @@ def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
         row["n_audit"] = summary["n_audit"]
         row["uncertain_fraction"] = summary["uncertain_fraction"]
     row["systems"] = system_figures(summary, held)
-    decision_file = at(layout.DECISION)
+    decision_file = layout.current_decision(root, iteration)
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
         row["converged"] = decision["converged"]
@@ -185,7 +185,7 @@ def campaign_state(
     following = 0  # the first iteration without a decision
     begun = {row["iteration"] for row in rows}
     for row in rows:
-        path = layout.path(layout.DECISION, root, iteration=row["iteration"])
+        path = layout.current_decision(root, row["iteration"])
         if row["iteration"] != following or not path.is_file():
             break
         decision = json.loads(path.read_text())

@@ -43,7 +43,7 @@ def recorded_settings(root: Path | str) -> dict[int, dict[str, Any]]:
 
     recorded = {}
     for iteration in layout.iterations(root):
-        decision = layout.path(layout.DECISION, root, iteration=iteration)
+        decision = layout.current_decision(root, iteration)
         if decision.is_file():
             settings = json.loads(decision.read_text()).get("settings")
             if settings:

@@ -24,7 +24,6 @@ from almomd.stages.iteration import (
     decide,
     evaluate,
     evaluate_heldout,
-    redecide,
     select_frames,
 )
 from almomd.stages.training import (
@@ -50,7 +49,6 @@ __all__ = [
     "labeler_check",
     "merge_labels",
     "production_md",
-    "redecide",
     "reference_md",
     "select_frames",
     "subset",

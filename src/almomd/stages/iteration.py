@@ -188,15 +188,16 @@ def decide(
     selection_summaries: Sequence[str],
     out: str,
     campaign: dict[str, Any] | None = None,
-    redecision: str | None = None,
+    number: int = 1,
+    changes: Sequence[str] = (),
 ) -> None:
     """Write the convergence decision of iteration ``iteration``.
 
     ``selection_summaries`` are those of iterations ``0 .. iteration``, in order.
     ``campaign``, the whole configuration, is recorded as the iteration's settings
-    (``almomd status`` compares it with the current one). ``redecision``: the
-    stop rules (written by :func:`redecide`) under which a decided iteration is
-    decided again; the decision records it.
+    (``almomd status`` compares it with the current one). ``number`` > 1: the
+    iteration is decided again (its ``number``-th decision) because the stop
+    rules changed as ``changes`` say; the decision records both.
     """
     metrics = json.loads(Path(metrics_file).read_text())
     held = json.loads(Path(heldout_summary).read_text())
@@ -231,25 +232,9 @@ def decide(
         else {},
         "settings": campaign,
     }
-    if redecision is not None:
-        again = json.loads(Path(redecision).read_text())
-        payload["redecision"] = {"file": redecision} | again
-        log.info(
-            "iteration %d decided again (%d) under changed stop rules: %s",
-            iteration, again["number"], "; ".join(again["changes"]),
-        )  # fmt: skip
+    if number > 1:
+        payload["redecision"] = {"number": number, "changes": list(changes)}
+        log.info("iteration %d decided again (decision %d) under changed stop rules: %s",
+                 iteration, number, "; ".join(changes))  # fmt: skip
     write_json(out, payload)
     log.info("iteration %d: %s", iteration, decision.reason)
-
-
-def redecide(
-    *, iteration: int, number: int, rules: dict[str, Any], changes: Sequence[str], out: str
-) -> None:
-    """Write the stop rules under which iteration ``iteration`` is decided again.
-
-    Its decision waits for this file, so Snakemake makes the decision again
-    (and, if it now goes on, the next iteration) without redoing anything else.
-    """
-    write_json(out, {"iteration": iteration, "number": number, "rules": rules,
-                     "changes": list(changes)})  # fmt: skip
-    log.info("iteration %d is decided again under: %s", iteration, "; ".join(changes))
