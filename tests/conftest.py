@@ -179,15 +179,22 @@ def write_emt_frames(path: Path, n: int) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
+    """The tests that share a module's campaign first (the Slurm ones first of all), so
+    that the two workers start the long ones early and share out the short ones last."""
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None,
+                                 item.get_closest_marker("xdist_group") is None))  # fmt: skip
+
+
+def pytest_itemcollected(item):
     """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) the tests of a module
     with a module-scoped fixture (a whole campaign, a Slurm cluster) run in one worker,
-    so that the fixture is made once. The Slurm tests go first: the cluster they start
-    stays up until the session ends (see :func:`pytest_sessionfinish`)."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
-    for item in items:
-        scopes = {defs[-1].scope for defs in item._fixtureinfo.name2fixturedefs.values()}
-        if "module" in scopes:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    so that the fixture is made once (marked as each is collected: xdist reads the
+    groups before other hooks could mark them)."""
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return
+    if any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def _run_test_campaign(workdir: Path) -> None:

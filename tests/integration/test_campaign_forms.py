@@ -198,7 +198,7 @@ def test_the_labelers_failures_before_the_first_iteration_are_in_the_status(camp
     form = CampaignForm(campaign, tmp_path / "init", "init")
     fresh = form.root.parent / "fresh"
     shutil.copytree(form.root, fresh, ignore=shutil.ignore_patterns("results", "logs"))
-    form.root = fresh
+    form.root, form.config = fresh, fresh / "config" / "config.yaml"
     shutil.copy(REPO / "tests" / "flaky_labelers.py", fresh / "flaky_labelers.py")
     form.edit(lambda c: c["labeler"].update(name="flaky_labelers:FailsEveryThird"))
     targets = [layout.HELDOUT_SET, layout.TRAIN.format(iteration=0)]
