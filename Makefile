@@ -31,8 +31,9 @@ demo: $(BIN)/.installed
 	$(BIN)/almomd status
 	@echo "results: $(CURDIR)/results   status: $(BIN)/almomd status [--json]"
 
-# two workers (pytest-xdist): a module's tests that share a campaign run in one of them
-TEST_WORKERS ?= 2
+# three pytest-xdist workers on two cores (their jobs wait on locks, Slurm and snakemake
+# start-up part of the time): a module's tests that share a campaign run in one of them
+TEST_WORKERS ?= 3
 test: $(BIN)/.installed $(BIN)/.dft
 	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadgroup --durations=25
 

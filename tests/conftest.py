@@ -186,7 +186,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_itemcollected(item):
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) the tests of a module
+    """Under pytest-xdist (``make test``: ``-n 3 --dist loadgroup``) the tests of a module
     with a module-scoped fixture (a whole campaign, a Slurm cluster) run in one worker,
     so that the fixture is made once (marked as each is collected: xdist reads the
     groups before other hooks could mark them)."""

@@ -3,11 +3,11 @@
 The potential under judgement is a Morse potential for Cu; the truth is EMT. One
 repetition makes a held-out set as a campaign would, with the default design
 (two trajectories, frames an autocorrelation time apart, the interval over
-trajectories, then frames) and with the design of earlier versions (one
-trajectory, a fixed stride, the interval over frames), each from its own seeds,
-and asks whether its 95 % interval covers the error on a large independent set
-(many short trajectories). The same held-out settings for both: 8 frames, 10
-steps (20 fs) apart at least, 600 K.
+trajectories, then frames), from its own seeds, and asks whether its 95 %
+interval covers the error on a large independent set (many short trajectories):
+8 frames, 10 steps (20 fs) apart at least, 600 K. (The design of earlier
+versions, one trajectory at a fixed stride, covered it in 77.5 % of 40 repetitions
+when it was measured beside it here, without an assertion; docs/judging.md.)
 """
 
 import numpy as np
@@ -47,18 +47,12 @@ def sums(frames):
     return np.array(squares), np.array(counts)
 
 
-def fixed_stride(monkeypatch):
-    """Reference MD as earlier versions made it: frames exactly ``BETWEEN`` steps apart."""
-    monkeypatch.setattr(reference_md, "autocorrelation_time", lambda series: 0.5)
-    monkeypatch.setattr(reference_md, "MIN_SERIES", 0)
-
-
 @pytest.mark.slow
-def test_the_interval_covers_the_error_of_a_new_trajectory(tmp_path, monkeypatch):
+def test_the_interval_covers_the_error_of_a_new_trajectory(tmp_path):
     rng = np.random.default_rng(0)
     pool = [a for s in range(30) for a in held_out(tmp_path, [10_000 + s], n_frames=4)]
     truth = statistics.rmse(*sums(pool))
-    covered = {"trajectories": 0, "frames of one trajectory": 0}
+    covered = {"trajectories": 0}
     n_eff = []
     for rep in range(REPETITIONS):
         frames = held_out(tmp_path, [2 * rep, 2 * rep + 1])
@@ -67,11 +61,6 @@ def test_the_interval_covers_the_error_of_a_new_trajectory(tmp_path, monkeypatch
         low, high = statistics.rmse_interval(square, count, rng, groups=table["trajectory"])
         covered["trajectories"] += low <= truth <= high
         n_eff.append(statistics.effective_n(square / count, table["trajectory"]))
-        with monkeypatch.context() as patch:
-            fixed_stride(patch)
-            square, count = sums(held_out(tmp_path, [5_000 + rep]))
-        low, high = statistics.rmse_interval(square, count, rng)
-        covered["frames of one trajectory"] += low <= truth <= high
     coverage = {name: hits / REPETITIONS for name, hits in covered.items()}
     print(f"coverage of the error on {len(pool)} independent frames ({truth:.4f} eV/A): "
           f"{coverage}; median effective n {np.median(n_eff):.1f} of {FRAMES}")  # fmt: skip

@@ -82,7 +82,7 @@ def test_a_killed_pack_is_redone_alone_on_resume(tmp_path):
 
     def change(config):
         config["max_iterations"] = 1
-        config["exploration"] |= {"walkers_per_job": 2, "steps": 400}
+        config["exploration"] |= {"walkers_per_job": 2, "steps": 200}
 
     workdir = copy_test_config(tmp_path / "packed")
     (workdir / "config.yaml").write_text(yaml.safe_dump(test_config_with(change)))
@@ -113,5 +113,5 @@ def test_a_killed_pack_is_redone_alone_on_resume(tmp_path):
     for walker in (0, 1):
         explored = workdir / "results" / "iter_0" / "explore" / f"walker_{walker}.extxyz"
         frames = read_frames(explored)
-        assert frames[-1].info["al_step"] == 400 or frames[-1].info["walker_stop"] != "completed"
+        assert frames[-1].info["al_step"] == 200 or frames[-1].info["walker_stop"] != "completed"
     assert (workdir / "benchmarks" / "iter_0" / "explore_pack_0.tsv").is_file()
