@@ -221,19 +221,14 @@ def stopped_steps(root: Path | str) -> list[str]:
     root = Path(root)
     found = []
     for log_pattern, output in _LABELING_STEPS:
-        wildcard = re.search(r"\{(\w+)\}", log_pattern)
+        # the log's wildcards (a batch, a condition) name its output
+        named = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>\\d+)", re.escape(log_pattern)))
         for log_file in sorted(root.glob(re.sub(r"\{\w+\}", "*", log_pattern))):
-            values = {}
-            if wildcard:
-                prefix, suffix = log_pattern.split(wildcard.group(0))
-                values[wildcard.group(1)] = str(log_file.relative_to(root))[
-                    len(prefix) : -len(suffix)
-                ]
-            if (root / output.format(**values)).is_file():
+            values = named.fullmatch(log_file.relative_to(root).as_posix())
+            if values is None or (root / output.format(**values.groupdict())).is_file():
                 continue
-            errors = [
-                m.group(0) for m in map(_ERROR_LINE.match, log_file.read_text().splitlines()) if m
-            ]
+            lines = log_file.read_text().splitlines()
+            errors = [m.group(0) for m in map(_ERROR_LINE.match, lines) if m]
             if errors:
                 found.append(f"{log_file.relative_to(root)}: {errors[-1][:400]}")
     return found
