@@ -58,6 +58,7 @@ FIGURES = (
     "acceptance.png",
     "timings.png",
     "systems.png",
+    "error_model.png",
 )
 PRODUCTION_TRAJECTORY = RESULTS + "/production/md.extxyz"
 PRODUCTION_SUMMARY = RESULTS + "/production/summary.json"

@@ -43,6 +43,25 @@ def test_campaign_ran_every_iteration(campaign):
     assert "max_iterations" in decisions[-1]["reason"]
 
 
+def test_walkers_go_on_from_the_previous_iterations_last_good_frame(campaign):
+    """exploration.continue_walkers (the default): iteration 1's walker starts at iteration
+    0's last frame that passed every check, with its velocities, on the new ensemble."""
+    first, second = iteration_dirs(campaign)[:2]
+    walkers = sorted((first / "explore").glob("walker_*.extxyz"))
+    assert walkers
+    for path in walkers:
+        before = read_frames(path)
+        after = read_frames(second / "explore" / path.name)
+        trusted = [a for a in before if a.info["md_trusted"]]
+        start = after[0]
+        assert start.info["md_continued_from"] == trusted[-1].info["al_id"]
+        np.testing.assert_allclose(start.positions, trusted[-1].positions, atol=1e-8)
+        np.testing.assert_allclose(start.get_momenta(), trusted[-1].get_momenta(), atol=1e-8)
+        assert start.info["md_elapsed_fs"] == trusted[-1].info["md_elapsed_fs"] > 0
+        # the new ensemble's predictions, not the old ones
+        assert not np.allclose(start.arrays["ens_forces"], trusted[-1].arrays["ens_forces"])
+
+
 def test_training_sets_grow_by_exactly_the_labels(campaign):
     dirs = iteration_dirs(campaign)
     for previous, current in zip(dirs, dirs[1:], strict=False):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from almomd.planning import budget
+from almomd.planning import budget, profiles
 
 
 def test_local_wall_time_counts_rounds_of_side_by_side_jobs():
@@ -68,7 +68,7 @@ def test_members_per_job_packs_the_members_into_rules_that_ask_for_the_pack(tmp_
             "train_pack_1": {"mem_mb": 9000},
         },
     }
-    jobs.resolve_resources(planned, profile)
+    profiles.resolve_resources(planned, profile)
     assert [(j.partition, j.resources["runtime"]) for j in packs] == [("gpu", 120), ("gpu", 60)]
     assert packs[1].resources["mem_mb"] == 9000
     summary = budget.summarize(planned)
@@ -108,7 +108,7 @@ def test_walkers_per_job_packs_the_walkers_into_rules_that_ask_for_the_pack():
     own = jobs.RULE_RESOURCES["explore"]["runtime"]
     assert [job.resources["runtime"] for job in packs] == [4 * own, 2 * own]
     profile = {"set-resources": {"explore": {"slurm_partition": "gpu", "runtime": 20}}}
-    jobs.resolve_resources(planned, profile)
+    profiles.resolve_resources(planned, profile)
     assert [(j.partition, j.resources["runtime"]) for j in packs] == [("gpu", 80), ("gpu", 40)]
     # the cost model's units of a pack: the sum over its walkers
     facts = costs.campaign(config, REPO / ".test")

@@ -100,3 +100,52 @@ def test_the_ensemble_is_compiled_where_it_pays_off(setting, steps, periodic, ao
     assert compile_choice(Settings.from_config(config), start, steps, 4) is compiled
     break_even = COMPILE_SECONDS / (len(start) * 4 * SAVED_SECONDS_PER_ATOM_MEMBER_STEP)
     assert 300 < break_even < 5000  # where the measured costs put the two walkers above
+
+
+def test_a_continued_walker_starts_from_the_last_trusted_frame_and_its_velocities(tmp_path):
+    from almomd.exploration.continuation import continued_start
+
+    first, _ = walk(tmp_path, "first", max_uncertainty=None)
+    frame, why = continued_start(tmp_path / "first.extxyz", argon(), "bulk")
+    assert frame is not None and "going on from" in why
+    assert frame.info["al_step"] == first[-1].info["al_step"]
+    frames, reason = run_walker(
+        argon(), ToyEnsemble(ARGON), md_settings(), 0, np.random.default_rng(2),
+        tmp_path / "second.extxyz", iteration=1, continued=frame,
+    )  # fmt: skip
+    second = read_frames(tmp_path / "second.extxyz")
+    np.testing.assert_allclose(second[0].positions, first[-1].positions, atol=1e-8)
+    np.testing.assert_allclose(second[0].get_momenta(), first[-1].get_momenta(), atol=1e-8)
+    assert second[0].info["md_continued_from"] == first[-1].info["al_id"]
+    elapsed = [a.info["md_elapsed_fs"] for a in second]
+    assert elapsed[0] == first[-1].info["md_elapsed_fs"] == 200.0  # 40 steps of 5 fs
+    assert elapsed[-1] == 400.0
+
+
+def test_a_walker_goes_on_from_before_the_frame_that_stopped_it(tmp_path):
+    from almomd.exploration.continuation import continued_start, last_trusted
+
+    frames, reason = walk(tmp_path, "stopped", max_uncertainty=1e-9)
+    assert reason == "max_uncertainty" and not frames[-1].info["md_trusted"]
+    assert last_trusted(frames).info["al_step"] == 0  # the only frame below the ceiling
+    only_bad = [frames[-1]]
+    assert last_trusted(only_bad) is None
+    frame, why = continued_start(tmp_path / "stopped.extxyz", argon(), "bulk")
+    assert frame.info["al_step"] == 0
+
+
+def test_a_previous_walker_of_another_structure_is_not_gone_on_from(tmp_path):
+    from almomd.exploration.continuation import continued_start
+
+    walk(tmp_path, "first")
+    smaller = argon()[:-1]
+    frame, why = continued_start(tmp_path / "first.extxyz", smaller, "bulk")
+    assert frame is None and "other atoms" in why
+    first = read_frames(tmp_path / "first.extxyz")
+    for atoms in first:
+        atoms.info["al_system"] = "surface"
+    from almomd.data.frames import write_frames
+
+    write_frames(tmp_path / "other.extxyz", first)
+    frame, why = continued_start(tmp_path / "other.extxyz", argon(), "bulk")
+    assert frame is None and "system surface" in why

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from almomd import layout, lineage
+from almomd.ensemble.uncertainty import ERROR_MODEL_METRICS
 from almomd.errors import ConfigError
 from almomd.evaluation.convergence import redecided
 from almomd.settings.files import chemical_symbols
@@ -43,6 +44,8 @@ WALKER_PACKS = walker_packs(config) if SETTINGS.exploration.walkers_per_job > 1 
 N_BATCHES = SETTINGS.labeler.n_batches
 MAX_ITERATIONS = SETTINGS.max_iterations
 HELDOUT = SETTINGS.heldout.source
+# the uncertainty's error model is fitted with the novelty reference, on the held-out frames
+ERROR_MODEL = SETTINGS.uncertainty.metric in ERROR_MODEL_METRICS
 CONDITIONS = SETTINGS.conditions()
 GENERATE_INITIAL = SETTINGS.initial_data.file is None
 COMPILED = SETTINGS.training.compile
@@ -127,6 +130,22 @@ def member_models(wildcards):
     seeded model, so the exploration and evaluations that used it stay done.
     """
     return [ancient(path) for path in ensemble_files(int(wildcards.iteration))]
+
+
+def previous_walkers(wildcards, walkers=None):
+    """The walkers' frames of the previous iteration, where they go on from them
+    (exploration.continue_walkers): the walker of ``wildcards``, or ``walkers``.
+
+    ancient(): a remade previous walker is the same seeded run.
+    """
+    iteration = int(wildcards.iteration)
+    if not SETTINGS.exploration.continues(iteration):
+        return []
+    walkers = [int(wildcards.walker)] if walkers is None else walkers
+    return [
+        ancient(layout.WALKER.format(iteration=iteration - 1, walker=w))
+        for w in walkers
+    ]
 
 
 def packaged_members(wildcards):
@@ -251,6 +270,16 @@ def heldout_frames(wildcards):
             f for i in range(iteration) for f in _batches(layout.LABELED, iteration=i)
         ]
     return []
+
+
+def error_model_frames(wildcards):
+    """The frames the error model is fitted on: the held-out frames (none: no error model)."""
+    return heldout_frames(wildcards) if ERROR_MODEL else []
+
+
+def error_model_test_set(wildcards):
+    """The test set, where the error model falls back on it (none: no error model)."""
+    return [ancient(layout.TEST_SET)] if ERROR_MODEL else []
 
 
 def selection_history(wildcards):

@@ -7,6 +7,7 @@ if not WALKER_PACKS:
         input:
             models=member_models,
             novelty=ancient(layout.NOVELTY),
+            previous=previous_walkers,
         output:
             layout.WALKER,
         log:
@@ -35,6 +36,7 @@ for index, pack in enumerate(WALKER_PACKS):
         input:
             models=member_models,
             novelty=ancient(layout.NOVELTY),
+            previous=lambda wildcards, pack=pack: previous_walkers(wildcards, pack),
         output:
             [layout.walker_pattern(w) for w in pack],
         log:

@@ -92,6 +92,8 @@ rule fit_novelty:
     input:
         models=packaged_members,
         train=ancient(layout.TRAIN),
+        heldout=error_model_frames,
+        test=error_model_test_set,
     output:
         layout.NOVELTY,
     log:
@@ -100,6 +102,6 @@ rule fit_novelty:
     conda:
         "../envs/almomd.yaml"
     params:
-        settings=settings("seed", "training"),
+        settings=settings("seed", "training", *(["heldout"] if ERROR_MODEL else [])),
     script:
         "../scripts/fit_novelty.py"

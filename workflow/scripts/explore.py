@@ -10,5 +10,6 @@ stages.explore(
     walker=int(snakemake.wildcards.walker),
     model_files=list(snakemake.input.models),
     novelty_file=snakemake.input.novelty,
+    previous=next(iter(snakemake.input.previous), None),
     out=snakemake.output[0],
 )

@@ -10,5 +10,6 @@ stages.explore_pack(
     walkers=list(snakemake.params.walkers),
     model_files=list(snakemake.input.models),
     novelty_file=snakemake.input.novelty,
+    previous=list(snakemake.input.previous),
     out=list(snakemake.output),
 )

@@ -9,5 +9,7 @@ stages.fit_novelty(
     iteration=int(snakemake.wildcards.iteration),
     model_files=list(snakemake.input.models),
     train_file=snakemake.input.train,
+    heldout_files=list(snakemake.input.heldout),
+    test_file=next(iter(snakemake.input.test), None),
     out=snakemake.output[0],
 )

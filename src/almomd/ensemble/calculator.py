@@ -184,7 +184,12 @@ class EnsembleCalculator(Calculator):
             "forces": member_forces.mean(axis=0),
             "member_energies": member_energies,
             "member_forces": member_forces,
-            "uncertainty": uncertainties(member_energies, member_forces, novelty),
+            "uncertainty": uncertainties(
+                member_energies,
+                member_forces,
+                novelty,
+                None if self.novelty is None else self.novelty.error_model,
+            ),
         }
         if novelty is not None:
             results["novelty"] = novelty

@@ -47,6 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from almomd.ensemble.error_model import ErrorModel
 
 #: Training atoms kept per member and element (drawn with a derived seed beyond it).
 MAX_REFERENCE_ATOMS = 4000
@@ -55,6 +58,8 @@ SPACING_QUANTILE = 0.95
 #: Added to every variance before whitening, times the mean variance.
 WHITENING_REGULARIZATION = 1e-2
 _CHUNK = 2048
+#: The npz group of the held-out atoms an error model was fitted on.
+ATOMS = "error_model_atoms"
 
 
 def nearest_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -112,11 +117,13 @@ class Whitening:
 @dataclass(frozen=True)
 class NoveltyReference:
     """Per member and element: the training atoms' whitened features, the whitening and
-    the training set's spacing in those coordinates."""
+    the training set's spacing in those coordinates; and the error model of the spread
+    and novelty fitted on held-out atoms, where one was (:mod:`almomd.ensemble.error_model`)."""
 
     features: tuple[dict[str, np.ndarray], ...]
     spacing: tuple[dict[str, float], ...]
     whitening: tuple[dict[str, Whitening], ...]
+    error_model: ErrorModel | None = None
 
     @property
     def n_members(self) -> int:
@@ -187,8 +194,9 @@ class NoveltyReference:
                 values[m, rows] = nearest_distances(whitened, kept[symbol]) / scale[symbol]
         return values.mean(axis=0)
 
-    def save(self, path: Path | str) -> None:
-        """Write the reference as one ``.npz`` file."""
+    def save(self, path: Path | str, atoms: pd.DataFrame | None = None) -> None:
+        """Write the reference as one ``.npz`` file (with ``atoms``: the held-out atoms its
+        error model was fitted on, :func:`fitted_atoms`)."""
         arrays = {}
         for m, (kept, scale, white) in enumerate(
             zip(self.features, self.spacing, self.whitening, strict=True)
@@ -198,6 +206,13 @@ class NoveltyReference:
                 arrays[f"{m}/{symbol}/spacing"] = np.array(scale[symbol])
                 arrays[f"{m}/{symbol}/mean"] = white[symbol].mean
                 arrays[f"{m}/{symbol}/transform"] = white[symbol].transform
+        if self.error_model is not None:
+            arrays["error_model"] = np.array(self.error_model.to_json())
+        if atoms is not None:
+            arrays |= {
+                f"{ATOMS}/{name}": atoms[name].to_numpy(dtype=str if name == "system" else float)
+                for name in atoms
+            }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
@@ -209,6 +224,8 @@ class NoveltyReference:
         whitening, keeps its plain distances)."""
         with np.load(path) as stored:
             found = {tuple(name.split("/")): stored[name] for name in stored.files}
+        model = found.pop(("error_model",), None)
+        found = {name: value for name, value in found.items() if name[0] != ATOMS}
         n_members = 1 + max(int(member) for member, _, _ in found)
         features: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
         spacing: list[dict[str, float]] = [{} for _ in range(n_members)]
@@ -225,7 +242,23 @@ class NoveltyReference:
                 )
             elif what == "spacing":
                 spacing[m][symbol] = float(value)
-        return cls(tuple(features), tuple(spacing), tuple(whitening))
+        error_model = None if model is None else ErrorModel.from_json(str(model))
+        return cls(tuple(features), tuple(spacing), tuple(whitening), error_model)
+
+
+def fitted_atoms(path: Path | str) -> pd.DataFrame | None:
+    """The held-out atoms the reference's error model was fitted on (None: no such fit)."""
+    with np.load(path) as stored:
+        names = [n for n in stored.files if n.startswith(ATOMS + "/")]
+        if not names:
+            return None
+        return pd.DataFrame({n.split("/", 1)[1]: stored[n] for n in names})
+
+
+def stored_error_model(path: Path | str) -> ErrorModel | None:
+    """The error model kept with the reference in ``path`` (read alone; None: none)."""
+    with np.load(path) as stored:
+        return ErrorModel.from_json(str(stored["error_model"])) if "error_model" in stored else None
 
 
 def combined(sigma: np.ndarray, novelty: np.ndarray) -> float:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from almomd.ensemble.error_model import ErrorModel
 from almomd.ensemble.novelty import combined
 
-METRICS = ("energy", "force_mean", "force_max", "novelty", "force_max_novelty")
+#: Metrics of the spread and novelty combined by the error model fitted on held-out atoms.
+ERROR_MODEL_METRICS = ("force_error", "force_error_max")
+METRICS = ("energy", "force_mean", "force_max", "novelty", "force_max_novelty",
+           *ERROR_MODEL_METRICS)  # fmt: skip
 #: Metrics that need the ensemble's novelty reference (no relative kind).
-NOVELTY_METRICS = ("novelty", "force_max_novelty")
+NOVELTY_METRICS = ("novelty", "force_max_novelty", *ERROR_MODEL_METRICS)
 _EPS = 1e-12
 
 
@@ -19,7 +23,10 @@ def force_spread(forces: np.ndarray) -> np.ndarray:
 
 
 def uncertainties(
-    energies: np.ndarray, forces: np.ndarray, novelty: np.ndarray | None = None
+    energies: np.ndarray,
+    forces: np.ndarray,
+    novelty: np.ndarray | None = None,
+    error_model: ErrorModel | None = None,
 ) -> dict[str, float]:
     """Return every uncertainty metric, absolute and relative, for one frame.
 
@@ -32,13 +39,17 @@ def uncertainties(
     novelty
         Per-atom novelty ``(N,)`` (:mod:`almomd.ensemble.novelty`), where the
         ensemble has a novelty reference.
+    error_model
+        The per-atom error model fitted on held-out atoms
+        (:mod:`almomd.ensemble.error_model`), where the reference has one.
 
     Returns
     -------
     dict
         ``energy``, ``force_mean``, ``force_max`` and the same with ``_rel``;
         with ``novelty`` also ``novelty`` (its largest atom value) and
-        ``force_max_novelty``.
+        ``force_max_novelty``; with ``error_model`` too ``force_error`` (the
+        predicted force RMSE, eV/A) and ``force_error_max`` (its largest atom).
     """
     energies = np.asarray(energies, dtype=float)
     forces = np.asarray(forces, dtype=float)
@@ -60,4 +71,6 @@ def uncertainties(
     found = absolute | relative
     if novelty is not None:
         found |= {"novelty": float(np.max(novelty)), "force_max_novelty": combined(sigma, novelty)}
+        if error_model is not None:
+            found |= error_model.frame(sigma, novelty)
     return found

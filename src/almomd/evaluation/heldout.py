@@ -77,6 +77,25 @@ def audit_frames(labeled: Sequence[Atoms]) -> list[Atoms]:
     return [a for a in labeled if a.info.get("al_source") == AUDIT]
 
 
+def judged_frames(
+    source: str, frame_files: Sequence[str], test_file: str
+) -> tuple[list[Atoms], str]:
+    """The frames an iteration is judged on, and their source.
+
+    With ``audit`` the frames are the audit labels among ``frame_files`` (the
+    label files of earlier iterations). Where there are no held-out frames
+    (``test_set``, or no audit label yet) the test set's, as source ``test_set``.
+    """
+    from almomd.data.frames import read_frames
+
+    frames = [a for f in frame_files for a in read_frames(f)]
+    if source == "audit":
+        frames = audit_frames(frames)
+    if not frames:
+        frames, source = read_frames(test_file), "test_set"
+    return frames, source
+
+
 def training_frames(labeled: Sequence[Atoms]) -> list[Atoms]:
     """Labeled frames that may be trained on (all but the audit frames)."""
     return [a for a in labeled if a.info.get("al_source") != AUDIT]

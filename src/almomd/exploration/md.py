@@ -10,6 +10,11 @@ what it has, when the structure becomes unphysical (two atoms closer than
 ``[1/MAX_VOLUME_CHANGE, MAX_VOLUME_CHANGE]`` times the start) or the uncertainty
 exceeds the ceiling ``max_uncertainty``; with ``restarts`` it goes on instead
 from its last frame that passed every check, with new velocities.
+
+Every logged frame keeps the walker's momenta and whether it passed every check
+(``md_trusted``), so that the next iteration's walker can go on from the last
+trusted frame (:mod:`almomd.exploration.continuation`); ``md_elapsed_fs`` is
+the walker's MD time summed over the iterations it went on through.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ def snapshot(
         cell=atoms.get_cell(),
         pbc=atoms.get_pbc(),
     )
+    frame.set_momenta(atoms.get_momenta(), apply_constraint=False)  # to go on from here
     frame.arrays["ens_forces"] = np.mean(results["member_forces"], axis=0)
     frame.arrays["force_spread"] = force_spread(results["member_forces"])  # where it is uncertain
     if "novelty" in results:  # and where it is new
@@ -159,9 +165,14 @@ def stop_reason(atoms: Atoms, settings: MDSettings, start_volume: float, u: floa
 
 
 def start_dynamics(
-    start: Atoms, calculator: EnsembleCalculator, settings: MDSettings, rng: np.random.Generator
+    start: Atoms,
+    calculator: EnsembleCalculator,
+    settings: MDSettings,
+    rng: np.random.Generator,
+    keep_velocities: bool = False,
 ) -> tuple[Atoms, object, float]:
-    """Atoms with Maxwell-Boltzmann velocities, their dynamics, and the start volume.
+    """Atoms with Maxwell-Boltzmann velocities (``keep_velocities``: ``start``'s own),
+    their dynamics, and the start volume.
 
     With ``settings.bias`` the dynamics run on the biased ensemble
     (:class:`almomd.ensemble.bias.BiasedEnsemble`); ``atoms.calc`` is what they run on.
@@ -172,7 +183,8 @@ def start_dynamics(
 
         calculator = BiasedEnsemble(calculator, UncertaintyBias.from_settings(settings.bias))
     atoms.calc = calculator
-    thermalize(atoms, settings.temperature, rng)
+    if not keep_velocities:
+        thermalize(atoms, settings.temperature, rng)
     start_volume = atoms.get_volume() if atoms.cell.rank == 3 else 0.0
     return atoms, make_dynamics(atoms, settings, rng), start_volume
 
@@ -186,11 +198,14 @@ def run_walker(
     out: Path | str,
     iteration: int = 0,
     system: str | None = None,
+    continued: Atoms | None = None,
 ) -> tuple[list[Atoms], str]:
     """Run one walker and write its logged frames to ``out``.
 
     Frames carry the walker, step, MD state, ensemble predictions and, given
-    ``system``, the system's name (``al_system``).
+    ``system``, the system's name (``al_system``). ``continued`` (a frame of the
+    walker's previous iteration, with momenta) is where it goes on from, with
+    those velocities, instead of ``start`` with fresh ones.
 
     Returns
     -------
@@ -199,7 +214,13 @@ def run_walker(
         (``completed``, ``min_distance``, ``non_finite``, ``volume`` or
         ``max_uncertainty``).
     """
-    atoms, dyn, start_volume = start_dynamics(start, calculator, settings, rng)
+    origin = start if continued is None else continued
+    atoms, dyn, start_volume = start_dynamics(
+        origin, calculator, settings, rng, keep_velocities=continued is not None
+    )
+    if continued is not None:  # volume checks against the structure, not the last frame
+        start_volume = start.get_volume() if start.cell.rank == 3 else 0.0
+    elapsed = float(continued.info.get("md_elapsed_fs", 0.0)) if continued is not None else 0.0
     frames: list[Atoms] = []
     reason = "completed"
     restarts = 0
@@ -214,8 +235,10 @@ def run_walker(
         frame = snapshot(atoms, atoms.calc, walker, step, settings)
         frame.info.update(
             al_id=f"it{iteration}-w{walker}-s{step:06d}", al_iteration=iteration,
-            md_restarts=restarts,
+            md_restarts=restarts, md_elapsed_fs=elapsed + step * settings.timestep,
         )  # fmt: skip
+        if continued is not None:
+            frame.info["md_continued_from"] = continued.info.get("al_id", "")
         if system is not None:
             frame.info["al_system"] = system
         frames.append(frame)
@@ -226,6 +249,7 @@ def run_walker(
             time.perf_counter() - started,
         )  # fmt: skip
         reason = stop_reason(atoms, settings, start_volume, u)
+        frame.info["md_trusted"] = reason == "completed"
         if reason == "completed":
             trusted = frame
             continue

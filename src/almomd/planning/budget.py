@@ -19,7 +19,8 @@ from almomd import lineage
 from almomd.planning import jobs as campaign
 from almomd.planning.dry_run import snakemake_plan
 from almomd.planning.jobs import PlanError as BudgetError
-from almomd.planning.jobs import PlannedJob, read_profile
+from almomd.planning.jobs import PlannedJob
+from almomd.planning.profiles import read_profile, resolve_resources
 
 
 @dataclass
@@ -146,7 +147,7 @@ def campaign_plan(
         raise BudgetError(lineage.advice(found))
     everything = campaign.campaign_jobs(config)
     try:
-        campaign.resolve_resources(everything, read_profile(profile))
+        resolve_resources(everything, read_profile(profile))
     except ValueError as error:
         raise BudgetError(f"profile {profile}: {error}") from None
     for job in everything:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from almomd import layout
 from almomd.planning.jobs import PlanError as BudgetError
-from almomd.planning.jobs import PlannedJob, read_profile
+from almomd.planning.jobs import PlannedJob
+from almomd.planning.profiles import read_profile
 from almomd.runner import console_script
 
 _JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")

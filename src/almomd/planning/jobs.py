@@ -4,8 +4,8 @@ The workflow's rules take their resources from :data:`RULE_RESOURCES`; the
 budget planner (:mod:`almomd.planning.budget`) lists a campaign's jobs with
 :func:`campaign_jobs` from the config alone, every iteration up to
 ``max_iterations``, and gives them the resources Snakemake would submit them
-with (:func:`resolve_resources`: a profile's ``set-resources`` over the rule's
-own over the profile's ``default-resources``). That takes a fraction of a
+with (:mod:`almomd.planning.profiles`: a profile's ``set-resources`` over the
+rule's own over the profile's ``default-resources``). That takes a fraction of a
 second where Snakemake's dry run of a large campaign takes tens of seconds;
 ``almomd budget --snakemake`` plans from the dry run instead, and the tests
 check that both agree.
@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from almomd import layout, lineage
 
@@ -230,6 +228,11 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
         jobs.append(PlannedJob(rule, values, rule_resources(rule, config), 1, output, tuple(needs)))
         return jobs[-1].key
 
+    from almomd.ensemble.uncertainty import ERROR_MODEL_METRICS
+    from almomd.settings.sections import Exploration, section
+
+    error_model = config["uncertainty"]["metric"] in ERROR_MODEL_METRICS
+    continues = section(Exploration, config["exploration"]).continues
     packs = member_packs(config) if config["training"]["members_per_job"] > 1 else []
     walker_groups = walker_packs(config) if config["exploration"]["walkers_per_job"] > 1 else []
 
@@ -258,7 +261,7 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
         ]
     if source in ("reference_md", "file"):
         heldout = [add("heldout_dataset", layout.HELDOUT_SET, heldout)]
-    train, selections, decisions, earlier_labels = data, [], [], []
+    train, selections, decisions, earlier_labels, walked = data, [], [], [], []
     last = config["max_iterations"] - 1
     for i in range(last + 1):
         at = {"iteration": i}
@@ -285,17 +288,20 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
                     member = add("compile_member", layout.member_file(i, k, m, True), [member],
                                  subset=k, seed=m, **at)  # fmt: skip
                 ensemble.append(member)
+        fitted_on = [data, *heldout, *earlier_labels] if error_model else []  # its error model
         novelty = add("fit_novelty", layout.NOVELTY.format(**at),
-                      [*dict.fromkeys(packaged), train], **at)  # fmt: skip
+                      [*dict.fromkeys(packaged), train, *fitted_on], **at)  # fmt: skip
+        before = walked if i > 0 and continues(i) else []  # where the walkers go on from
         walked = []
         for index, pack in enumerate(walker_groups):
             files = [layout.WALKER.format(walker=w, **at) for w in pack]
-            walked.append(add(walker_pack_rule(index), files[0], [*ensemble, novelty], **at))
+            walked.append(add(walker_pack_rule(index), files[0], [*ensemble, novelty, *before],
+                              **at))  # fmt: skip
             jobs[-1].also, jobs[-1].members = tuple(files[1:]), len(pack)
             jobs[-1].resources = pack_resources(config, len(pack), family=WALKER_PACK_RULE)
         walked += [
-            add("explore", layout.WALKER.format(walker=w.index, **at), [*ensemble, novelty],
-                walker=w.index, **at)
+            add("explore", layout.WALKER.format(walker=w.index, **at),
+                [*ensemble, novelty, *before], walker=w.index, **at)
             for w in walkers(config) if not walker_groups
         ]  # fmt: skip
         evaluated = add("evaluate", layout.TEST_METRICS.format(**at),
@@ -341,60 +347,3 @@ def remaining(jobs: Iterable[PlannedJob], root: Path | str) -> list[PlannedJob]:
             todo.add(job.key)
             left.append(job)
     return left
-
-
-def _pairs(items: Any, what: str) -> dict[str, Any]:
-    """A profile's ``key: value`` mapping, or its command-line form ``["key=value", ...]``."""
-    if items is None:
-        return {}
-    if isinstance(items, Mapping):
-        return dict(items)
-    if isinstance(items, str):
-        items = items.split()
-    pairs = {}
-    for item in items:
-        name, sep, value = str(item).partition("=")
-        if not sep:
-            raise ValueError(f"{what}: {item!r} is not name=value")
-        pairs[name.strip()] = value.strip()
-    return pairs
-
-
-def resolve_resources(jobs: Iterable[PlannedJob], profile: Mapping[str, Any] | None) -> None:
-    """Give ``jobs`` the resources of a Snakemake ``profile`` (its config.yaml).
-
-    As Snakemake does: ``set-resources`` of the rule override the rule's own,
-    which override ``default-resources``. (Local rules get them too, as in
-    Snakemake's dry run; they are not submitted.) Threads stay the rules' own
-    (1 for every submitted rule).
-    """
-    if not profile:
-        return
-    defaults = _pairs(profile.get("default-resources"), "default-resources")
-    per_rule: dict[str, dict] = {}
-    given = profile.get("set-resources") or {}
-    if isinstance(given, Mapping):
-        per_rule = {rule: dict(values) for rule, values in given.items()}
-    else:  # the command-line form: ["rule:name=value", ...]
-        for item in given:
-            rule, _, assignment = str(item).partition(":")
-            per_rule.setdefault(rule, {}).update(_pairs([assignment], "set-resources"))
-    for job in jobs:
-        own = job.resources
-        if job.family in PACKED:  # the single job's set-resources, for the whole pack
-            single = per_rule.get(PACKED[job.family][0], {})
-            own = {**own, **_scaled(single, job.members, job.family)}
-        job.resources = {**defaults, **own, **per_rule.get(job.rule, {})}
-
-
-def read_profile(profile: Path | str | None) -> dict | None:
-    """The profile's settings (its config.yaml), None without one."""
-    if profile is None:
-        return None
-    path = Path(profile, "config.yaml")
-    if not path.is_file():
-        raise PlanError(f"profile {profile} is not a directory with a config.yaml")
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise PlanError(f"{path} is not valid YAML: {error}") from None

@@ -18,6 +18,13 @@ from almomd.data.frames import read_frames  # noqa: E402
 from almomd.evaluation.heldout import error_for  # noqa: E402
 
 
+def save(fig, out: Path) -> None:
+    """Lay out ``fig``, write it to ``out`` (PNG) and free it."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def iteration_name(iteration: int) -> str:
     """The name of an iteration in figures and tables (``iter_3``)."""
     return f"iter_{iteration}"
@@ -48,9 +55,7 @@ def learning_curve_figure(status: list[dict], out: Path) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.suptitle("Learning curve")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def systems_figure(table: pd.DataFrame, out: Path) -> None:
@@ -72,9 +77,7 @@ def systems_figure(table: pd.DataFrame, out: Path) -> None:
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Per system (a higher error/uncertainty: the ensemble is overconfident there)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def parity_figure(table: pd.DataFrame, forces: np.ndarray, iteration: str, out: Path) -> None:
@@ -93,9 +96,7 @@ def parity_figure(table: pd.DataFrame, forces: np.ndarray, iteration: str, out: 
         rmse = float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(ref)) ** 2)))
         ax.set_title(f"RMSE {rmse:.4g}")
     fig.suptitle(f"Test set, ensemble of {iteration}")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def uncertainty_error_figure(table: pd.DataFrame, key: str, held: dict, out: Path) -> None:
@@ -110,9 +111,41 @@ def uncertainty_error_figure(table: pd.DataFrame, key: str, held: dict, out: Pat
         f"95% CI {fmt(rho.get('low'))} to {fmt(rho.get('high'))}, n = {rho.get('n')}",
         fontsize=9,
     )
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
+
+
+def error_model_figure(atoms: pd.DataFrame | None, model: Any, iteration: int, out: Path) -> None:
+    """Per held-out atom: force error against the spread and against the novelty, per
+    system, with the error model's prediction (the other signal at its median) and the
+    largest novelty it was fitted on (beyond it: extrapolated)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    if atoms is None or model is None:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no error model\n(uncertainty.metric is not force_error*)",
+                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+            ax.set_axis_off()
+    else:
+        for name, group in atoms.groupby("system"):
+            axes[0].scatter(group["sigma"], group["error"], s=4, alpha=0.4, label=name)
+            axes[1].scatter(group["novelty"], group["error"], s=4, alpha=0.4, label=name)
+        for ax, signal, other in ((axes[0], "sigma", "novelty"), (axes[1], "novelty", "sigma")):
+            grid = np.linspace(0.0, 1.5 * float(atoms[signal].max()), 100)
+            fixed = np.full_like(grid, float(atoms[other].median()))
+            pairs = (grid, fixed) if signal == "sigma" else (fixed, grid)
+            ax.plot(grid, model.per_atom(*pairs), "k-", lw=1.2, label="error model")
+            ax.set_ylabel("|force error| per atom (eV/Å)")
+        axes[1].axvline(float(atoms["novelty"].max()), color="0.5", ls="--", lw=0.8)
+        axes[1].text(float(atoms["novelty"].max()), axes[1].get_ylim()[1] * 0.95, " extrapolated",
+                     fontsize=7, va="top")  # fmt: skip
+        axes[0].set_xlabel("force spread σ_i (eV/Å)")
+        axes[1].set_xlabel("novelty ν_i")
+        axes[0].legend(fontsize=7, markerscale=3)
+        fig.suptitle(
+            f"Error model of iter {iteration}: e² = ({model.spread:.3g} σ)² + "
+            f"({model.novelty:.3g} ν)², {len(atoms)} held-out atoms",
+            fontsize=10,
+        )
+    save(fig, out)
 
 
 def fmt(value: Any) -> str:
@@ -157,9 +190,7 @@ def calibration_figure(
         ax.set_ylabel(error.replace("_", " "))
         ax.legend(fontsize=6)
     fig.suptitle(f"Calibration on held-out frames ({held['source']}), iter {held['iteration']}")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def exploration_figure(root: Path, iterations: list[int], key: str, out: Path) -> None:
@@ -183,9 +214,7 @@ def exploration_figure(root: Path, iterations: list[int], key: str, out: Path) -
         ax.set_title(f"{iteration_name(n)} (x: selected)", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("MD time (ps)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def bar_figure(table: pd.DataFrame, ylabel: str, title: str, out: Path) -> None:
@@ -197,6 +226,4 @@ def bar_figure(table: pd.DataFrame, ylabel: str, title: str, out: Path) -> None:
         ax.legend(fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)

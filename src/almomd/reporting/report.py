@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from almomd import layout
+from almomd.ensemble.novelty import fitted_atoms, stored_error_model
 from almomd.planning.costs import benchmark_seconds
 from almomd.reporting.figures import (
     bar_figure,
     calibration_figure,
+    error_model_figure,
     exploration_figure,
     fmt,
     iteration_name,
@@ -98,6 +100,23 @@ def heldout_tables(root: Path, iterations: list[int]) -> tuple[pd.DataFrame, pd.
     )
 
 
+def error_model_table(status: list[dict]) -> pd.DataFrame:
+    """Per iteration and system: the error model's coefficients and fit."""
+    rows = []
+    for row in status:
+        model = row.get("error_model")
+        if not model:
+            continue
+        for name, f in {"all": model, **model["per_system"]}.items():
+            rows.append({
+                "iteration": row["iteration"], "system": name, "a (spread)": model["spread"],
+                "b (novelty)": model["novelty"], "atoms": f["n_atoms"], "force RMSE": f["rmse"],
+                "predicted": f["rmse_predicted"], "novelty max": f["novelty_max"],
+                "Spearman per atom": f["spearman"]["predicted"],
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["iteration", "system"]) if rows else pd.DataFrame()
+
+
 def acceptance_counts(root: Path, iterations: list[int]) -> pd.DataFrame:
     """Candidates per decision (rows: iterations)."""
     counts = {
@@ -161,8 +180,17 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
 
     per_system = system_table(status)
     systems_figure(per_system, out_dir / "systems.png")
+    modelled = [r["iteration"] for r in status if r.get("error_model")]
+    novelty_file = layout.path(layout.NOVELTY, workdir, iteration=modelled[-1] if modelled else 0)
+    error_model_figure(
+        fitted_atoms(novelty_file) if modelled else None,
+        stored_error_model(novelty_file) if modelled else None,
+        modelled[-1] if modelled else latest,
+        out_dir / "error_model.png",
+    )
+    error_models = error_model_table(status)
     overview = pd.DataFrame(status).set_index("iteration")
-    columns = [key for key in KEYS if key not in ("iteration", "reason", "systems")]
+    columns = [key for key in KEYS if key not in ("iteration", "reason", "systems", "error_model")]
     overview = overview[columns]
     for key in ("heldout_force_rmse_ci",):  # an interval reads as "low-high"
         overview[key] = [format_interval(v, 4, "n/a") for v in overview[key]]
@@ -196,6 +224,12 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
         ("Selection decisions", acceptance, "acceptance.png"),
         ("Wall time per stage (s)", per_stage.round(1), "timings.png"),
         ("Per system: selection and held-out errors", per_system, "systems.png"),
+        (
+            "How the uncertainty was tuned: the error model of the spread and the novelty, "
+            "fitted per atom on the held-out frames",
+            error_models,
+            "error_model.png",
+        ),
     ]
     covered = (
         "" if held["covers_conditions"] else " (does NOT represent the exploration conditions)"

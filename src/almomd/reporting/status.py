@@ -40,6 +40,7 @@ KEYS = (
     "converged",
     "reason",
     "systems",
+    "error_model",
 )
 
 #: Per-system figures under ``systems`` (keyed by system name) of each iteration.
@@ -89,6 +90,20 @@ def system_figures(
     return figures
 
 
+def error_model_figures(novelty_file: Path) -> dict[str, Any] | None:
+    """The iteration's uncertainty error model and how it fits its held-out atoms
+    (:meth:`almomd.ensemble.error_model.ErrorModel.summary`); None without one."""
+    from almomd.ensemble.novelty import fitted_atoms, stored_error_model
+
+    if not novelty_file.is_file():
+        return None
+    model = stored_error_model(novelty_file)
+    atoms = fitted_atoms(novelty_file)
+    if model is None or atoms is None:
+        return None
+    return model.summary(atoms)
+
+
 def _count(path: Path) -> int | None:
     return len(read_frames(path)) if path.exists() else None
 
@@ -130,6 +145,7 @@ def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
         row["n_audit"] = summary["n_audit"]
         row["uncertain_fraction"] = summary["uncertain_fraction"]
     row["systems"] = system_figures(summary, held)
+    row["error_model"] = error_model_figures(at(layout.NOVELTY))
     decision_file = layout.current_decision(root, iteration)
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
@@ -328,6 +344,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         if len(row["systems"] or {}) > 1:
             lines += [f"iteration {row['iteration']}, {line}" for line in _system_lines(row)]
+    modelled = [r for r in rows if r.get("error_model")]
+    if modelled:
+        lines += error_model_lines(modelled[-1]["iteration"], modelled[-1]["error_model"])
     for row in rows:
         if row["reason"]:
             lines.append(f"iteration {row['iteration']}: {row['reason']}")
@@ -347,3 +366,24 @@ def _system_lines(row: dict[str, Any]) -> list[str]:
         f"({_fmt(f['overconfidence'], 3)}x all frames'), novelty {_fmt(f['novelty_heldout'], 3)}"
         for name, f in row["systems"].items()
     ]
+
+
+def error_model_lines(iteration: int, model: dict[str, Any]) -> list[str]:
+    """How the uncertainty was tuned: the error model and its fit, pooled and per system."""
+
+    def fit(f: dict[str, Any]) -> str:
+        rho = {name: _fmt(value, 2) for name, value in f["spearman"].items()}
+        return (
+            f"{f['n_atoms']} atoms, force RMSE {_fmt(f['rmse'])} (predicted "
+            f"{_fmt(f['rmse_predicted'])}), Spearman per atom {rho['predicted']} (spread "
+            f"{rho['sigma']}, novelty {rho['novelty']}), novelty up to {_fmt(f['novelty_max'], 3)}"
+        )
+
+    lines = [
+        f"uncertainty error model of iteration {iteration}: e_i^2 = ({_fmt(model['spread'], 3)} "
+        f"sigma_i)^2 + ({_fmt(model['novelty'], 3)} nu_i)^2 (eV/A), fitted on the held-out "
+        f"{fit(model)}; beyond that novelty it is extrapolated linearly"
+    ]
+    if len(model["per_system"]) > 1:
+        lines += [f"  system {name}: {fit(f)}" for name, f in model["per_system"].items()]
+    return lines

@@ -125,6 +125,14 @@ class Exploration:
     min_distance: float = 1.0
     walkers_per_job: int = 1
     torch_compile: bool | str = "auto"
+    continue_walkers: bool = True
+    fresh_start_every: int = 0
+
+    def continues(self, iteration: int) -> bool:
+        """Whether iteration ``iteration``'s walkers go on from the previous iteration's."""
+        if not self.continue_walkers or iteration == 0:
+            return False
+        return not (self.fresh_start_every and iteration % self.fresh_start_every == 0)
 
 
 @dataclass(frozen=True)

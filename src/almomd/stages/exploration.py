@@ -12,7 +12,7 @@ from ase import Atoms
 from almomd import layout
 from almomd.data.frames import write_json
 from almomd.ensemble.calculator import EnsembleCalculator
-from almomd.ensemble.uncertainty import NOVELTY_METRICS
+from almomd.ensemble.uncertainty import ERROR_MODEL_METRICS, NOVELTY_METRICS
 from almomd.errors import ConfigError
 from almomd.exploration.md import MDSettings, run_walker
 from almomd.seeds import rng_for
@@ -76,11 +76,25 @@ def ensemble(
         log.info("compiling the ensemble (torch.compile): the first step takes a while")
     device = settings.job_device()
     log.info("device: %s (training.device: %s)", device, settings.training.device)
-    return EnsembleCalculator(model_files, device=device, compile=compile, novelty=novelty_file)
+    calc = EnsembleCalculator(model_files, device=device, compile=compile, novelty=novelty_file)
+    metric = settings.uncertainty.metric if "uncertainty" in settings.config else None
+    if metric in ERROR_MODEL_METRICS and calc.novelty and calc.novelty.error_model is None:
+        raise ConfigError(
+            f"config key uncertainty.metric: {metric} needs the error model of {novelty_file}, "
+            "which was fitted without one (another metric, or an earlier version): delete it "
+            "to have it fitted again (snakemake remakes it), or choose another metric"
+        )
+    return calc
 
 
-def _walker(settings: Settings, iteration: int, walker: int, out: str):
-    """Walker ``walker``'s run, given its calculator, and its starting structure and MD."""
+def _walker(settings: Settings, iteration: int, walker: int, out: str, previous: str | None):
+    """Walker ``walker``'s run, given its calculator, and its starting structure and MD.
+
+    ``previous``: the walker's frames of the previous iteration, to go on from
+    (``exploration.continue_walkers``; :mod:`almomd.exploration.continuation`).
+    """
+    from almomd.exploration.continuation import continued_start
+
     spec = settings.walkers()[walker]
     md = section(
         MDSettings,
@@ -89,6 +103,10 @@ def _walker(settings: Settings, iteration: int, walker: int, out: str):
         uncertainty_column=settings.uncertainty.column,
     )
     start = settings.structure(spec.system)
+    continued = None
+    if previous:
+        continued, why = continued_start(previous, start, spec.system)
+        log.info("walker %d: %s", walker, why)
 
     def run(calculator) -> str:
         frames, reason = run_walker(
@@ -100,6 +118,7 @@ def _walker(settings: Settings, iteration: int, walker: int, out: str):
             out,
             iteration,
             system=spec.system,
+            continued=continued,
         )
         log.info(
             "walker %d (system %s, T=%g K, replica %d): %d frames, %s",
@@ -107,7 +126,7 @@ def _walker(settings: Settings, iteration: int, walker: int, out: str):
         )  # fmt: skip
         return reason
 
-    return run, start, md
+    return run, start if continued is None else continued, md
 
 
 def explore(
@@ -118,9 +137,11 @@ def explore(
     model_files: Sequence[str],
     out: str,
     novelty_file: str | None = None,
+    previous: str | None = None,
 ) -> None:
-    """Run exploration walker ``walker`` of iteration ``iteration``."""
-    run, start, md = _walker(settings, iteration, walker, out)
+    """Run exploration walker ``walker`` of iteration ``iteration`` (``previous``: its
+    frames of the previous iteration, where it goes on from them)."""
+    run, start, md = _walker(settings, iteration, walker, out, previous)
     run(ensemble(settings, model_files, start, md.steps, novelty_file))
 
 
@@ -132,16 +153,20 @@ def explore_pack(
     model_files: Sequence[str],
     out: Sequence[str],
     novelty_file: str | None = None,
+    previous: Sequence[str] = (),
 ) -> None:
     """Run ``walkers`` of iteration ``iteration`` in one process and one pass per MD step
-    (:mod:`almomd.exploration.packed`); each writes its own ``out`` file, as alone.
+    (:mod:`almomd.exploration.packed`); each writes its own ``out`` file, as alone
+    (``previous``: their frames of the previous iteration, in the same order).
 
     Compiled as :func:`compile_choice` says for all the walkers' atoms (a walker
     that stops changes the pass's shapes: one recompilation).
     """
     from almomd.exploration.packed import run_together
 
-    found = [_walker(settings, iteration, w, f) for w, f in zip(walkers, out, strict=True)]
+    previous = list(previous) or [None] * len(walkers)
+    found = [_walker(settings, iteration, w, f, p)
+             for w, f, p in zip(walkers, out, previous, strict=True)]  # fmt: skip
     log.info("walkers %s in one pass (exploration.walkers_per_job)", list(walkers))
     starts = [start for _, start, _ in found]
     steps = max(md.steps for _, _, md in found)

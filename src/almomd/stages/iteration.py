@@ -62,12 +62,7 @@ def evaluate_heldout(
     held-out frames (``test_set``, or no audit label yet) the test set is used
     and flagged as not covering the exploration conditions.
     """
-    source = settings.heldout.source
-    frames = [a for f in frame_files for a in read_frames(f)]
-    if source == "audit":
-        frames = heldout.audit_frames(frames)
-    if not frames:
-        frames, source = read_frames(test_file), "test_set"
+    frames, source = heldout.judged_frames(settings.heldout.source, frame_files, test_file)
     covers = source in heldout.COVERING_SOURCES
     systems.tag(frames, settings.structures())
     calc = ensemble(settings, model_files, novelty_file=novelty_file)

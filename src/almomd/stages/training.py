@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from almomd.data.frames import read_frames, subsample, write_frames
+import numpy as np
+
+from almomd.data.frames import read_frames, subsample, system_of, write_frames
 from almomd.seeds import derive_seed, rng_for
 from almomd.settings.sections import Settings
 from almomd.training import trainer
@@ -87,12 +89,22 @@ def train_pack(
 
 
 def fit_novelty(
-    settings: Settings, *, iteration: int, model_files: Sequence[str], train_file: str, out: str
+    settings: Settings,
+    *,
+    iteration: int,
+    model_files: Sequence[str],
+    train_file: str,
+    out: str,
+    heldout_files: Sequence[str] = (),
+    test_file: str | None = None,
 ) -> None:
     """Fit the novelty reference of iteration ``iteration``'s ensemble to its training set.
 
     Every training frame goes through the ensemble once; the members' last node
     features of its atoms are the reference (:mod:`almomd.ensemble.novelty`).
+    With ``test_file`` (an error-model metric) the per-atom error model is fitted
+    too, on the frames the iteration is judged on (``heldout_files``, else the
+    test set; :mod:`almomd.ensemble.error_model`) and kept with the reference.
     """
     from almomd.ensemble.calculator import EnsembleCalculator
     from almomd.ensemble.novelty import NoveltyReference
@@ -104,12 +116,51 @@ def fit_novelty(
         [atoms.get_chemical_symbols() for atoms in frames],
         rng_for(settings.seed, "novelty", iteration),
     )
-    reference.save(out)
+    atoms = None
+    if test_file is not None:
+        reference, atoms = fit_error_model(settings, calc, reference, heldout_files, test_file)
+    reference.save(out, atoms)
     spacing = ", ".join(f"{s} {v:.3g}" for s, v in sorted(reference.spacing[0].items()))
     log.info(
         "novelty reference: %d training frames, %d members; member 0's spacing %s",
         len(frames), reference.n_members, spacing,
     )  # fmt: skip
+
+
+def fit_error_model(settings: Settings, calc, reference, heldout_files, test_file: str):
+    """The reference with the error model of its ensemble ``calc``, fitted per atom, and
+    the atoms it was fitted on (system, spread, novelty, error)."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from almomd.ensemble.error_model import ErrorModel
+    from almomd.ensemble.uncertainty import force_spread
+    from almomd.evaluation import heldout
+
+    frames, source = heldout.judged_frames(settings.heldout.source, heldout_files, test_file)
+    calc.novelty = reference
+    sigma, novelty, error, system = [], [], [], []
+    for truth in frames:
+        atoms = truth.copy()
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        sigma.append(force_spread(calc.results["member_forces"]))
+        novelty.append(calc.results["novelty"])
+        error.append(np.linalg.norm(calc.results["forces"] - truth.get_forces(), axis=1))
+        system += [system_of(truth)] * len(truth)
+    atoms = pd.DataFrame({"system": system} | {
+        name: np.concatenate(x) for name, x in (("sigma", sigma), ("novelty", novelty),
+                                                ("error", error))
+    })  # fmt: skip
+    model = ErrorModel.fit(atoms["sigma"], atoms["novelty"], atoms["error"])
+    log.info(
+        "error model on %d %s frames (%d atoms): e_i^2 = (%.3g sigma_i)^2 + (%.3g nu_i)^2 eV/A; "
+        "force RMSE %.4g, predicted %.4g",
+        len(frames), source, model.n_atoms, model.spread, model.novelty, model.rmse,
+        model.rmse_fitted,
+    )  # fmt: skip
+    return replace(reference, error_model=model), atoms
 
 
 def compile_member(settings: Settings, *, model: str, out: str, log_file: str) -> None:
