@@ -277,12 +277,13 @@ def displacement(frame, ideal) -> float:
 
 
 def exploration_figures(workdir: Path, system: System, iterations: int, key: str) -> dict:
-    """Defect-like labeled frames, and the first defect-like walker frame (its MD time and
-    whether it was above the calibrated threshold)."""
+    """Defect-like labeled frames, the first defect-like walker frame (its MD time and
+    whether it was above the calibrated threshold), the largest displacement of an atom
+    from its site in any walker frame and the longest MD a walker ran (over iterations)."""
     from almomd.data.frames import read_frames
 
     ideal = system.cells()["bulk"]
-    labeled, defect_like, first = 0, 0, None
+    labeled, defect_like, first, farthest, explored = 0, 0, None, 0.0, 0.0
     for i in range(iterations):
         results = workdir / "results" / f"iter_{i}"
         for path in sorted((results / "labels").glob("labeled_*.extxyz")):
@@ -292,12 +293,17 @@ def exploration_figures(workdir: Path, system: System, iterations: int, key: str
         held = json.loads((results / "eval" / "heldout.json").read_text())
         threshold = held.get("calibrated_threshold")
         for path in sorted((results / "explore").glob("walker_*.extxyz")):
-            for frame in read_frames(path):
-                if first is None and displacement(frame, ideal) > system.displaced:
+            frames = read_frames(path)
+            explored = max(explored, float(frames[-1].info.get("md_elapsed_fs", 0.0)))
+            for frame in frames:
+                moved = displacement(frame, ideal)
+                farthest = max(farthest, moved)
+                if first is None and moved > system.displaced:
                     flagged = threshold is not None and frame.info[key] > threshold
                     first = {"iteration": i, "elapsed_fs": frame.info.get("md_elapsed_fs"),
                              "flagged": bool(flagged)}  # fmt: skip
-    return {"labeled": labeled, "defect_like": defect_like, "first_event": first}
+    return {"labeled": labeled, "defect_like": defect_like, "first_event": first,
+            "largest_displacement": round(farthest, 3), "longest_walker_fs": explored}  # fmt: skip
 
 
 # --- the run ----------------------------------------------------------------------------------

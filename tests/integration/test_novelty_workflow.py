@@ -110,12 +110,12 @@ def test_the_batched_pass_and_member_by_member_agree_on_novelty(campaign):
 
 @pytest.fixture(scope="module")
 def error_model_campaign(tmp_path_factory):
-    """The .test campaign selecting by force_error (1 iteration), with a batch spread in
-    feature space filled up to the label budget."""
+    """The .test campaign selecting by the default metric, force_error_max (1 iteration), with
+    a batch spread in feature space filled up to the label budget."""
 
     def change(config):
         config["max_iterations"] = 1
-        config["uncertainty"] = {"metric": "force_error"}
+        config.pop("uncertainty")  # the default
         config["selection"] |= {"diversity": "features", "fill": True, "shift": 50.0}
 
     workdir = copy_test_config(tmp_path_factory.mktemp("error_model") / "campaign")
@@ -126,7 +126,7 @@ def error_model_campaign(tmp_path_factory):
 
 
 def test_a_campaign_selecting_by_the_error_model(error_model_campaign):
-    """force_error: the error model is fitted on the held-out frames with the novelty
+    """force_error_max: the error model is fitted on the held-out frames with the novelty
     reference, every explored frame carries it, and the selection ranks by it."""
     workdir = error_model_campaign
     iteration = workdir / "results" / "iter_0"
@@ -144,13 +144,16 @@ def test_a_campaign_selecting_by_the_error_model(error_model_campaign):
             assert atoms.info["u_force_error"] == pytest.approx(
                 expected["force_error"], rel=1e-5, abs=1e-7
             )
+            assert atoms.info["u_force_error_max"] == pytest.approx(
+                expected["force_error_max"], rel=1e-5, abs=1e-7
+            )
             assert atoms.info["u_force_error_max"] >= atoms.info["u_force_error"]
     candidates = pd.read_csv(iteration / "selection" / "candidates.csv")
-    assert (candidates["metric"] == "force_error").all()
+    assert (candidates["metric"] == "force_error_max").all()
     selected = read_frames(iteration / "selection" / "selected.extxyz")
     assert len(selected) == 4  # the budget is met (hardly a frame passes shift 50: filled)
     assert "filled" in set(candidates["decision"])
-    assert "u_force_error" in table
+    assert "u_force_error_max" in table
     # how it was tuned, in the status and the report
     from almomd.reporting.status import format_table
 
@@ -184,7 +187,7 @@ def test_a_defect_made_in_md_crosses_the_heldout_threshold_and_is_selected(
     start = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     md = MDSettings(thermostat="nvt_langevin", temperature=600.0, timestep=2.0, friction=0.02,
                     steps=80, log_interval=10, min_distance=1.0,
-                    uncertainty_column="u_force_error")  # fmt: skip
+                    uncertainty_column="u_force_error_max")  # fmt: skip
     before, _ = run_walker(start, calc, md, 0, np.random.default_rng(3), tmp_path / "w.extxyz")
     after = []
     for frame in before:  # the same thermal frames with atom 0 on the octahedral site
@@ -192,15 +195,14 @@ def test_a_defect_made_in_md_crosses_the_heldout_threshold_and_is_selected(
         jumped.positions[0] += np.array([1.805, 1.805, 1.805])
         jumped.calc = calc
         jumped.get_potential_energy()
-        jumped.info |= calc.results["uncertainty"] | {
+        jumped.info |= {f"u_{k}": v for k, v in calc.results["uncertainty"].items()} | {
             "al_step": frame.info["al_step"] + 100, "al_id": f"event-{len(after)}",
             "md_time_fs": frame.info["md_time_fs"] + 200.0,
         }  # fmt: skip
-        jumped.info["u_force_error"] = calc.results["uncertainty"]["force_error"]
         after.append(jumped)
-    threshold = uncertainty_threshold(workdir, 0, "u_force_error", 3.0)
-    u_before = [a.info["u_force_error"] for a in before]
-    u_after = [a.info["u_force_error"] for a in after]
+    threshold = uncertainty_threshold(workdir, 0, "u_force_error_max", 3.0)
+    u_before = [a.info["u_force_error_max"] for a in before]
+    u_after = [a.info["u_force_error_max"] for a in after]
     assert max(u_before) < threshold < min(u_after), (u_before, threshold, u_after)
     config = validate_config(yaml_config(workdir), workdir)
     # ALmoMD's acceptance above mean + 2 std of the held-out frames (not the fixture's fill)
@@ -209,7 +211,7 @@ def test_a_defect_made_in_md_crosses_the_heldout_threshold_and_is_selected(
     heldout = pd.read_csv(workdir / "results" / "iter_0" / "eval" / "heldout_predictions.csv")
     frames = before + after
     table = select(
-        frames, u_before + u_after, heldout["u_force_error"].to_numpy(), rule,
+        frames, u_before + u_after, heldout["u_force_error_max"].to_numpy(), rule,
         np.random.default_rng(0),
     )  # fmt: skip
     chosen = set(table.loc[table["selected"], "al_id"])

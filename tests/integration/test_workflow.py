@@ -647,10 +647,10 @@ def test_production_md_by_novelty_of_an_iteration_without_its_reference_is_refus
     shutil.copy(REPO / ".test" / "cu.xyz", root / "cu.xyz")
     monkeypatch.chdir(root)  # a step runs in its campaign's directory
 
-    def production(metric):
+    def production(metric, iteration=1):
         config = load_test_config()
         config["uncertainty"] = {"metric": metric}
-        config["production"] = {"steps": 10, "log_interval": 5, "iteration": 1}
+        config["production"] = {"steps": 10, "log_interval": 5, "iteration": iteration}
         settings = Settings.from_config(validate_config(config, REPO / ".test"))
         out = tmp_path / f"{metric}.extxyz"
         return stages.production_md(
@@ -659,4 +659,7 @@ def test_production_md_by_novelty_of_an_iteration_without_its_reference_is_refus
 
     with pytest.raises(ConfigError, match="uncertainty.metric: force_max, or choose a later"):
         production("force_max_novelty")
+    # iteration 0's reference was fitted without the error model (the campaign's force_max)
+    with pytest.raises(ConfigError, match="force_error_max needs the error model"):
+        production("force_error_max", iteration=0)
     assert production("force_max")["frames"] == 3

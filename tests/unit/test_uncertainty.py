@@ -52,6 +52,6 @@ def test_identical_members_have_zero_uncertainty():
 
 
 def test_uncertainty_column_names_metric_and_kind():
-    assert Uncertainty().column == "u_force_max_novelty"
+    assert Uncertainty().column == "u_force_error_max"
     assert Uncertainty(metric="force_max").column == "u_force_max"
     assert Uncertainty(metric="energy", kind="relative").column == "u_energy_rel"

@@ -139,7 +139,7 @@ class Exploration:
 class Uncertainty:
     """``uncertainty``: the ensemble disagreement that selection and MD watch."""
 
-    metric: str = "force_max_novelty"
+    metric: str = "force_error_max"
     kind: str = "absolute"
 
     @property
