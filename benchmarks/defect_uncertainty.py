@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -278,9 +279,12 @@ def displacement(frame, ideal) -> float:
 
 def exploration_figures(workdir: Path, system: System, iterations: int, key: str) -> dict:
     """Defect-like labeled frames, the first defect-like walker frame (its MD time and
-    whether it was above the calibrated threshold), the largest displacement of an atom
+    whether its uncertainty was above the threshold the held-out frames set, production
+    MD's mean + 3 std), the largest displacement of an atom
     from its site in any walker frame and the longest MD a walker ran (over iterations)."""
     from almomd.data.frames import read_frames
+    from almomd.exploration.production import uncertainty_threshold
+    from almomd.settings.sections import Production
 
     ideal = system.cells()["bulk"]
     labeled, defect_like, first, farthest, explored = 0, 0, None, 0.0, 0.0
@@ -290,8 +294,7 @@ def exploration_figures(workdir: Path, system: System, iterations: int, key: str
             for frame in read_frames(path):
                 labeled += 1
                 defect_like += displacement(frame, ideal) > system.displaced
-        held = json.loads((results / "eval" / "heldout.json").read_text())
-        threshold = held.get("calibrated_threshold")
+        threshold = uncertainty_threshold(workdir, i, key, Production().threshold_sigmas)
         for path in sorted((results / "explore").glob("walker_*.extxyz")):
             frames = read_frames(path)
             explored = max(explored, float(frames[-1].info.get("md_elapsed_fs", 0.0)))
@@ -299,9 +302,9 @@ def exploration_figures(workdir: Path, system: System, iterations: int, key: str
                 moved = displacement(frame, ideal)
                 farthest = max(farthest, moved)
                 if first is None and moved > system.displaced:
-                    flagged = threshold is not None and frame.info[key] > threshold
-                    first = {"iteration": i, "elapsed_fs": frame.info.get("md_elapsed_fs"),
-                             "flagged": bool(flagged)}  # fmt: skip
+                    first = {"iteration": i,
+                             "elapsed_fs": float(frame.info.get("md_elapsed_fs", math.nan)),
+                             "flagged": bool(frame.info[key] > threshold)}  # fmt: skip
     return {"labeled": labeled, "defect_like": defect_like, "first_event": first,
             "largest_displacement": round(farthest, 3), "longest_walker_fs": explored}  # fmt: skip
 

@@ -26,8 +26,8 @@ def test_the_fit_recovers_the_coefficients_and_predicts_the_rmse():
     assert model.spread == pytest.approx(2.0, rel=0.05)
     assert model.novelty == pytest.approx(0.1, rel=0.05)
     assert model.n_atoms == len(error)
-    # fitted on squared errors: the predicted force RMSE of the held-out atoms is theirs
-    assert model.rmse_fitted == pytest.approx(model.rmse, rel=0.01)
+    # the predicted force RMSE of the held-out atoms is theirs
+    assert model.rmse_fitted == pytest.approx(model.rmse, rel=1e-9)
 
 
 def test_either_signal_alone_raises_it_where_a_product_cannot():
@@ -68,6 +68,7 @@ def test_the_additive_form_and_bad_input():
     assert additive.per_atom(np.array([0.1]), np.array([1.0]))[0] == pytest.approx(
         additive.spread * 0.1 + additive.novelty
     )
+    assert additive.rmse_fitted == pytest.approx(additive.rmse, rel=1e-9)
     with pytest.raises(ValueError, match="form 'cubic'"):
         ErrorModel.fit(sigma, nu, error, "cubic")
     with pytest.raises(ValueError, match="fewer than 2 atoms"):
@@ -114,7 +115,7 @@ def test_the_fitted_atoms_are_kept_and_summarized_per_system(tmp_path):
     assert found["n_atoms"] == 400 and set(found["per_system"]) == {"bulk", "surface"}
     assert found["per_system"]["surface"]["n_atoms"] == 100
     assert found["novelty_max"] == pytest.approx(nu.max())
-    assert found["rmse_predicted"] == pytest.approx(found["rmse"], rel=0.1)
+    assert found["rmse_predicted"] == pytest.approx(found["rmse"], rel=1e-9)
     assert found["spearman"]["predicted"] > found["spearman"]["novelty"]
     reference.save(tmp_path / "plain.npz")
     assert fitted_atoms(tmp_path / "plain.npz") is None

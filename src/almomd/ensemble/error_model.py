@@ -12,7 +12,9 @@ uncertainty: each atom's squared force error is modelled as
 
 with ``a, b >= 0`` fitted by non-negative least squares on the per-atom squared
 errors of the iteration's held-out frames (the truth at the exploration
-conditions; the test set where there is none yet). Why this form:
+conditions; the test set where there is none yet), then both scaled by one
+factor so that the predicted mean squared error of those atoms is theirs (a fit
+without a constant term does not match the mean by itself). Why this form:
 
 - it is monotone in both signals and either alone raises it;
 - ``a`` recalibrates the spread (an ensemble's spread is known to be too small
@@ -22,9 +24,9 @@ conditions; the test set where there is none yet). Why this form:
   training set's own spacing (``nu ~ 1``) it is the in-domain residual, twice as
   far it is twice that. That is the extrapolation, linear and no steeper; an
   element never trained on is infinitely uncertain;
-- fitted on squared errors, the model's mean over the held-out atoms is their
-  mean squared error: the frame metric below is, on held-out frames, the force
-  RMSE the verdict reports, in the same units (eV/A).
+- scaled to the held-out atoms' mean squared error, the frame metric
+  ``force_error`` below is, on the held-out frames, the force RMSE the verdict
+  reports, in the same units (eV/A).
 
 The frame metric ``force_error`` is the predicted force RMSE of the frame,
 ``sqrt(mean_i e_i^2 / 3)`` (per Cartesian component, as the errors are
@@ -97,7 +99,11 @@ class ErrorModel:
             a, b = float(np.sqrt(a2)), float(np.sqrt(b2))
         else:
             (a, b), _ = nnls(np.column_stack([sigma, novelty]), error)
-        model = cls(float(a), float(b), form)
+        # least squares without a constant does not match the mean: scale both terms so the
+        # predicted mean squared error is the atoms' own (their ratio stays the fit's)
+        predicted = np.mean(cls(float(a), float(b), form).per_atom(sigma, novelty) ** 2)
+        scale = float(np.sqrt(np.mean(error**2) / predicted)) if predicted > 0 else 1.0
+        model = cls(a * scale, b * scale, form)
         fitted = model.per_atom(sigma, novelty)
         return cls(
             model.spread,
