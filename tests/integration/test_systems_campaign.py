@@ -93,7 +93,7 @@ def test_each_systems_threshold_comes_from_its_own_heldout_frames(systems_campai
         held = pd.read_csv(directory / "eval/heldout_predictions.csv")
         thresholds = {}
         for name, rows in candidates.groupby("system"):
-            own = held.loc[held["system"] == name, "u_force_max"]
+            own = held.loc[held["system"] == name, "u_" + rows["metric"].iloc[0]]
             assert set(rows["calibration_scope"]) == {"system"}
             assert rows["calibration_mean"].unique() == pytest.approx([own.mean()])
             assert rows["threshold"].unique() == pytest.approx([own.mean()])  # shift 0

@@ -77,14 +77,21 @@ def ensemble(
     device = settings.job_device()
     log.info("device: %s (training.device: %s)", device, settings.training.device)
     calc = EnsembleCalculator(model_files, device=device, compile=compile, novelty=novelty_file)
-    metric = settings.uncertainty.metric if "uncertainty" in settings.config else None
-    if metric in ERROR_MODEL_METRICS and calc.novelty and calc.novelty.error_model is None:
+    if "uncertainty" in settings.config and calc.novelty is not None:
+        require_error_model(settings, novelty_file, calc.novelty.error_model is not None)
+    return calc
+
+
+def require_error_model(settings: Settings, novelty_file, has_model: bool) -> None:
+    """Refuse an error-model metric with a novelty reference fitted without the model."""
+    metric = settings.uncertainty.metric
+    if metric in ERROR_MODEL_METRICS and not has_model:
         raise ConfigError(
             f"config key uncertainty.metric: {metric} needs the error model of {novelty_file}, "
             "which was fitted without one (another metric, or an earlier version): delete it "
-            "to have it fitted again (snakemake remakes it), or choose another metric"
+            "and run snakemake with it as the target to have it fitted again, or choose "
+            "another metric"
         )
-    return calc
 
 
 def _walker(settings: Settings, iteration: int, walker: int, out: str, previous: str | None):
@@ -195,7 +202,6 @@ def production_md(settings: Settings, *, root: str, out: str, out_summary: str) 
         start = ase.io.read(run.structure, index=0)
         start.calc = None
     key = settings.uncertainty.column
-    threshold = prod.uncertainty_threshold(root, iteration, key, run.threshold_sigmas, system)
     md = section(
         MDSettings,
         settings.exploration,
@@ -222,6 +228,11 @@ def production_md(settings: Settings, *, root: str, out: str, out_summary: str) 
             )
         log.warning("%s is missing: production MD without novelty", novelty)
         novelty = None
+    else:
+        from almomd.ensemble.novelty import stored_error_model
+
+        require_error_model(settings, novelty, stored_error_model(novelty) is not None)
+    threshold = prod.uncertainty_threshold(root, iteration, key, run.threshold_sigmas, system)
     log.info(
         "production MD: iteration %d (%d members), %s at %g K, %d steps, threshold %s = %.4g",
         iteration, len(models), md.thermostat, md.temperature, md.steps, key, threshold,
