@@ -162,21 +162,21 @@ def system_campaign(system: System, seed: int, iterations: int, arm: str, metric
 
 
 def per_atom(calc, frames) -> dict[str, np.ndarray]:
-    """Per atom of ``frames``: force spread, novelty and error magnitude; per frame: the
-    energy spread per atom; and each atom's frame."""
-    from almomd.ensemble.uncertainty import force_spread
+    """Per atom of ``frames``: force spread, novelty and error magnitude (as the workflow's
+    error model is fitted on them), each atom's frame; per frame: the energy spread."""
+    from almomd.ensemble.uncertainty import atom_errors
 
-    found = {"sigma": [], "nu": [], "error": [], "frame": [], "energy": []}
-    for k, truth in enumerate(frames):
-        atoms = truth.copy()
-        atoms.calc = calc
-        atoms.get_potential_energy()
-        found["sigma"].append(force_spread(calc.results["member_forces"]))
-        found["nu"].append(calc.results["novelty"])
-        found["error"].append(np.linalg.norm(calc.results["forces"] - truth.get_forces(), axis=1))
-        found["frame"].append(np.full(len(truth), k))
-        found["energy"].append([calc.results["uncertainty"]["energy"]])
-    return {key: np.concatenate(value) for key, value in found.items()}
+    table = atom_errors(calc, frames)
+    found = {
+        key: table[column].to_numpy()
+        for key, column in (
+            ("sigma", "sigma"),
+            ("nu", "novelty"),
+            ("error", "error"),
+            ("frame", "frame"),
+        )
+    }
+    return found | {"energy": table.groupby("frame")["energy"].first().to_numpy()}  # fmt: skip
 
 
 def judge_iteration(workdir: Path, iteration: int, frames: dict[str, list]) -> Path:

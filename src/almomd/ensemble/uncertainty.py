@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from almomd.ensemble.error_model import ErrorModel
 from almomd.ensemble.novelty import combined
@@ -74,3 +75,25 @@ def uncertainties(
         if error_model is not None:
             found |= error_model.frame(sigma, novelty)
     return found
+
+
+def atom_errors(calc, frames) -> pd.DataFrame:
+    """What the error model is fitted on: per atom of the labeled ``frames``, its system,
+    frame, force spread, novelty and force error magnitude under the ensemble ``calc`` (an
+    :class:`~almomd.ensemble.calculator.EnsembleCalculator` with a novelty reference), and
+    the frame's energy spread per atom."""
+    from almomd.data.frames import system_of
+
+    rows = []
+    for k, truth in enumerate(frames):
+        atoms = truth.copy()
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        rows.append(pd.DataFrame({
+            "system": system_of(truth), "frame": k,
+            "sigma": force_spread(calc.results["member_forces"]),
+            "novelty": calc.results["novelty"],
+            "error": np.linalg.norm(calc.results["forces"] - truth.get_forces(), axis=1),
+            "energy": calc.results["uncertainty"]["energy"],
+        }))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)

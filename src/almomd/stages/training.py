@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import numpy as np
-
-from almomd.data.frames import read_frames, subsample, system_of, write_frames
+from almomd.data.frames import read_frames, subsample, write_frames
 from almomd.seeds import derive_seed, rng_for
 from almomd.settings.sections import Settings
 from almomd.training import trainer
@@ -132,27 +130,13 @@ def fit_error_model(settings: Settings, calc, reference, heldout_files, test_fil
     the atoms it was fitted on (system, spread, novelty, error)."""
     from dataclasses import replace
 
-    import pandas as pd
-
     from almomd.ensemble.error_model import ErrorModel
-    from almomd.ensemble.uncertainty import force_spread
+    from almomd.ensemble.uncertainty import atom_errors
     from almomd.evaluation import heldout
 
     frames, source = heldout.judged_frames(settings.heldout.source, heldout_files, test_file)
     calc.novelty = reference
-    sigma, novelty, error, system = [], [], [], []
-    for truth in frames:
-        atoms = truth.copy()
-        atoms.calc = calc
-        atoms.get_potential_energy()
-        sigma.append(force_spread(calc.results["member_forces"]))
-        novelty.append(calc.results["novelty"])
-        error.append(np.linalg.norm(calc.results["forces"] - truth.get_forces(), axis=1))
-        system += [system_of(truth)] * len(truth)
-    atoms = pd.DataFrame({"system": system} | {
-        name: np.concatenate(x) for name, x in (("sigma", sigma), ("novelty", novelty),
-                                                ("error", error))
-    })  # fmt: skip
+    atoms = atom_errors(calc, frames)[["system", "sigma", "novelty", "error"]]
     model = ErrorModel.fit(atoms["sigma"], atoms["novelty"], atoms["error"])
     log.info(
         "error model on %d %s frames (%d atoms): e_i^2 = (%.3g sigma_i)^2 + (%.3g nu_i)^2 eV/A; "
