@@ -20,6 +20,10 @@ INITIAL_FAILED = RESULTS + "/initial/labels/failed_{batch}.extxyz"
 TEST_SET = RESULTS + "/data/test.extxyz"
 HELDOUT_SET = RESULTS + "/data/heldout.extxyz"
 REFERENCE_MD = RESULTS + "/heldout/reference_{condition}.extxyz"
+#: the reference MD's every recorded step (the reference dynamics of the observables)
+REFERENCE_DYNAMICS = RESULTS + "/heldout/dynamics_{condition}.npz"
+#: the harmonic model (force constants) of a system's ideal structure, for sigma^A
+HARMONIC = RESULTS + "/heldout/harmonic_{system}.npz"
 LABELER_CHECK = RESULTS + "/labeler/check.extxyz"  # one single point before any other label
 
 # one iteration
@@ -41,6 +45,10 @@ CANDIDATES = ITERATION + "/selection/candidates.csv"
 SELECTION_SUMMARY = ITERATION + "/selection/summary.json"
 LABELED = ITERATION + "/labels/labeled_{batch}.extxyz"
 FAILED = ITERATION + "/labels/failed_{batch}.extxyz"
+# observables of MLIP MD per condition: verdict, curves, the member trajectories
+OBSERVABLES = ITERATION + "/observables/condition_{condition}.json"
+OBSERVABLE_CURVES = ITERATION + "/observables/curves_{condition}.npz"
+OBSERVABLE_MD = ITERATION + "/observables/md_{condition}.npz"
 DECISION = ITERATION + "/decision.json"
 #: the iteration decided again after the stop rules changed: its 2nd, 3rd, ... decision
 REDECISION = ITERATION + "/decision_{redecision}.json"
@@ -59,6 +67,10 @@ FIGURES = (
     "timings.png",
     "systems.png",
     "error_model.png",
+    "rdf.png",
+    "vdos.png",
+    "msd.png",
+    "sigma_a.png",
 )
 PRODUCTION_TRAJECTORY = RESULTS + "/production/md.extxyz"
 PRODUCTION_SUMMARY = RESULTS + "/production/summary.json"

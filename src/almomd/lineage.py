@@ -286,6 +286,16 @@ def labeler_checked(root: Path | str) -> bool:
     return (root / layout.LABELER_CHECK).is_file() or not started
 
 
+def keeps_reference_dynamics(root: Path | str) -> bool:
+    """Whether the reference MD keeps its whole trajectories: always, but in a campaign
+    whose reference MD ran without (an earlier version), which is not run again for them:
+    its observables then have no reference dynamics, and say so."""
+    root = Path(root)
+    ran = list(root.glob(layout.REFERENCE_MD.format(condition="*")))
+    kept = list(root.glob(layout.REFERENCE_DYNAMICS.format(condition="*")))
+    return bool(kept) or not ran
+
+
 def unreadable_summaries(root: Path | str) -> list[str]:
     """The campaign's status file if it cannot be read (truncated, edited): it is only a
     summary of the iterations' files, so it is written again rather than trusted."""

@@ -64,7 +64,8 @@ def test_raising_max_iterations_runs_exactly_the_next_iteration(campaign_form):
     iteration_2 = [
         ("label_batch", 1), ("label_batch", 1), ("merge_labels", 2), *member_jobs,
         ("fit_novelty", 2), ("evaluate", 2), ("evaluate_heldout", 2), ("explore", 2),
-        ("explore", 2), ("select_frames", 2), ("decide", 2), ("write_status", None),
+        ("explore", 2), ("observables", 2), ("observables", 2), ("select_frames", 2),
+        ("decide", 2), ("write_status", None),
         ("write_report", None), (form.target_rule, None),
     ]  # fmt: skip
     if form.form == "init":  # the README's way: the whole iteration runs

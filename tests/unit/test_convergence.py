@@ -93,3 +93,27 @@ def test_a_changed_stop_rule_redecides_only_the_last_iteration():
     assert convergence.redecided(decision, False, now) == convergence.changed_stop_rules(then, now)
     assert convergence.redecided(decision, True, now) == []  # history: the next one has begun
     assert convergence.redecided({"stop": True}, False, now) == []  # settings not recorded
+
+
+def observed(condition="600 K", **agree):
+    rows = {name: {"agree": flag, "parts": {}} for name, flag in agree.items()}
+    return {"condition": condition, "observables": rows | {"_protocol": {}}}
+
+
+def test_observables_named_must_agree_at_every_condition():
+    wanted = rule(force_rmse=0.1, observables=("rdf", "msd"))
+    off = [observed("300 K", rdf=True, msd=True), observed("600 K", rdf=True, msd=False)]
+    decision = decide(0, 5, heldout(), [0.5], 5, wanted, off)
+    assert not decision.stop
+    assert "msd at 600 K disagrees" in decision.reason
+    on = [observed("300 K", rdf=True, msd=True), observed("600 K", rdf=True, msd=True)]
+    assert decide(0, 5, heldout(), [0.5], 5, wanted, on).converged
+    # named but not measured: no verdict on them, no convergence
+    assert not decide(0, 5, heldout(), [0.5], 5, wanted, []).stop
+
+
+def test_a_campaign_converged_on_forces_says_which_observable_disagrees():
+    found = [observed("600 K", rdf=True, diffusion=False, stability=True)]
+    decision = decide(0, 5, heldout(), [0.5], 5, rule(force_rmse=0.1), found)
+    assert decision.converged
+    assert "disagree with the reference dynamics: diffusion at 600 K" in decision.reason

@@ -116,7 +116,7 @@ def requirement_names(entries) -> set[str]:
 def test_the_conda_environments_name_what_pyproject_names():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = requirement_names(project["dependencies"])
-    conda_names = {"torch": "pytorch", "tblite": "tblite-python"}
+    conda_names = {"torch": "pytorch", "tblite": "tblite-python", "freud-analysis": "freud"}
     wanted = {conda_names.get(name, name) for name in wanted}
     for path in (REPO / "environment.yml", REPO / "workflow" / "envs" / "almomd.yaml"):
         spec = yaml.safe_load(path.read_text())

@@ -47,6 +47,8 @@ HELDOUT = SETTINGS.heldout.source
 # the uncertainty's error model is fitted with the novelty reference, on the held-out frames
 ERROR_MODEL = SETTINGS.uncertainty.metric in ERROR_MODEL_METRICS
 CONDITIONS = SETTINGS.conditions()
+# observables of MLIP MD per iteration and condition (rules in observables.smk)
+OBSERVABLES = SETTINGS.observables.enabled
 GENERATE_INITIAL = SETTINGS.initial_data.file is None
 COMPILED = SETTINGS.training.compile
 ELEMENTS = chemical_symbols(config, Path.cwd())
@@ -115,6 +117,7 @@ wildcard_constraints:
     walker="[0-9]+",
     batch="[0-9]+",
     condition="[0-9]+",
+    system="[A-Za-z0-9_.-]+",
     redecision="[2-9]|[1-9][0-9]+",
 
 
@@ -219,6 +222,13 @@ LABELER_CHECKED = (
 )
 
 
+# the reference MD keeps its dynamics, but in a campaign whose reference MD ran without
+# them (an earlier version): it is not run again, and its observables have no reference
+REFERENCE_OUTPUTS = {"frames": protected(layout.REFERENCE_MD)}
+if lineage.keeps_reference_dynamics(Path.cwd()):
+    REFERENCE_OUTPUTS["dynamics"] = protected(layout.REFERENCE_DYNAMICS)
+
+
 def labeler_checked(wildcards):
     return LABELER_CHECKED
 
@@ -280,6 +290,33 @@ def error_model_frames(wildcards):
 def error_model_test_set(wildcards):
     """The test set, where the error model falls back on it (none: no error model)."""
     return [ancient(layout.TEST_SET)] if ERROR_MODEL else []
+
+
+def reference_dynamics(wildcards):
+    """The reference dynamics of a condition: the user's (observables.reference), else the
+    labeler's MD (none for other held-out sources)."""
+    given = SETTINGS.observables.reference
+    if given:
+        return [given[int(wildcards.condition)]]
+    if HELDOUT != "reference_md" or "dynamics" not in REFERENCE_OUTPUTS:
+        return []
+    return [ancient(layout.REFERENCE_DYNAMICS.format(condition=wildcards.condition))]
+
+
+def harmonic_model(wildcards):
+    """The harmonic model of the condition's system (sigma^A's reference)."""
+    system = CONDITIONS[int(wildcards.condition)].system
+    return [ancient(layout.HARMONIC.format(system=system))]
+
+
+def iteration_observables(wildcards):
+    """The iteration's observables at every condition (none without observables)."""
+    if not OBSERVABLES:
+        return []
+    return [
+        layout.OBSERVABLES.format(iteration=wildcards.iteration, condition=c.index)
+        for c in CONDITIONS
+    ]
 
 
 def selection_history(wildcards):

@@ -5,7 +5,7 @@ rule reference_md:
     input:
         unpack(labeler_checked),
     output:
-        protected(layout.REFERENCE_MD),
+        **REFERENCE_OUTPUTS,
     log:
         layout.log("reference_{condition}", "heldout"),
     benchmark:

@@ -46,6 +46,7 @@ checkpoint decide:
         heldout_summary=layout.HELDOUT_SUMMARY,
         heldout_table=layout.HELDOUT_TABLE,
         selections=selection_history,
+        observables=iteration_observables,
     output:
         layout.DECISION,
     log:
@@ -69,6 +70,7 @@ checkpoint redecide:
         heldout_summary=layout.HELDOUT_SUMMARY,
         heldout_table=layout.HELDOUT_TABLE,
         selections=selection_history,
+        observables=iteration_observables,
     output:
         layout.REDECISION,
     log:

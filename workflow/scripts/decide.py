@@ -11,6 +11,7 @@ stages.decide(
     heldout_summary=snakemake.input.heldout_summary,
     heldout_table=snakemake.input.heldout_table,
     selection_summaries=list(snakemake.input.selections),
+    observable_files=list(snakemake.input.observables),
     out=snakemake.output[0],
     campaign=snakemake.params.campaign,
     number=int(snakemake.wildcards.get("redecision", 1)),

@@ -8,6 +8,7 @@ from almomd.settings.sections import Settings
 stages.reference_md(
     Settings.from_config(snakemake.params.settings),
     condition=int(snakemake.wildcards.condition),
-    out=snakemake.output[0],
+    out=snakemake.output.frames,
+    dynamics_out=snakemake.output.get("dynamics"),
     launcher=launcher_command(snakemake.resources.get("mpi"), snakemake.resources.get("tasks")),
 )

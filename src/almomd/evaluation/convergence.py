@@ -11,7 +11,14 @@ Converged means, for the figures that are configured:
   ``uncertain_fraction`` for ``stable_iterations`` consecutive iterations
   (ALmoMD stops after three consecutive iterations meet its criterion).
 
-Both must hold when both are set. A campaign also stops as converged when
+- **observables** (``observables``): MLIP MD's observables named there agree
+  with the reference dynamics (within their combined interval) at every
+  condition (:mod:`almomd.observables`).
+
+All that are set must hold. An observable that disagrees (or MD that is not
+stable) is named in the reason even where the verdict does not wait for it:
+a campaign that converged on forces says that its dynamics are off. A campaign
+also stops as converged when
 exploration selects no frame (or fewer than ``min_selected``). A verdict on
 frames that do not cover the exploration conditions (the test set) says so.
 """
@@ -109,6 +116,29 @@ def _uncertainty_figure(fractions: Sequence[float], rule: Convergence) -> Figure
     return Figure("uncertain_fraction", current, limit, streak >= needed, text)
 
 
+def _observable_figures(
+    observed: Sequence[dict[str, Any]], rule: Convergence
+) -> tuple[list[Figure], list[str]]:
+    """The figures of ``convergence.observables`` and what disagrees, per condition."""
+    figures, disagree = [], []
+    for found in observed:
+        where = found["condition"]
+        for name, row in found["observables"].items():
+            if name.startswith("_"):
+                continue
+            agree = row.get("agree")
+            if agree is False:
+                disagree.append(f"{name} at {where}")
+            if name in rule.observables:
+                text = f"{name} at {where} " + {True: "agrees", False: "disagrees",
+                                                None: "has no verdict"}[agree]  # fmt: skip
+                figures.append(Figure(f"{name}[{where}]", float(bool(agree)), 1.0,
+                                      agree is True, text))  # fmt: skip
+    if rule.observables and not observed:
+        figures.append(Figure("observables", 0.0, 1.0, False, "no observables measured"))
+    return figures, disagree
+
+
 def decide(
     iteration: int,
     max_iterations: int,
@@ -116,19 +146,27 @@ def decide(
     uncertain_fractions: Sequence[float],
     n_selected: int,
     rule: Convergence,
+    observed: Sequence[dict[str, Any]] = (),
 ) -> Decision:
     """Decide whether the campaign stops after ``iteration``.
 
     ``heldout`` is the iteration's held-out summary (``source``,
     ``covers_conditions``, ``n_frames``, ``level``, ``force_rmse`` and
     ``energy_rmse`` with their ``_ci``); ``uncertain_fractions`` the fraction
-    of uncertain explored frames of iterations ``0 .. iteration``.
+    of uncertain explored frames of iterations ``0 .. iteration``; ``observed``
+    the iteration's observables per condition.
     """
     figures = _error_figures(heldout, rule)
     uncertainty = _uncertainty_figure(uncertain_fractions, rule)
     if uncertainty is not None:
         figures.append(uncertainty)
+    dynamics, disagree = _observable_figures(observed, rule)
+    figures += dynamics
     texts = "; ".join(f.text for f in figures)
+    if disagree:
+        texts += "; MD observables that disagree with the reference dynamics: " + ", ".join(
+            disagree
+        )
     caveat = ""
     if not heldout["covers_conditions"]:
         caveat = (

@@ -30,6 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from almomd.data.frames import labeled_copy, min_interatomic_distance, write_frames
+from almomd.data.trajectories import Trajectory, velocities, write_trajectories
 from almomd.evaluation.statistics import autocorrelation_time
 from almomd.exploration.md import MDSettings, start_dynamics, thermalize
 from almomd.labeling.labelers import Labeler
@@ -159,12 +160,23 @@ class _Run:
     """One trajectory's recorded states: positions, cell, energy and forces per step."""
 
     def __init__(self) -> None:
-        self.states: list[tuple[np.ndarray, np.ndarray, float, np.ndarray]] = []
+        # positions, cell, energy, forces and velocities (A/fs) of every recorded step
+        self.states: list[tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]] = []
         self.reason = "completed"
 
     @property
     def energies(self) -> np.ndarray:
         return np.array([state[2] for state in self.states])
+
+    def trajectory(self, start: Atoms, md: MDSettings, name: str) -> Trajectory:
+        """Every recorded step as a :class:`Trajectory` (the reference dynamics)."""
+        positions, cells, energies, forces, velocities = (
+            np.array([state[i] for state in self.states]) for i in range(5)
+        )
+        stopped = "" if self.reason == "completed" else self.reason
+        return Trajectory(start.get_chemical_symbols(), start.get_masses(), positions,
+                          velocities, energies, forces, cells, md.timestep, md.temperature,
+                          name, stopped)  # fmt: skip
 
 
 def _record(
@@ -192,7 +204,9 @@ def _record(
         ):
             run.reason = f"unphysical structure after {len(run.states)} steps"
             return False
-        run.states.append((atoms.get_positions(), atoms.get_cell()[:], energy, forces))
+        run.states.append(
+            (atoms.get_positions(), atoms.get_cell()[:], energy, forces, velocities(atoms))
+        )
     return True
 
 
@@ -249,8 +263,13 @@ def reference_md(
     rngs: Sequence[np.random.Generator],
     out: str,
     stress: bool = False,
+    dynamics_out: str | None = None,
 ) -> list[Atoms]:
     """Run ``len(rngs)`` trajectories with the labeler and write the kept, labeled frames.
+
+    With ``dynamics_out`` every trajectory's recorded steps (after equilibration)
+    are kept there whole (:func:`~almomd.data.trajectories.write_trajectories`):
+    the reference dynamics the MLIP's observables are compared with.
 
     A trajectory stops early (keeping what it has) when the labeler fails or the
     structure becomes unphysical; fewer than two kept frames in all is an error.
@@ -258,6 +277,7 @@ def reference_md(
     labeling = _Labeling(labeler, labeler_directory(out))
     label = condition.label
     frames: list[Atoms] = []
+    dynamics: list[Trajectory] = []
     reasons: list[str] = []
     started = time.perf_counter()
     for index, (count, rng) in enumerate(
@@ -270,8 +290,10 @@ def reference_md(
         redone = labeling.redone - redone_before
         reasons.append(f"trajectory {index}: {run.reason}")
         name = f"c{condition.index}-t{index}"
+        if len(run.states) >= 2:
+            dynamics.append(run.trajectory(start, md, f"reference {name}"))
         for i in kept:
-            positions, cell, energy, forces = run.states[i]
+            positions, cell, energy, forces, _ = run.states[i]
             atoms = start.copy()
             atoms.set_cell(cell)
             atoms.positions = positions
@@ -312,4 +334,6 @@ def reference_md(
             "or file"
         )
     write_frames(out, frames)
+    if dynamics_out:
+        write_trajectories(dynamics_out, dynamics)
     return frames

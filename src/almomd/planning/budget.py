@@ -93,14 +93,16 @@ def local_wall_hours(
     return {iteration: round(h, 9) for iteration, h in hours.items()}
 
 
-def label_budget(config: dict) -> dict:
+def label_budget(config: dict, directory: Path | str | None = None) -> dict:
     """Labels (single points of the labeler) the campaign spends, from its validated config.
 
     Per iteration: at most ``selection.max_frames`` selected frames, plus the
     audit frames (``heldout.audit_per_walker`` per walker) with
     ``heldout.source: audit``; once: the generated initial frames (of every
     system) and, with
-    ``heldout.source: reference_md``, every MD step of the reference MD.
+    ``heldout.source: reference_md``, every MD step of the reference MD; with
+    ``observables.enabled`` (and the structures in ``directory``), phonopy's displaced
+    structures of every system's harmonic model.
     """
     from almomd.settings.campaign import conditions, reference_md_steps, walkers
 
@@ -111,12 +113,19 @@ def label_budget(config: dict) -> dict:
     generated = config["initial_data"]["n_frames"] * len(config["systems"])  # per system
     initial = generated if config["initial_data"]["file"] is None else 0
     per_iteration = config["selection"]["max_frames"] + audit
+    harmonic = 0
+    if config["observables"]["enabled"] and directory is not None:
+        from almomd.observables.anharmonicity import displaced_count
+        from almomd.settings.files import structures
+
+        harmonic = sum(displaced_count(a) for a in structures(config, directory).values())
     return {
         "selected_per_iteration": config["selection"]["max_frames"],
         "audit_per_iteration": audit,
         "initial": initial,
         "reference_md": reference,
-        "campaign": initial + reference + per_iteration * config["max_iterations"],
+        "harmonic": harmonic,
+        "campaign": initial + reference + harmonic + per_iteration * config["max_iterations"],
     }
 
 
@@ -195,7 +204,7 @@ def plan(
         "remaining": summarize(remaining),
         "done": summarize(done),
         "campaign": summarize(everything),
-        "labels": label_budget(config),
+        "labels": label_budget(config, directory),
         "expected": expected(config, directory, remaining, cores, queue, wait_h),
     }
     if queue:

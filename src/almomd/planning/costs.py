@@ -16,6 +16,10 @@ rule                          units
 ``evaluate_heldout``          held-out frames x atoms x members
 ``reference_md``              MD steps x atoms (every step is a single point)
 ``compile_member``            1
+``observables``               (MD steps x members + NVE steps) x atoms x members
+                              (one trajectory per member, every member on each)
+``harmonic_reference``        atoms x structures labeled (phonopy's displacements and
+                              the ideal structure)
 ============================  =============================================
 
 Per rule, ``seconds = startup + per_unit * units`` is fitted by least squares
@@ -60,6 +64,9 @@ FIRST_GUESS: dict[str, tuple[float, float]] = {
     "evaluate_heldout": (14.2, 0.0),
     "reference_md": (0.0, 0.051),
     "compile_member": (60.0, 0.0),
+    # 4 member trajectories of 221 steps of CuI (32 atoms), 4 members: 10 s after start-up
+    "observables": (15.0, 1.0e-4),
+    "harmonic_reference": (3.1, 0.063),
 }
 FIRST_GUESS["train_pack"] = FIRST_GUESS["train_member"]  # a pack's job: the same model
 # walkers in one pass cost less per unit than alone; until a pack has run, alone's (an
@@ -116,6 +123,7 @@ SAME_COST = {
     "label_initial_batch": "label_batch",
     "labeler_check": "label_batch",
     "evaluate_heldout": "evaluate",
+    "harmonic_reference": "label_batch",
     "train_pack": "train_member",  # a member's job is a pack of one: start-up once per job
 }
 
@@ -156,6 +164,9 @@ class Campaign:
     n_heldout: int
     reference_steps: int
     condition_atoms: dict[int, int]
+    observable_steps: int = 0  # per member trajectory: equilibration and recorded
+    nve_steps: int = 0  # NVE of the ensemble mean, one structure
+    harmonic_structures: dict[str, int] | None = None  # labeled for each system's sigma^A
 
     def train_size(self, iteration: int) -> float:
         if iteration in self.n_train:
@@ -190,7 +201,16 @@ class Campaign:
             return self.n_heldout * self.atoms * self.members
         if rule == "reference_md":
             return self.reference_steps * self.condition_atoms[int(wildcards["condition"])]
+        if rule == "observables":
+            atoms = self.condition_atoms[int(wildcards["condition"])]
+            members = self.members
+            return (self.observable_steps * members + self.nve_steps) * atoms * members
+        if rule == "harmonic_reference":
+            return self.harmonic_units(wildcards["system"])
         return 1.0
+
+    def harmonic_units(self, system: str) -> float:
+        return self.atoms * (self.harmonic_structures or {}).get(system, 2)
 
 
 def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = None) -> Campaign:
@@ -210,7 +230,8 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     )
     from almomd.settings.files import structures
 
-    atoms = {name: len(a) for name, a in structures(config, root).items()}
+    built = structures(config, root)
+    atoms = {name: len(a) for name, a in built.items()}
     training, held = config["training"], config["heldout"]
     n_train = {}
     for i in layout.iterations(root):
@@ -251,7 +272,26 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         n_heldout=n_heldout,
         reference_steps=reference_md_steps(held),
         condition_atoms={c.index: atoms[c.system] for c in conditions(config)},
+        observable_steps=_observable_steps(config),
+        nve_steps=config["observables"]["nve_steps"],
+        harmonic_structures=_harmonic_structures(config, built),
     )
+
+
+def _harmonic_structures(config: dict[str, Any], built: dict[str, Any]) -> dict[str, int]:
+    if not config["observables"]["enabled"]:
+        return {}
+    from almomd.observables.anharmonicity import displaced_count
+
+    return {name: displaced_count(atoms) for name, atoms in built.items()}
+
+
+def _observable_steps(config: dict[str, Any]) -> int:
+    chosen = config["observables"]
+    equilibration = chosen["equilibration_steps"]
+    if equilibration is None:
+        equilibration = config["heldout"]["equilibration_steps"]
+    return equilibration + chosen["steps"]
 
 
 def _count(path: Path) -> int:
@@ -278,6 +318,8 @@ def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float]
     kind, _, rest = stem.partition("_")
     if scope == "heldout" and kind == "reference":
         return "reference_md", facts.reference_steps * facts.condition_atoms.get(int(rest), 0)
+    if scope == "heldout" and kind == "harmonic":
+        return "harmonic_reference", facts.harmonic_units(rest)
     if scope == "initial" and kind == "label":
         files = [
             layout.path(p, root, batch=rest)
@@ -317,6 +359,8 @@ def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float]
         return "evaluate_heldout", facts.n_heldout * facts.atoms * facts.members
     if kind == "compile":
         return "compile_member", 1.0
+    if kind == "observables":
+        return "observables", facts.units("observables", {"condition": rest})
     return None
 
 

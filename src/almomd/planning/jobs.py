@@ -53,6 +53,8 @@ RULE_RESOURCES: dict[str, dict[str, Any]] = {
     "explore": {"runtime": 60, "mem_mb": 4000, "gpu": True},
     "evaluate": {"runtime": 30, "mem_mb": 4000},
     "evaluate_heldout": {"runtime": 30, "mem_mb": 4000},
+    "observables": {"runtime": 60, "mem_mb": 4000, "gpu": True},
+    "harmonic_reference": {"runtime": 60, "mem_mb": 2000, "tasks": 1},
     "production_md": {"runtime": 120, "mem_mb": 4000, "gpu": True},
 }
 RULE_RESOURCES["label_initial_batch"] = RULE_RESOURCES["label_batch"]  # `use rule ... with`
@@ -164,7 +166,8 @@ class PlannedJob:
             return self.wildcards["iteration"]
         if "next_iteration" in self.wildcards:  # merging into i+1 is part of iteration i
             return str(int(self.wildcards["next_iteration"]) - 1)
-        once = ("initial", "label_initial", "labeler_check", "reference_md", "heldout")
+        once = ("initial", "label_initial", "labeler_check", "reference_md", "heldout",
+                "harmonic")  # fmt: skip
         return "initial" if self.rule.startswith(once) else "campaign"
 
     @property
@@ -259,8 +262,14 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
             )
             for c in conditions(config)
         ]
+    dynamics = dict(zip([c.index for c in conditions(config)], heldout, strict=False))
     if source in ("reference_md", "file"):
         heldout = [add("heldout_dataset", layout.HELDOUT_SET, heldout)]
+    observed = config["observables"]["enabled"]
+    harmonic = {
+        name: add("harmonic_reference", layout.HARMONIC.format(system=name), [check], system=name)
+        for name in (dict.fromkeys(c.system for c in conditions(config)) if observed else ())
+    }
     train, selections, decisions, earlier_labels, walked = data, [], [], [], []
     last = config["max_iterations"] - 1
     for i in range(last + 1):
@@ -311,8 +320,14 @@ def campaign_jobs(config: Mapping[str, Any]) -> list[PlannedJob]:
         selected = add("select_frames", layout.SELECTION_SUMMARY.format(**at),
                        [*walked, evaluated, judged], **at)  # fmt: skip
         selections.append(selected)
+        measured = [
+            add("observables", layout.OBSERVABLES.format(condition=c.index, **at),
+                [*ensemble, harmonic[c.system], *([dynamics[c.index]] if c.index in dynamics
+                                                  else [])], condition=c.index, **at)
+            for c in conditions(config) if observed
+        ]  # fmt: skip
         decisions.append(add("decide", layout.DECISION.format(**at),
-                             [evaluated, judged, *selections], **at))  # fmt: skip
+                             [evaluated, judged, *selections, *measured], **at))  # fmt: skip
         if i < last:
             labeled = [
                 add("label_batch", layout.LABELED.format(batch=b, **at), [selected, check],

@@ -57,6 +57,7 @@ def format_plan(result: dict) -> str:
     lines.append(
         f"Labels (single points) at most: {labels['campaign']} in all = "
         f"{labels['initial']} initial + {labels['reference_md']} reference MD steps (held-out) + "
+        f"{labels.get('harmonic', 0)} harmonic reference (sigma^A) + "
         f"per iteration {labels['selected_per_iteration']} selected + "
         f"{labels['audit_per_iteration']} audit (held-out)"
     )

@@ -40,6 +40,7 @@ from almomd.reporting.figures import (
     systems_figure,
     uncertainty_error_figure,
 )
+from almomd.reporting.observables import observable_figures, observable_table
 from almomd.reporting.status import KEYS, campaign_status, format_interval
 
 
@@ -190,7 +191,10 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
     )
     error_models = error_model_table(status)
     overview = pd.DataFrame(status).set_index("iteration")
-    columns = [key for key in KEYS if key not in ("iteration", "reason", "systems", "error_model")]
+    observables = observable_table(status)
+    observable_figures(workdir, iterations, out_dir)
+    nested = ("iteration", "reason", "systems", "error_model", "observables")
+    columns = [key for key in KEYS if key not in nested]
     overview = overview[columns]
     for key in ("heldout_force_rmse_ci",):  # an interval reads as "low-high"
         overview[key] = [format_interval(v, 4, "n/a") for v in overview[key]]
@@ -230,6 +234,15 @@ def write_report(workdir: Path | str, uncertainty_key: str, out_dir: Path | str)
             error_models,
             "error_model.png",
         ),
+        (
+            "Dynamics: MLIP MD against the reference dynamics, per condition (curves: value, "
+            "distance or ratio, agreement within the combined 95% interval); RDF",
+            observables,
+            "rdf.png",
+        ),
+        ("Vibrational density of states", None, "vdos.png"),
+        ("Mean squared displacement", None, "msd.png"),
+        ("Anharmonicity sigma^A (Knoop et al. 2020)", None, "sigma_a.png"),
     ]
     covered = (
         "" if held["covers_conditions"] else " (does NOT represent the exploration conditions)"

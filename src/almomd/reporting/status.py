@@ -16,6 +16,7 @@ from almomd import layout, lineage
 from almomd.data.frames import read_frames
 from almomd.evaluation.convergence import redecided
 from almomd.evaluation.heldout import status_figures
+from almomd.reporting.observables import observable_lines, observable_status
 
 KEYS = (
     "iteration",
@@ -41,6 +42,7 @@ KEYS = (
     "reason",
     "systems",
     "error_model",
+    "observables",
 )
 
 #: Per-system figures under ``systems`` (keyed by system name) of each iteration.
@@ -146,6 +148,7 @@ def iteration_status(root: Path | str, iteration: int) -> dict[str, Any]:
         row["uncertain_fraction"] = summary["uncertain_fraction"]
     row["systems"] = system_figures(summary, held)
     row["error_model"] = error_model_figures(at(layout.NOVELTY))
+    row["observables"] = observable_status(root, iteration)
     decision_file = layout.current_decision(root, iteration)
     if decision_file.exists():
         decision = json.loads(decision_file.read_text())
@@ -347,6 +350,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     modelled = [r for r in rows if r.get("error_model")]
     if modelled:
         lines += error_model_lines(modelled[-1]["iteration"], modelled[-1]["error_model"])
+    observed = [r for r in rows if r.get("observables")]
+    if observed:
+        lines += observable_lines(observed[-1]["iteration"], observed[-1]["observables"])
     for row in rows:
         if row["reason"]:
             lines.append(f"iteration {row['iteration']}: {row['reason']}")

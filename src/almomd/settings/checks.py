@@ -10,6 +10,7 @@ from typing import Any
 from almomd.ensemble.uncertainty import NOVELTY_METRICS
 from almomd.errors import ConfigError
 from almomd.settings import systems
+from almomd.settings.campaign import conditions
 from almomd.settings.files import chemical_symbols, read_data_frames, structures
 
 
@@ -161,6 +162,7 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
             "training.compile: false or selection.diversity: time"
         )
     _check_heldout(config, base_dir)
+    _check_observables(config, base_dir)
     production_system = config["production"]["system"]
     if production_system is not None and production_system not in built:
         raise ConfigError(
@@ -208,4 +210,45 @@ def _check_heldout(config: dict[str, Any], base_dir: Path) -> None:
             f"config key selection.acceptance: calibrated needs the error target "
             f"convergence.{target_key} (the error a selected frame likely exceeds); set it or "
             "use acceptance: erf"
+        )
+
+
+def _check_observables(config: dict[str, Any], base_dir: Path) -> None:
+    chosen = config["observables"]
+    given = chosen["reference"]
+    if given is not None:
+        count = len(conditions(config))
+        if len(given) != count:
+            raise ConfigError(
+                f"config key observables.reference: {len(given)} files for {count} exploration "
+                "conditions; give one trajectory per condition, in their order"
+            )
+        own = [f for f in given if not str(f).endswith(".npz")]  # .npz: almomd's, timed
+        if own and chosen["reference_timestep"] is None:
+            raise ConfigError(
+                "config key observables.reference_timestep: the time between the frames of "
+                "observables.reference (fs) is needed; give it"
+            )
+        for index, value in enumerate(given):
+            if not (base_dir / value).is_file():
+                raise ConfigError(
+                    f"config key observables.reference[{index}]: file '{value}' does not exist "
+                    f"(paths are relative to {base_dir.resolve()}); fix the path"
+                )
+    wanted = config["convergence"]["observables"]
+    if not wanted:
+        return
+    if not config["observables"]["enabled"]:
+        raise ConfigError(
+            f"config key convergence.observables: {', '.join(wanted)} must agree, but "
+            "observables.enabled is false; enable the observables or remove them from "
+            "convergence.observables"
+        )
+    compared = [name for name in wanted if name != "stability"]
+    if compared and config["heldout"]["source"] != "reference_md" and given is None:
+        raise ConfigError(
+            f"config key convergence.observables: {', '.join(compared)} are judged against "
+            "reference dynamics, which heldout.source: reference_md keeps (it is "
+            f"{config['heldout']['source']}); set it, give your own as observables.reference, "
+            "or keep only stability"
         )

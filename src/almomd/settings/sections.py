@@ -180,6 +180,23 @@ class Convergence:
     min_selected: int = 0
     uncertain_fraction: float | None = 0.1
     stable_iterations: int = 3
+    observables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observables:
+    """``observables``: MLIP MD's observables per condition and iteration, and stability."""
+
+    enabled: bool = True
+    steps: int = 1000
+    equilibration_steps: int | None = None
+    blocks: int = 4
+    max_force: float = 20.0
+    max_uncertainty: float = 1.0
+    nve_steps: int = 500
+    max_drift: float = 1.0
+    reference: tuple[str, ...] | None = None
+    reference_timestep: float | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +228,7 @@ SECTIONS: dict[str, type] = {
     "selection": Selection,
     "labeler": LabelerSettings,
     "convergence": Convergence,
+    "observables": Observables,
     "production": Production,
 }
 

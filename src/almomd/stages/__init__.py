@@ -7,7 +7,8 @@ config sections the rule passes as ``params.settings``; the files and
 wildcards follow as keyword-only arguments, named as in the rule.
 :mod:`almomd.stages.data` makes and labels data, :mod:`almomd.stages.heldout`
 makes held-out truth, :mod:`almomd.stages.training` trains the ensemble (and
-fits its novelty reference), :mod:`almomd.stages.exploration` runs it and
+fits its novelty reference), :mod:`almomd.stages.exploration` runs it,
+:mod:`almomd.stages.observables` judges its MD against reference dynamics and
 :mod:`almomd.stages.iteration` judges the iteration and decides.
 """
 
@@ -26,6 +27,7 @@ from almomd.stages.iteration import (
     evaluate_heldout,
     select_frames,
 )
+from almomd.stages.observables import harmonic_reference, observables
 from almomd.stages.training import (
     compile_member,
     fit_novelty,
@@ -42,12 +44,14 @@ __all__ = [
     "explore",
     "explore_pack",
     "fit_novelty",
+    "harmonic_reference",
     "heldout_dataset",
     "initial_candidates",
     "initial_datasets",
     "label_batch",
     "labeler_check",
     "merge_labels",
+    "observables",
     "production_md",
     "reference_md",
     "select_frames",

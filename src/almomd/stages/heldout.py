@@ -15,8 +15,16 @@ from almomd.settings.sections import Settings
 log = logging.getLogger(__name__)
 
 
-def reference_md(settings: Settings, *, condition: int, out: str, launcher: str = "") -> None:
-    """Held-out truth: MD with the labeler itself at exploration condition ``condition``."""
+def reference_md(
+    settings: Settings,
+    *,
+    condition: int,
+    out: str,
+    dynamics_out: str | None = None,
+    launcher: str = "",
+) -> None:
+    """Held-out truth: MD with the labeler itself at exploration condition ``condition``
+    (its frames in ``out``, every recorded step in ``dynamics_out``: the reference dynamics)."""
     held = settings.heldout
     spec = settings.conditions()[condition]
     # trajectory 0 has the seed of the one trajectory of earlier versions
@@ -35,6 +43,7 @@ def reference_md(settings: Settings, *, condition: int, out: str, launcher: str 
         rngs,
         out,
         stress=settings.labeler.stress,
+        dynamics_out=dynamics_out,
     )
     log.info("reference MD at %s: %d labeled frames in %s", spec.label, len(frames), out)
 

@@ -185,8 +185,13 @@ def decide(
     campaign: dict[str, Any] | None = None,
     number: int = 1,
     changes: Sequence[str] = (),
+    observable_files: Sequence[str] = (),
 ) -> None:
     """Write the convergence decision of iteration ``iteration``.
+
+    ``observable_files``: the iteration's observables at every condition
+    (:func:`almomd.stages.observables.observables`); ``convergence.observables``
+    must agree in all of them, and any that disagrees is named in the reason.
 
     ``selection_summaries`` are those of iterations ``0 .. iteration``, in order.
     ``campaign``, the whole configuration, is recorded as the iteration's settings
@@ -207,6 +212,7 @@ def decide(
         fractions,
         current["n_selected"],
         settings.convergence,
+        [json.loads(Path(f).read_text()) for f in observable_files],
     )
     key = settings.uncertainty.column
     target = held["error_target"]
