@@ -246,6 +246,8 @@ def _md(args: argparse.Namespace) -> int:
         print(f"almomd md: invalid settings ({config_path}): {error}", file=sys.stderr)
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.observables:
+        return _observables(Settings.from_config(config))
     out = Path(args.output)
     try:
         summary = stages.production_md(
@@ -258,6 +260,24 @@ def _md(args: argparse.Namespace) -> int:
         print(f"almomd md: {error}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _observables(settings: Settings) -> int:
+    from almomd import stages
+    from almomd.reporting.observables import observable_lines
+
+    try:
+        found = stages.production_observables(
+            settings, root=".", out_dir=layout.PRODUCTION_OBSERVABLES
+        )
+    except FileNotFoundError as error:
+        print(f"almomd md: {error}", file=sys.stderr)
+        return 1
+    rows = {f["condition"]: {k: v for k, v in f["observables"].items() if k != "_protocol"}
+            for f in found}  # fmt: skip
+    print("\n".join(observable_lines(found[0]["iteration"], rows)))
+    print(f"(verdicts, curves and trajectories in {layout.PRODUCTION_OBSERVABLES})")
     return 0
 
 
@@ -342,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         "--compile",
         action="store_true",
         help="torch.compile the ensemble even for a short run (default: torch_compile auto)",
+    )
+    md.add_argument(
+        "--observables",
+        action="store_true",
+        help="instead: the iteration's observables at every exploration condition (one MD "
+        "trajectory per member) against the campaign's reference dynamics",
     )
     md.add_argument("-o", "--output", default=layout.PRODUCTION_CLI, help="trajectory file")
     md.set_defaults(func=_md)

@@ -75,6 +75,8 @@ FIGURES = (
 PRODUCTION_TRAJECTORY = RESULTS + "/production/md.extxyz"
 PRODUCTION_SUMMARY = RESULTS + "/production/summary.json"
 PRODUCTION_CLI = RESULTS + "/production/md_cli.extxyz"
+#: almomd md --observables: an iteration's observables outside the workflow
+PRODUCTION_OBSERVABLES = RESULTS + "/production/observables"
 
 # job logs and Snakemake benchmark files (measured run times)
 LOGS = "logs"

@@ -242,6 +242,10 @@ def damage(
             if redone:
                 used = made[0] if made else redone[0]
                 found.append(Damage(lost[0], used, delete=tuple(redone)))
+        lost = _lost_observables(root, i)
+        if lost:  # remade exactly (seeded MD), and nothing made from them changes
+            decision = layout.DECISION.format(iteration=i)
+            found.append(Damage(lost[0], decision, request=(lost[0],)))
         cut = cut_short_batches(
             root,
             layout.SELECTED.format(iteration=i),
@@ -262,6 +266,27 @@ def damage(
             and not cut
         )
     return found
+
+
+def _lost_observables(root: Path, iteration: int) -> list[str]:
+    """The verdicts of ``iteration``'s observables that its decision was made from
+    (``observables`` in the decision) and that are gone or lack their curves or
+    trajectories (the same job's outputs)."""
+    path = root / layout.DECISION.format(iteration=iteration)
+    try:
+        decision = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return []
+    lost = []
+    for verdict in decision.get("observables", []):
+        condition = Path(verdict).stem.rsplit("_", 1)[-1]
+        made = [
+            p.format(iteration=iteration, condition=condition)
+            for p in (layout.OBSERVABLES, layout.OBSERVABLE_CURVES, layout.OBSERVABLE_MD)
+        ]
+        if not all((root / f).is_file() for f in made):
+            lost.append(made[0])
+    return lost
 
 
 def _expand_all(patterns: tuple[str, ...], iteration: int, n_walkers: int, n_batches: int):

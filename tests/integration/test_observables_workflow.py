@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from conftest import snakemake
+from conftest import BIN, run, snakemake
 
 from almomd import layout
 from almomd.data.frames import read_frames
@@ -35,19 +35,20 @@ def test_the_reference_md_keeps_every_step_with_velocities(campaign):
         assert len(dynamics) == 2  # heldout.trajectories_per_condition
         frames = read_frames(layout.path(layout.REFERENCE_MD, campaign, condition=condition))
         equilibration = config["heldout"]["equilibration_steps"]
-        for index, run in enumerate(dynamics):
-            assert run.timestep == 2.0 and run.name == f"reference c{condition}-t{index}"
+        for index, traj in enumerate(dynamics):
+            assert traj.timestep == 2.0 and traj.name == f"reference c{condition}-t{index}"
             # the kept held-out frames are states of the kept trajectory, labels and all
             kept = [a for a in frames if a.info["al_trajectory"] == f"c{condition}-t{index}"]
             assert len(kept) == 2
             for atoms in kept:
                 state = int(atoms.info["al_step"]) - equilibration
-                np.testing.assert_allclose(run.positions[state], atoms.positions)
-                np.testing.assert_allclose(run.forces[state], atoms.get_forces())
-                assert run.energies[state] == pytest.approx(atoms.get_potential_energy())
+                # (extxyz keeps 8 decimals)
+                np.testing.assert_allclose(traj.positions[state], atoms.positions, atol=1e-6)
+                np.testing.assert_allclose(traj.forces[state], atoms.get_forces(), atol=1e-6)
+                assert traj.energies[state] == pytest.approx(atoms.get_potential_energy())
             # velocities are the MD's: the displacement of one step, to first order
-            moved = (run.positions[1:] - run.positions[:-1]) / run.timestep
-            mean = 0.5 * (run.velocities[1:] + run.velocities[:-1])
+            moved = (traj.positions[1:] - traj.positions[:-1]) / traj.timestep
+            mean = 0.5 * (traj.velocities[1:] + traj.velocities[:-1])
             assert np.abs(moved - mean).max() < 0.1 * np.abs(mean).max()
 
 
@@ -84,13 +85,13 @@ def test_each_member_drives_its_own_trajectory(campaign):
     members = read_trajectories(
         layout.path(layout.OBSERVABLE_MD, campaign, iteration=1, condition=0)
     )
-    for model, run in zip(models, members, strict=True):
-        assert run.name == "member " + model.name.removeprefix("member_").split(".")[0]
+    for model, traj in zip(models, members, strict=True):
+        assert traj.name == "member " + model.name.removeprefix("member_").split(".")[0]
         alone = EnsembleCalculator([model])
-        for state in (0, len(run) // 2, len(run) - 1):
-            atoms = run.atoms(state)
+        for state in (0, len(traj) // 2, len(traj) - 1):
+            atoms = traj.atoms(state)
             atoms.calc = alone
-            np.testing.assert_allclose(atoms.get_forces(), run.forces[state], atol=1e-4)
+            np.testing.assert_allclose(atoms.get_forces(), traj.forces[state], atol=1e-4)
     assert not np.allclose(members[0].positions[-1], members[1].positions[-1])
 
 
@@ -98,15 +99,27 @@ def test_a_lost_observable_is_made_again_the_same_and_nothing_else(campaign, tmp
     root = tmp_path / "c"
     shutil.copytree(campaign, root)
     before = verdict(root, 1, 0)
-    for pattern in (layout.OBSERVABLES, layout.OBSERVABLE_CURVES, layout.OBSERVABLE_MD):
-        layout.path(pattern, root, iteration=1, condition=0).unlink()
-    result = snakemake(root, "--cores", "2")
+    lost = layout.OBSERVABLES.format(iteration=1, condition=0)
+    layout.path(layout.OBSERVABLE_CURVES, root, iteration=1, condition=0).unlink()
+    (root / lost).unlink()
+    # found before any job runs, with the way back: request it by name
+    refused = snakemake(root, "--cores", "2")
+    assert refused.returncode != 0
+    assert f"{lost} is missing, but results/iter_1/decision.json was made from it" in (
+        refused.stderr
+    )
+    assert f"snakemake --cores N {lost}" in refused.stderr
+    result = snakemake(root, "--cores", "2", lost)
     assert result.returncode == 0, result.stderr[-3000:]
     console = result.stdout + result.stderr
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", console, re.MULTILINE))
-    assert ran <= {"observables", "decide", "write_status", "write_report", "all"}, ran
-    assert "observables" in ran
+    assert ran == {"observables"}, ran
     assert verdict(root, 1, 0) == before  # seeded: the same trajectories, the same verdict
+    result = snakemake(root, "--cores", "2")  # the campaign is whole again
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", console, re.MULTILINE))
+    assert ran <= {"decide", "write_status", "write_report", "all"}, ran
 
 
 def test_a_campaign_stops_only_when_the_named_observables_agree(campaign, tmp_path):
@@ -124,3 +137,21 @@ def test_a_campaign_stops_only_when_the_named_observables_agree(campaign, tmp_pa
     for c, label in CONDITIONS.items():
         word = {True: "agrees", False: "disagrees", None: "has no verdict"}[agree[c]]
         assert f"rdf at {label} {word}" in decision["reason"]
+
+
+def test_almomd_md_measures_any_iterations_observables(campaign, tmp_path):
+    root = tmp_path / "c"
+    shutil.copytree(campaign, root)
+    result = run(
+        [BIN / "almomd", "md", "--observables", "--iteration", "0", "--configfile",
+         root / "config.yaml"], root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "observables of iteration 0 at 900 K: rdf" in result.stdout
+    for condition in CONDITIONS:
+        found = json.loads(
+            (root / layout.PRODUCTION_OBSERVABLES / "iter_0" / f"condition_{condition}.json")
+            .read_text()
+        )  # fmt: skip
+        # the workflow's own seeds: the same member trajectories, the same verdict
+        assert found == verdict(campaign, 0, condition)

@@ -210,12 +210,18 @@ def test_rules_ran_on_the_intended_partition_and_tres(interrupted_campaign):
             for rule, js in by_rule.items()
         }
     )
-    for rule in ("train_member", "explore", "evaluate", "evaluate_heldout"):
+    for rule in ("train_member", "explore", "evaluate", "evaluate_heldout", "observables"):
         assert by_rule[rule], rule
         for job in by_rule[rule]:
             assert job["Partition"] == "gpu", job
             assert "gres/gpu=1" in job["AllocTRES"], job
-    for rule in ("labeler_check", "label_batch", "label_initial_batch", "reference_md"):
+    for rule in (
+        "labeler_check",
+        "label_batch",
+        "label_initial_batch",
+        "reference_md",
+        "harmonic_reference",
+    ):
         assert by_rule[rule], rule
         for job in by_rule[rule]:
             assert job["Partition"] == "cpu", job

@@ -154,6 +154,9 @@ def test_intervals_separate_statistical_noise_from_model_spread():
     noisy = estimate([np.ones(50) * 1.5] * 2, [[np.ones(50) * 1.5] * 2] * 2, model=False)
     assert compare_curve(grid, curve, curve)["agree"]
     assert not compare_curve(grid, curve, noisy)["agree"]
+    # pairs the reference never brings this close, and the MLIP does: a disagreement
+    empty = estimate([np.zeros(50)] * 2, [[np.zeros(50)] * 2] * 2, model=False)
+    assert compare_curve(grid, curve, empty)["agree"] is False
 
 
 def test_trajectories_are_kept_whole(tmp_path):

@@ -118,7 +118,11 @@ def compare_curve(grid: np.ndarray, found: Estimate, reference: Estimate | None)
     row: dict = {"n": found.n}
     if reference is None:
         return row | {"agree": None}
-    scale = float(np.trapezoid(np.abs(reference.value), grid))
+    # relative to the reference's area (the MLIP's where the reference has none: an RDF
+    # peak the reference never reaches within the range)
+    scale = float(np.trapezoid(np.abs(reference.value), grid)) or float(
+        np.trapezoid(np.abs(found.value), grid)
+    )
     combined = np.sqrt(found.total**2 + reference.stat**2)
     distance = float(np.trapezoid(np.abs(found.value - reference.value), grid)) / scale
     tolerance = float(np.trapezoid(Z * combined, grid)) / scale

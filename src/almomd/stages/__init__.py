@@ -27,7 +27,7 @@ from almomd.stages.iteration import (
     evaluate_heldout,
     select_frames,
 )
-from almomd.stages.observables import harmonic_reference, observables
+from almomd.stages.observables import harmonic_reference, observables, production_observables
 from almomd.stages.training import (
     compile_member,
     fit_novelty,
@@ -53,6 +53,7 @@ __all__ = [
     "merge_labels",
     "observables",
     "production_md",
+    "production_observables",
     "reference_md",
     "select_frames",
     "subset",

@@ -232,6 +232,7 @@ def decide(
         if "system" in table
         else {},
         "settings": campaign,
+        "observables": list(observable_files),  # what it was made from (almomd.lineage)
     }
     if number > 1:
         payload["redecision"] = {"number": number, "changes": list(changes)}

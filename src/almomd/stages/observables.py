@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -123,3 +124,34 @@ def observables(
         np.savez_compressed(handle, **curves)
     agreed = {name: row.get("agree") for name, row in verdict.items() if not name.startswith("_")}
     log.info("observables of iteration %d at %s: %s", iteration, spec.label, agreed)
+
+
+def production_observables(settings: Settings, *, root: str, out_dir: str) -> list[dict]:
+    """``production.iteration``'s observables at every exploration condition, outside the
+    workflow (``almomd md --observables``), against the campaign's reference dynamics
+    where it has them (its reference MD's, or ``observables.reference``), with sigma^A
+    where the harmonic model was made. Returns each condition's verdict."""
+    from almomd import layout
+    from almomd.exploration import production as prod
+
+    iteration = settings.production.iteration
+    if iteration is None:
+        iteration = prod.choose_iteration(root)
+    models = [str(p) for p in prod.model_files(root, iteration, settings.members())]
+    found = []
+    for spec in settings.conditions():
+        given = settings.observables.reference
+        dynamics = layout.path(layout.REFERENCE_DYNAMICS, root, condition=spec.index)
+        reference = [given[spec.index]] if given else [str(p) for p in [dynamics] if p.is_file()]
+        harmonic = layout.path(layout.HARMONIC, root, system=spec.system)
+        out = Path(out_dir, f"iter_{iteration}")
+        out.mkdir(parents=True, exist_ok=True)
+        observables(
+            settings, iteration=iteration, condition=spec.index, models=models,
+            reference=reference, harmonic=[str(harmonic)] if harmonic.is_file() else [],
+            out=str(out / f"condition_{spec.index}.json"),
+            out_curves=str(out / f"curves_{spec.index}.npz"),
+            out_md=str(out / f"md_{spec.index}.npz"),
+        )  # fmt: skip
+        found.append(json.loads((out / f"condition_{spec.index}.json").read_text()))
+    return found
