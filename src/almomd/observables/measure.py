@@ -7,11 +7,12 @@ model of the ideal structure, and returns per observable (``rdf`` per element
 pair, ``vdos``, ``msd``, ``diffusion`` per element, ``sigma_a``) the values,
 intervals and verdicts (:mod:`almomd.observables.intervals`), and the curves
 for the figures. Each trajectory is measured whole and in ``blocks`` blocks
-(its statistical error); time-correlation observables use one window ``B``
-for all, the shortest block's length: MSDs run to lag ``B - 1`` over every
-time origin (the ``msd`` number is its last value, ``D`` is fitted on its
-second half), VDOS segments (Welch) are ``B`` states long. Longer trajectories
-then give smaller errors, not other quantities.
+(its statistical error) for the static observables (RDF, sigma^A). Time
+correlations want long windows: the VDOS (Welch segments) and the MSD (its
+longest lag; ``D`` fitted on its second half) use one window ``W`` for all
+trajectories, half the shortest one, and each trajectory's two halves as its
+blocks. Longer trajectories then give smaller errors and finer spectra, not
+other quantities.
 """
 
 from __future__ import annotations
@@ -102,14 +103,20 @@ def measure(
     length = block_length([*model, *reference], blocks)
     ours = _Side(model, blocks, model=True)
     theirs = _Side(reference, blocks, model=False) if reference else None
+    # time correlations want the longest window the trajectories allow: half the shortest,
+    # each trajectory's two halves its blocks
+    window = block_length([*model, *reference], 2)
+    ours_t = _Side(model, 2, model=True)
+    theirs_t = _Side(reference, 2, model=False) if reference else None
     symbols = model[0].symbols
     elements = sorted(set(symbols))
     found: dict[str, dict[str, dict]] = {name: {} for name in MEASURED}
     curves: dict[str, np.ndarray] = {}
 
-    def both(measure_one):
-        mine, per = ours.estimate(measure_one)
-        other = theirs.estimate(measure_one)[0] if theirs else None
+    def both(measure_one, timed=False):
+        mine_side, other_side = (ours_t, theirs_t) if timed else (ours, theirs)
+        mine, per = mine_side.estimate(measure_one)
+        other = other_side.estimate(measure_one)[0] if other_side else None
         return mine, other, per
 
     r_max = 0.98 * structure.largest_radius(model[0].cells[0])
@@ -126,26 +133,29 @@ def measure(
             continue  # no such pair closer than r_max (a thin cell): nothing to compare
         found["rdf"][name] = compare_curve(r, mine, other)
         curves |= {f"rdf/{name}/{k}": v for k, v in _curve(r, mine, other).items()}
-    grid = vibrations.vdos(model[0].part(0, length), elements[0], length)[0]
+    grid = vibrations.vdos(model[0].part(0, window), elements[0], window)[0]
     for element in elements:
 
         def spectrum(t, element=element):
-            return vibrations.on_grid(*vibrations.vdos(t, element, length), grid)
+            return vibrations.on_grid(*vibrations.vdos(t, element, window), grid)
 
-        mine, other, _ = both(spectrum)
+        mine, other, _ = both(spectrum, timed=True)
         row = compare_curve(grid, mine, other)
         if other is not None:
             row["overlap"] = vibrations.overlap(mine.value, other.value, grid)
         found["vdos"][element] = row
         curves |= {f"vdos/{element}/{k}": v for k, v in _curve(grid, mine, other).items()}
-        lag = transport.msd(model[0].part(0, length), element, length)[0]
-        mine, other, _ = both(lambda t, element=element: transport.msd(t, element, length)[1])
+        lag = transport.msd(model[0].part(0, window), element, window)[0]
+        mine, other, _ = both(
+            lambda t, element=element: transport.msd(t, element, window)[1], timed=True
+        )
         curves |= {f"msd/{element}/{k}": v for k, v in _curve(lag, mine, other).items()}
         found["msd"][element] = compare_number(_last(mine), _last(other) if other else None)
         moving = transport.diffuses(mine.value) or bool(other and transport.diffuses(other.value))
         if moving:
             d_mine, d_other, _ = both(
-                lambda t, element=element: transport.diffusion(*transport.msd(t, element, length))
+                lambda t, element=element: transport.diffusion(*transport.msd(t, element, window)),
+                timed=True,
             )
             found["diffusion"][element] = compare_number(d_mine, d_other) | {"unit": "A^2/ps"}
     if harmonic is not None:
@@ -173,6 +183,8 @@ def measure(
         "block_states": length,
         "timestep_fs": model[0].timestep,
         "block_fs": length * model[0].timestep,
+        "window_states": window,
+        "window_fs": window * model[0].timestep,
         "model_trajectories": len(model),
         "reference_trajectories": len(reference),
         "rdf_r_max": r_max,

@@ -202,6 +202,11 @@ def curve_figure(
                 band = 2.0 * data[prefix + "reference_error"]
                 ax.plot(x, y, "k--", lw=1.2, label="reference")
                 ax.fill_between(x, y - band, y + band, color="0.5", alpha=0.25, lw=0)
+            if kind == "vdos":  # up to where the spectra hold 99.5 % of their weight
+                y = data.get(prefix + "reference", data[prefix + "value"])
+                x = data[prefix + "grid"]
+                weight = np.cumsum(y) / max(float(np.sum(y)), 1e-300)
+                ax.set_xlim(0.0, float(x[min(np.searchsorted(weight, 0.995) + 1, len(x) - 1)]))
             ax.set_title(f"{labels.get(condition, condition)}: {part}", fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
