@@ -11,7 +11,8 @@ for the figures. Each trajectory is measured whole and in ``blocks`` blocks
 correlations want long windows: the VDOS (Welch segments) and the MSD (its
 longest lag; ``D`` fitted on its second half) use one window ``W`` for all
 trajectories, half the shortest one, and each trajectory's two halves as its
-blocks. Longer trajectories then give smaller errors and finer spectra, not
+blocks; the MSD's longest lag is half that window, so that even a half holds
+many time origins at every lag. Longer trajectories then give smaller errors and finer spectra, not
 other quantities.
 """
 
@@ -106,6 +107,7 @@ def measure(
     # time correlations want the longest window the trajectories allow: half the shortest,
     # each trajectory's two halves its blocks
     window = block_length([*model, *reference], 2)
+    lags = window // 2  # the MSD's longest lag: many time origins in each half still
     ours_t = _Side(model, 2, model=True)
     theirs_t = _Side(reference, 2, model=False) if reference else None
     symbols = model[0].symbols
@@ -145,16 +147,16 @@ def measure(
             row["overlap"] = vibrations.overlap(mine.value, other.value, grid)
         found["vdos"][element] = row
         curves |= {f"vdos/{element}/{k}": v for k, v in _curve(grid, mine, other).items()}
-        lag = transport.msd(model[0].part(0, window), element, window)[0]
+        lag = transport.msd(model[0].part(0, lags), element, lags)[0]
         mine, other, _ = both(
-            lambda t, element=element: transport.msd(t, element, window)[1], timed=True
+            lambda t, element=element: transport.msd(t, element, lags)[1], timed=True
         )
         curves |= {f"msd/{element}/{k}": v for k, v in _curve(lag, mine, other).items()}
         found["msd"][element] = compare_number(_last(mine), _last(other) if other else None)
         moving = transport.diffuses(mine.value) or bool(other and transport.diffuses(other.value))
         if moving:
             d_mine, d_other, _ = both(
-                lambda t, element=element: transport.diffusion(*transport.msd(t, element, window)),
+                lambda t, element=element: transport.diffusion(*transport.msd(t, element, lags)),
                 timed=True,
             )
             found["diffusion"][element] = compare_number(d_mine, d_other) | {"unit": "A^2/ps"}
@@ -185,6 +187,7 @@ def measure(
         "block_fs": length * model[0].timestep,
         "window_states": window,
         "window_fs": window * model[0].timestep,
+        "msd_lag_fs": (lags - 1) * model[0].timestep,
         "model_trajectories": len(model),
         "reference_trajectories": len(reference),
         "rdf_r_max": r_max,
