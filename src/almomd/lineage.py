@@ -278,7 +278,8 @@ def _lost_observables(root: Path, iteration: int) -> list[str]:
     except ValueError:
         return []
     lost = []
-    for verdict in decision.get("observables", []):
+    made_from = decision.get("observables", []) if isinstance(decision, dict) else []
+    for verdict in made_from:
         condition = Path(verdict).stem.rsplit("_", 1)[-1]
         made = [
             p.format(iteration=iteration, condition=condition)

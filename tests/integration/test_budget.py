@@ -42,11 +42,13 @@ def expected_by_hand(config, profile):
     last = config["max_iterations"] - 1
     C = len(set(config["exploration"]["temperatures"]))  # reference MD: one job per condition
     initial = {"labeler_check": 1, "initial_candidates": 1, "label_initial_batch": B,
-               "initial_datasets": 1, "reference_md": C, "heldout_dataset": 1}  # fmt: skip
+               "initial_datasets": 1, "reference_md": C, "heldout_dataset": 1,
+               "harmonic_reference": 1}  # fmt: skip
     plan = {"initial": initial}
     for i in range(last + 1):
         jobs = {"subset": K, "train_member": K * M, "fit_novelty": 1, "explore": W,
-                "evaluate": 1, "evaluate_heldout": 1, "select_frames": 1, "decide": 1}  # fmt: skip
+                "evaluate": 1, "evaluate_heldout": 1, "select_frames": 1, "decide": 1,
+                "observables": C}  # fmt: skip
         if i < last:
             jobs |= {"label_batch": B, "merge_labels": 1}
         plan[str(i)] = jobs
@@ -94,7 +96,8 @@ def test_small_plan_equals_hand_count(tmp_path):
         "audit_per_iteration": 0,
         "initial": n_initial,
         "reference_md": C * steps,
-        "campaign": n_initial + C * steps + 3 * config["selection"]["max_frames"],
+        "harmonic": 2,  # fcc Cu: the ideal cell and phonopy's one displacement
+        "campaign": n_initial + C * steps + 2 + 3 * config["selection"]["max_frames"],
     }
     mapping = planned["campaign"]["rule_partitions"]
     assert mapping["train_member"] == ["gpu"] and mapping["label_batch"] == ["cpu"]
@@ -166,8 +169,9 @@ def test_plan_from_the_config_equals_snakemakes_dry_run(tmp_path):
     assert "initial_candidates" not in plan["campaign"]["iterations"]["initial"]["jobs"]
     label_cpu_h = 2 * 120 / 60  # tasks x runtime, per batch
     check_cpu_h = 2 * 30 / 60  # the labeler's check: one single point
+    harmonic_cpu_h = 2 * 60 / 60  # the harmonic model's single points (sigma^A)
     assert plan["campaign"]["partitions"]["cpu"]["cpu_hours"] == pytest.approx(
-        4 * label_cpu_h + check_cpu_h
+        4 * label_cpu_h + check_cpu_h + harmonic_cpu_h
     )
 
     systems = copy_test_config(tmp_path / "systems")
@@ -196,6 +200,8 @@ def test_packed_members_plan_equals_snakemakes_dry_run(tmp_path):
     explore = profile["set-resources"]["explore"]
     walkers = 2 * len(config["exploration"]["temperatures"])  # packs of 3 and 1: runtime x 4
     others = 2 * 15 / 60 + walkers * explore["runtime"] / 60  # evaluations and walkers
+    conditions = len(config["exploration"]["temperatures"])  # the observables' MD, each
+    others += conditions * profile["set-resources"]["observables"]["runtime"] / 60
     assert iteration["gpu_hours"] == pytest.approx((4 + 2) * member["runtime"] / 60 + others)
 
 

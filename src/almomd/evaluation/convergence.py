@@ -164,8 +164,9 @@ def decide(
     figures += dynamics
     texts = "; ".join(f.text for f in figures)
     if disagree:
-        texts += "; MD observables that disagree with the reference dynamics: " + ", ".join(
-            disagree
+        texts += (
+            "; MD off (observables that disagree with the reference dynamics, or unstable): "
+            + ", ".join(disagree)
         )
     caveat = ""
     if not heldout["covers_conditions"]:

@@ -238,7 +238,7 @@ def sigma_a_figure(root: Path, iterations: list[int], out: Path) -> None:
             axes[r, 0].plot(data[key], **style)
         ours = np.concatenate([v for k, v in data.items() if k.startswith("sigma_a/model/")])
         theirs = [v for k, v in data.items() if k.startswith("sigma_a/reference/")]
-        bins = np.linspace(0, max(ours.max(), *(t.max() for t in theirs)) * 1.05, 30)
+        bins = np.linspace(0, max([ours.max()] + [t.max() for t in theirs]) * 1.05, 30)
         axes[r, 1].hist(ours, bins=bins, alpha=0.6, density=True, label=iteration_name(last))
         if theirs:
             axes[r, 1].hist(
