@@ -158,12 +158,40 @@ def config_for(
     return config
 
 
-def iteration_rows(workdir: Path, target: float) -> list[dict]:
-    """Per iteration: labels, held-out force RMSE, the observables' verdicts per condition."""
+def remeasured(workdir: Path, iteration: int) -> dict:
+    """The iteration's verdicts per condition measured again from the trajectories the
+    campaign kept (its member MD, the reference dynamics, the harmonic model) with the
+    code as it is now; stability as the campaign's MD found it."""
+    from almomd import layout
+    from almomd.data.trajectories import read_trajectories
+    from almomd.observables.anharmonicity import Harmonic
+    from almomd.observables.measure import measure
+
+    found = {}
+    for path in sorted(workdir.glob(f"results/iter_{iteration}/observables/condition_*.json")):
+        condition = int(path.stem.rsplit("_", 1)[1])
+        kept = json.loads(path.read_text())
+        harmonic = next(workdir.glob(layout.HARMONIC.format(system="*")), None)
+        verdict, _ = measure(
+            read_trajectories(
+                layout.path(layout.OBSERVABLE_MD, workdir, iteration=iteration, condition=condition)
+            ),
+            read_trajectories(workdir / f"dynamics_{condition}.npz"),
+            Harmonic.load(harmonic) if harmonic else None,
+            blocks=4,
+        )
+        verdict["stability"] = kept["observables"]["stability"]
+        found[kept["condition"]] = verdict
+    return found
+
+
+def iteration_rows(workdir: Path, target: float, again: bool = False) -> list[dict]:
+    """Per iteration: labels, held-out force RMSE, the observables' verdicts per condition
+    (``again``: measured again from the kept trajectories, :func:`remeasured`)."""
     status = json.loads((workdir / "results" / "status.json").read_text())
     rows = []
     for row in status:
-        observed = row["observables"] or {}
+        observed = remeasured(workdir, row["iteration"]) if again else row["observables"] or {}
         verdicts = {
             label: {name: rows_[name]["agree"] for name in NAMES if name in rows_}
             for label, rows_ in observed.items()
@@ -260,6 +288,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=500, help="observables.steps")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "observables"))
     parser.add_argument("--analyse-only", action="store_true")
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="judge the kept trajectories again with the code as it is (not the campaign's)",
+    )
     args = parser.parse_args()
     out = output_directory(args.out)
     started = time.perf_counter()
@@ -335,12 +368,16 @@ def main() -> int:
         results[name] = {}
         for seed in args.seeds:
             by_arm = {
-                arm: iteration_rows(place / f"seed{seed}_{arm}", system.force_target)
+                arm: iteration_rows(
+                    place / f"seed{seed}_{arm}", system.force_target, args.remeasure
+                )
                 for arm in ("active", "random")
             }
             first = by_arm["active"][:1]
             by_arm["reference_md"] = first + [
-                iteration_rows(place / f"seed{seed}_reference_md{n}", system.force_target)[0]
+                iteration_rows(
+                    place / f"seed{seed}_reference_md{n}", system.force_target, args.remeasure
+                )[0]
                 for n in points
             ]
             results[name][seed] = by_arm

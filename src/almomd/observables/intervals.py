@@ -9,8 +9,9 @@ several trajectories and, within each, on ``blocks`` consecutive blocks.
 - **model**: MLIP MD runs one trajectory per ensemble member, each driven by
   that member alone, so the members' disagreement shows in their observables:
   the scatter between member trajectories beyond what their statistical noise
-  explains, ``sqrt(max(0, var_between - var_within))``: what a different
-  member of the same ensemble would give;
+  explains, ``sqrt(var_between - var_within)`` where an F test (95 %) says the
+  scatter exceeds the noise, else 0 (and the scatter is taken as statistical
+  error): what a different member of the same ensemble would give;
 - **combined**: ``sqrt(stat^2 + model^2 + stat_reference^2)``, the difference
   between the MLIP's value and the reference's expected where both are right.
 
@@ -74,9 +75,17 @@ def estimate(
     )
     between = np.var(values, axis=0, ddof=1) if n > 1 else np.zeros_like(values[0])
     mean = values.mean(axis=0)
-    if model:
-        return Estimate(mean, np.sqrt(within / n), np.sqrt(np.maximum(0.0, between - within)), n)
-    return Estimate(mean, np.sqrt(np.maximum(within, between) / n), None, n)
+    noise = np.sqrt(np.maximum(within, between) / n)  # the mean of n independent runs
+    if not model or n < 2:
+        return Estimate(mean, noise, None if not model else np.zeros_like(mean), n)
+    # the members differ where their scatter exceeds what their noise explains, at 95 %
+    # (an F test of the two variances); elsewhere the scatter is noise
+    from scipy.stats import f
+
+    dof = sum(len(b) - 1 for b in blocks)
+    real = between > within * f.ppf(0.95, n - 1, max(dof, 1))
+    spread = np.where(real, np.sqrt(np.maximum(0.0, between - within)), 0.0)
+    return Estimate(mean, np.where(real, np.sqrt(within / n), noise), spread, n)
 
 
 def _number(x: np.ndarray) -> float | None:
