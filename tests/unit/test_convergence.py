@@ -110,6 +110,9 @@ def test_observables_named_must_agree_at_every_condition():
     assert decide(0, 5, heldout(), [0.5], 5, wanted, on).converged
     # named but not measured: no verdict on them, no convergence
     assert not decide(0, 5, heldout(), [0.5], 5, wanted, []).stop
+    missing = [observed("300 K", rdf=True), observed("600 K", rdf=True, msd=True)]
+    decision = decide(0, 5, heldout(), [0.5], 5, wanted, missing)
+    assert not decision.stop and "msd at 300 K not measured" in decision.reason
 
 
 def test_a_campaign_converged_on_forces_says_which_observable_disagrees():

@@ -123,6 +123,10 @@ def _observable_figures(
     figures, disagree = [], []
     for found in observed:
         where = found["condition"]
+        for name in rule.observables:
+            if name not in found["observables"]:  # nothing to compare (e.g. no RDF shell)
+                text = f"{name} at {where} not measured"
+                figures.append(Figure(f"{name}[{where}]", 0.0, 1.0, False, text))
         for name, row in found["observables"].items():
             if name.startswith("_"):
                 continue

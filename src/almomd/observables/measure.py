@@ -131,8 +131,10 @@ def measure(
 
         r = structure.rdf(model[0].part(0, 1), pair, r_max, RDF_BINS)[0]
         mine, other, _ = both(g)
-        if not mine.value.any() and (other is None or not other.value.any()):
-            continue  # no such pair closer than r_max (a thin cell): nothing to compare
+        if not (mine.value if other is None else other.value).any():
+            # no such pair closer than r_max (a thin cell) in the reference: no shell to
+            # compare (atoms the MLIP brings closer are stability's to catch)
+            continue
         found["rdf"][name] = compare_curve(r, mine, other)
         curves |= {f"rdf/{name}/{k}": v for k, v in _curve(r, mine, other).items()}
     grid = vibrations.vdos(model[0].part(0, window), elements[0], window)[0]
