@@ -287,11 +287,10 @@ def _harmonic_structures(config: dict[str, Any], built: dict[str, Any]) -> dict[
 
 
 def _observable_steps(config: dict[str, Any]) -> int:
-    chosen = config["observables"]
-    equilibration = chosen["equilibration_steps"]
-    if equilibration is None:
-        equilibration = config["heldout"]["equilibration_steps"]
-    return equilibration + chosen["steps"]
+    from almomd.settings.sections import Heldout, Observables, section
+
+    chosen = section(Observables, config["observables"])
+    return chosen.equilibration(section(Heldout, config["heldout"])) + chosen.steps
 
 
 def _count(path: Path) -> int:

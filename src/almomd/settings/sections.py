@@ -198,6 +198,11 @@ class Observables:
     reference: tuple[str, ...] | None = None
     reference_timestep: float | None = None
 
+    def equilibration(self, heldout: Heldout) -> int:
+        """MD steps before recording: its own, else the reference dynamics' own."""
+        own = self.equilibration_steps
+        return heldout.equilibration_steps if own is None else own
+
 
 @dataclass(frozen=True)
 class Production:

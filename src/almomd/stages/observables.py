@@ -50,9 +50,7 @@ def protocol(settings: Settings, condition: int) -> Protocol:
     """The observables' MD at ``condition``: the reference dynamics' protocol."""
     spec = settings.conditions()[condition]
     chosen = settings.observables
-    equilibration = chosen.equilibration_steps
-    if equilibration is None:
-        equilibration = settings.heldout.equilibration_steps
+    equilibration = chosen.equilibration(settings.heldout)
     return Protocol(
         reference_settings(settings.exploration_of(spec.system), spec),
         equilibration,
