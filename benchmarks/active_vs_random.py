@@ -181,9 +181,14 @@ def snapshot_code(out: Path) -> Path:
 
 
 def start(run: Run, snapshot: Path) -> None:
-    """Start ``run``; a finished campaign with fewer iterations is continued, not redone."""
+    """Start ``run``; a finished campaign with fewer iterations is continued, not redone,
+    and an interrupted one (same config) resumes where it stopped."""
     extend = finished_iterations(run.workdir) > 0
-    if extend:  # forget the last decision (max_iterations reached) and the summaries
+    kept = run.workdir / "config.yaml"
+    if not extend and kept.is_file() and yaml.safe_load(kept.read_text()) == run.config:
+        # interrupted: its lock is stale; snakemake redoes only what is missing or incomplete
+        shutil.rmtree(run.workdir / ".snakemake" / "locks", ignore_errors=True)
+    elif extend:  # forget the last decision (max_iterations reached) and the summaries
         last = finished_iterations(run.workdir) - 1
         (run.workdir / "results" / f"iter_{last}" / "decision.json").unlink()
         (run.workdir / "results" / "status.json").unlink()
@@ -201,7 +206,8 @@ def start(run: Run, snapshot: Path) -> None:
     command = [str(Path(sys.executable).parent / "snakemake"),
                "--snakefile", str(snapshot / "workflow" / "Snakefile"),
                "--directory", str(run.workdir), "--configfile", str(run.workdir / "config.yaml"),
-               "--cores", "1", "--quiet", "--rerun-triggers", "mtime"]  # fmt: skip
+               "--cores", "1", "--quiet", "--rerun-incomplete",
+               "--rerun-triggers", "mtime"]  # fmt: skip
     log = (run.workdir / "snakemake.out").open("a")
     run.started = time.perf_counter()
     run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
