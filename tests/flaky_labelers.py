@@ -1,4 +1,5 @@
-"""Misbehaving ASE calculators for failure-injection tests (used as module:Class)."""
+"""ASE calculators for tests that need a labeler unlike EMT (used as module:Class): ones that
+fail, for failure injection, and one with another zero of energy."""
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -132,3 +133,18 @@ class FailsEveryThird(EMT):
         if FailsEveryThird.calls % 3 == 0:
             raise RuntimeError(f"SCF did not converge (call {FailsEveryThird.calls})")
         super().calculate(atoms, properties, system_changes)
+
+
+class ShiftedEMT(EMT):
+    """EMT with its zero of energy moved by ``SHIFT`` eV per atom (forces unchanged): a
+    labeler whose energy reference differs from that of a model trained on plain EMT."""
+
+    SHIFT = -2.0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        offset = self.SHIFT * len(self.atoms)
+        for key in ("energy", "free_energy"):
+            self.results[key] = self.results[key] + offset
+        if "energies" in self.results:
+            self.results["energies"] = self.results["energies"] + self.SHIFT

@@ -157,16 +157,23 @@ def packaged_members(wildcards):
     return [ancient(layout.member_file(iteration, k, m)) for k, m in MEMBERS]
 
 
+def member_start(iteration, subset, seed):
+    """The model a member starts from: with training.warm_start its previous iteration's
+    member, else training.start_from's package (None: from scratch)."""
+    if SETTINGS.training.warm_start and iteration > 0:
+        return ancient(layout.member_file(iteration - 1, subset, seed))
+    if SETTINGS.training.start_from is not None:
+        return ancient(SETTINGS.training.start_from)
+    return None
+
+
 def train_inputs(wildcards):
-    """A member's subset, and with training.warm_start its previous iteration's model."""
+    """A member's subset, and the model it starts from (member_start)."""
     iteration = int(wildcards.iteration)
     inputs = {"subset": layout.SUBSET.format(**wildcards)}
-    if SETTINGS.training.warm_start and iteration > 0:
-        inputs["init"] = ancient(
-            layout.member_file(
-                iteration - 1, int(wildcards.subset), int(wildcards.seed)
-            )
-        )
+    start = member_start(iteration, int(wildcards.subset), int(wildcards.seed))
+    if start is not None:
+        inputs["init"] = start
     return inputs
 
 
@@ -179,10 +186,10 @@ def pack_inputs(pack):
             f"subset_{k}": layout.SUBSET.format(iteration=iteration, subset=k)
             for k in sorted({k for k, _ in pack})
         }
-        if SETTINGS.training.warm_start and iteration > 0:
-            for k, m in pack:
-                previous = layout.member_file(iteration - 1, k, m)
-                found[f"init_{k}_{m}"] = ancient(previous)
+        for k, m in pack:
+            start = member_start(iteration, k, m)
+            if start is not None:
+                found[f"init_{k}_{m}"] = start
         return found
 
     return inputs

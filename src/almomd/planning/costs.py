@@ -233,6 +233,7 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
     built = structures(config, root)
     atoms = {name: len(a) for name, a in built.items()}
     training, held = config["training"], config["heldout"]
+    started = training["warm_start_epochs"] or training["max_epochs"]  # from a trained model
     n_train = {}
     for i in layout.iterations(root):
         if upto is not None and i > upto:
@@ -255,9 +256,9 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         members=len(members(config)),
         packs=member_packs(config),
         walker_packs=walker_packs(config),
-        epochs=training["max_epochs"],
-        warm_epochs=(training["warm_start_epochs"] or training["max_epochs"])
-        if training["warm_start"]
+        epochs=started if training.get("start_from") else training["max_epochs"],
+        warm_epochs=started
+        if training["warm_start"] or training.get("start_from")
         else training["max_epochs"],
         subset_fraction=config["ensemble"]["subset_fraction"],
         steps={w.index: _steps(config, w.system) for w in found},

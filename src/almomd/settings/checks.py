@@ -100,10 +100,11 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
         )
     training = config["training"]
     for key in ("warm_start_epochs", "warm_start_learning_rate"):
-        if training[key] is not None and not training["warm_start"]:
+        if training[key] is not None and not (training["warm_start"] or training["start_from"]):
             raise ConfigError(
-                f"config key training.{key}: applies to warm-started members only; "
-                "set training.warm_start: true or remove the key"
+                f"config key training.{key}: applies to members that start from a trained "
+                "model only; set training.warm_start: true or training.start_from, or remove "
+                "the key"
             )
     if "allegro" in config["ensemble"]["architectures"]:
         try:

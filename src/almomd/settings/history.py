@@ -31,6 +31,7 @@ def job_layout(config: dict[str, Any]) -> dict[str, Any]:
         "heldout.source": config["heldout"]["source"],
         "training.compile": config["training"]["compile"],
         "training.warm_start": config["training"]["warm_start"],
+        "training.start_from": config["training"].get("start_from"),
         "initial_data.file (given or generated)": config["initial_data"]["file"] is not None,
     }
 

@@ -13,6 +13,8 @@ import yaml
 from almomd import deploy
 from almomd.errors import ConfigError
 from almomd.settings.checks import check_semantics, check_systems
+from almomd.settings.files import chemical_symbols
+from almomd.settings.packages import check_start_from
 
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:
@@ -161,6 +163,9 @@ def validate_config(
     check_systems(completed)
     if check_files:
         check_semantics(completed, Path(base_dir), check_labeler)
+        check_start_from(
+            dict(config), completed, Path(base_dir), set(chemical_symbols(completed, base_dir))
+        )
     return completed
 
 

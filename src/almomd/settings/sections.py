@@ -90,6 +90,7 @@ class Training:
     """``training``: epochs, weights, warm starts, jobs and the device."""
 
     warm_start: bool = False
+    start_from: str | None = None
     warm_start_epochs: int | None = None
     warm_start_learning_rate: float | None = None
     max_epochs: int = 10

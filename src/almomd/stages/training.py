@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from almomd.data.frames import read_frames, subsample, write_frames
 from almomd.seeds import derive_seed, rng_for
+from almomd.settings.packages import read_package
 from almomd.settings.sections import Settings
 from almomd.training import trainer
+from almomd.training.fine_tune import reference_shifts
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +66,42 @@ def train_pack(
     """Train and package the members ``pack`` ((subset, seed) pairs) in one process.
 
     Each member has the seeds derived for it, so it is the same model however
-    the members are packed into jobs. ``init_models``: warm starts by member.
+    the members are packed into jobs. ``init_models``: the model each member starts
+    from (a warm start, or ``training.start_from``'s package: then its types and cutoff
+    are kept and its energy shifts re-referenced to the member's training frames).
     """
     init_models = init_models or {}
-    runs = [
-        trainer.MemberRun(
-            train_file=subset_files[k],
-            seed=derive_seed(settings.seed, "model", iteration, k, m),
-            data_seed=derive_seed(settings.seed, "data", iteration, k, m),
-            run_dir=run_dir,
-            model_out=model_out,
-            init_model=init_models.get((k, m)),
-            architecture=settings.member_architecture(m),
+    start_from = settings.training.start_from
+    package = read_package(start_from) if start_from else None
+    cutoff = package.cutoff() if package else None
+    elements = list(package.type_names) if package else list(elements)
+    runs = []
+    for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True):
+        init = init_models.get((k, m))
+        shifts = None
+        if package and init and Path(init).resolve() == package.path.resolve():
+            shifts = reference_shifts(
+                init, read_frames(subset_files[k]), settings.model.reference_energies,
+            )  # fmt: skip
+        runs.append(
+            trainer.MemberRun(
+                train_file=subset_files[k],
+                seed=derive_seed(settings.seed, "model", iteration, k, m),
+                data_seed=derive_seed(settings.seed, "data", iteration, k, m),
+                run_dir=run_dir,
+                model_out=model_out,
+                init_model=init,
+                architecture=settings.member_architecture(m),
+                shifts=shifts,
+                cutoff=cutoff,
+            )
         )
-        for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True)
-    ]
     for (k, m), run in zip(pack, runs, strict=True):
-        start = f"warm start from {run.init_model}" if run.init_model else "from scratch"
+        start = "from scratch"
+        if run.init_model:
+            start = ("fine-tuning " if run.shifts else "warm start from ") + str(run.init_model)
         log.info("member (%d, %d, %d): %s, %s", iteration, k, m, run.architecture, start)
-    times = trainer.train_members(settings, list(elements), runs, log_file)
+    times = trainer.train_members(settings, elements, runs, log_file)
     for (k, m), took in zip(pack, times, strict=True):
         log.info("member (%d, %d, %d) trained: %s", iteration, k, m, took)
 

@@ -97,13 +97,17 @@ def render_template(
     reference_energies: dict[str, float] | None = None,
     init_model: Path | str | None = None,
     architecture: str = "nequip",
+    shifts: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Return the template with its top-level variables set.
 
     With ``init_model`` (a packaged ``.nequip.zip``) training starts from that
     model's weights (fine-tuning) instead of a new model; its architecture and
-    energy shifts come with it. ``architecture: allegro`` trains an Allegro
-    model (``nequip-allegro``) in place of the template's NequIP model.
+    energy shifts come with it, the shifts of the types in ``shifts`` replaced
+    (NequIP's ``modify_PerTypeScaleShift``: a package re-referenced to this
+    campaign's labeler, :mod:`almomd.training.fine_tune`).
+    ``architecture: allegro`` trains an Allegro model (``nequip-allegro``) in
+    place of the template's NequIP model.
 
     ``template`` None is the bundled one (``model.template: null``).
 
@@ -131,10 +135,17 @@ def render_template(
     elif architecture != "nequip":
         raise ValueError(f"unknown architecture {architecture!r}; use nequip or allegro")
     if init_model is not None:
-        rendered["training_module"]["model"] = {
+        model = {
             "_target_": "nequip.model.ModelFromPackage",
             "package_path": str(Path(init_model).resolve()),
         }
+        if shifts:
+            model = {
+                "_target_": "nequip.model.modify",
+                "modifiers": [{"modifier": "modify_PerTypeScaleShift", "shifts": dict(shifts)}],
+                "model": model,
+            }
+        rendered["training_module"]["model"] = model
     elif reference_energies is not None:
         model = rendered["training_module"]["model"]
         model["per_type_energy_shifts"] = {

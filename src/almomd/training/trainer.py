@@ -45,8 +45,10 @@ def _run(command: list[str], log_file: Path, cwd: Path) -> float:
 class MemberRun:
     """One member to train: its data, seeds, run directory and packaged model.
 
-    ``init_model``: start from this packaged model (warm start) instead of scratch.
+    ``init_model``: start from this packaged model (warm start, or a package to fine-tune)
+    instead of scratch; ``shifts``: its per-type energy shifts to replace (re-referenced).
     ``architecture``: nequip (the template's model) or allegro (:func:`allegro_model`).
+    ``cutoff``: the neighbour lists' cutoff where it is not ``model.r_max`` (a package's).
     """
 
     train_file: Path | str
@@ -56,6 +58,8 @@ class MemberRun:
     model_out: Path | str
     init_model: Path | str | None = None
     architecture: str = "nequip"
+    shifts: dict[str, float] | None = None
+    cutoff: float | None = None
 
 
 def train_members(
@@ -89,12 +93,15 @@ def train_members(
             run.data_seed,
             run.init_model is not None,
         )
+        if run.cutoff is not None:
+            variables["cutoff_radius"] = run.cutoff
         rendered = render_template(
             settings.model.template,
             variables,
             settings.model.reference_energies,
             run.init_model,
             run.architecture,
+            run.shifts,
         )
         (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
         model_out = Path(run.model_out).resolve()
