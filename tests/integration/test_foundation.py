@@ -88,6 +88,11 @@ def test_a_package_that_fits_is_accepted(foundation, tmp_path):
         (lambda c: c["ensemble"].update(architectures=["allegro"]), "ensemble.architectures"),
         (lambda c: c["training"].update(start_from="cu.xyz"), "not a zip archive"),
         (lambda c: c["training"].update(start_from="none.zip"), "none.zip does not exist"),
+        (lambda c: c["initial_data"].update(md_pool=3), "md_pool: picks snapshots in a package"),
+        (
+            lambda c: c["initial_data"].update(md_calculator="pt.nequip.zip"),
+            "initial_data.md_calculator: .*pt.nequip.zip does not exist",
+        ),
     ],
 )
 def test_what_conflicts_with_the_package_is_refused_naming_the_key(
@@ -157,6 +162,8 @@ def fine_tuned(foundation, tmp_path_factory) -> Path:
         config["labeler"] = {"name": "flaky_labelers:ShiftedEMT", "n_batches": 1}
         config["training"].update(max_epochs=4, learning_rate=0.005)
         config["observables"] = {"enabled": False}
+        # the initial MD with the package at the exploration temperatures, picked for spread
+        config["initial_data"].update(md_calculator="start_from", md_temperature=None, md_pool=2)
 
     config = config_starting_from(foundation, workdir, change)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -191,6 +198,14 @@ def test_members_fine_tune_the_package_re_referenced(fine_tuned, foundation):
         assert abs(mean_offset(calc, test)) < 0.05
 
 
+def test_the_initial_md_ran_with_the_package_at_the_campaign_temperatures(fine_tuned):
+    log = (fine_tuned / "logs" / "initial" / "candidates.log").read_text()
+    assert "kept 8 of 16 snapshots, farthest apart in the package's features" in log
+    assert "kept 7 of 14 snapshots" in log  # 15 MD frames: 8 at 600 K, 7 at 900 K
+    candidates = read_frames(layout.path(layout.INITIAL_CANDIDATES, fine_tuned))
+    assert len(candidates) == 30
+
+
 def test_a_package_without_a_species_is_refused_before_any_job(fine_tuned, tmp_path):
     workdir = copy_test_config(tmp_path / "refused")
     config = yaml.safe_load((fine_tuned / "config.yaml").read_text())
@@ -201,6 +216,6 @@ def test_a_package_without_a_species_is_refused_before_any_job(fine_tuned, tmp_p
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "--cores", "1")
     assert result.returncode != 0
-    assert "training.start_from" in result.stderr + result.stdout
-    assert "no atom types for ['Pt']" in result.stderr + result.stdout
+    # the initial MD's package is checked first (md_calculator: start_from)
+    assert "the package foundation.nequip.zip has no atom types for ['Pt']" in result.stderr
     assert not (workdir / "results").exists()

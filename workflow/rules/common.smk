@@ -167,6 +167,15 @@ def member_start(iteration, subset, seed):
     return None
 
 
+def initial_md_model(wildcards):
+    """The package the initial MD runs with, if it runs with one (initial_data.md_calculator)."""
+    package = SETTINGS.initial_md_package()
+    has_md = (
+        round(SETTINGS.initial_data.md_fraction * SETTINGS.initial_data.n_frames) > 0
+    )
+    return {"model": ancient(package)} if package and has_md else {}
+
+
 def train_inputs(wildcards):
     """A member's subset, and the model it starts from (member_start)."""
     iteration = int(wildcards.iteration)

@@ -2,6 +2,8 @@
 
 
 rule initial_candidates:
+    input:
+        unpack(initial_md_model),
     output:
         layout.INITIAL_CANDIDATES,
     log:
@@ -12,7 +14,7 @@ rule initial_candidates:
     resources:
         **rule_resources("initial_candidates", config),
     params:
-        settings=settings("seed", "systems", "initial_data"),
+        settings=settings("seed", "systems", "initial_data", "training", "exploration"),
     script:
         "../scripts/initial_candidates.py"
 

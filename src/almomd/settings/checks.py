@@ -12,6 +12,7 @@ from almomd.errors import ConfigError
 from almomd.settings import systems
 from almomd.settings.campaign import conditions
 from almomd.settings.files import chemical_symbols, read_data_frames, structures
+from almomd.settings.packages import read_package
 
 
 def check_systems(config: dict[str, Any]) -> None:
@@ -78,7 +79,7 @@ def _check_structure(structure: Any, key: str) -> None:
 
 
 def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True) -> None:
-    from almomd.labeling.labelers import check_labeler, check_labeler_name
+    from almomd.labeling.labelers import check_labeler
 
     built = structures(config, base_dir)
     for name, structure in built.items():
@@ -120,8 +121,8 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
             labeler_settings["name"], labeler_settings["parameters"], "labeler.name", symbols
         )
     initial = config["initial_data"]
-    if labeler and initial["file"] is None and initial["md_fraction"] > 0:
-        check_labeler_name(initial["md_calculator"], "initial_data.md_calculator")
+    if initial["file"] is None and initial["md_fraction"] > 0:
+        _check_initial_md(config, base_dir, symbols, labeler)
     if config["exploration"]["torch_compile"] is True:  # auto compiles only where it can
         if config["training"]["compile"]:
             raise ConfigError(
@@ -253,3 +254,34 @@ def _check_observables(config: dict[str, Any], base_dir: Path) -> None:
             f"{config['heldout']['source']}); set it, give your own as observables.reference, "
             "or keep only stability"
         )
+
+
+def _check_initial_md(config: dict[str, Any], base_dir: Path, symbols: set, labeler: bool) -> None:
+    """The initial MD's calculator: a package that exists and covers the elements, or a
+    labeler name; features to pick from only with a package."""
+    from almomd.labeling.labelers import check_labeler_name
+
+    initial, key = config["initial_data"], "initial_data.md_calculator"
+    name = initial["md_calculator"]
+    if name == "start_from" and config["training"]["start_from"] is None:
+        raise ConfigError(
+            f"config key {key}: start_from runs the initial MD with training.start_from's "
+            "package, but none is given: set training.start_from, or name a package or a labeler"
+        )
+    package = config["training"]["start_from"] if name == "start_from" else name
+    if package.endswith(".nequip.zip"):
+        missing = sorted(symbols - set(read_package(base_dir / package, key).type_names))
+        if missing:
+            raise ConfigError(
+                f"config key {key}: the package {package} has no atom types for {missing}; "
+                "run the initial MD with a package or a labeler that knows them"
+            )
+        return
+    if initial["md_pool"] > 1:
+        raise ConfigError(
+            f"config key initial_data.md_pool: picks snapshots in a package's features, but "
+            f"{key} is {name!r}, a labeler: name a package (.nequip.zip, or start_from) or set "
+            "md_pool: 1"
+        )
+    if labeler:
+        check_labeler_name(name, key)

@@ -34,8 +34,9 @@ class InitialData:
     strain: float = 0.02
     md_fraction: float = 0.5
     md_calculator: str = "emt"
-    md_temperature: float = 300.0
+    md_temperature: float | None = 300.0
     md_steps_between: int = 10
+    md_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,14 @@ class Settings:
     def member_architecture(self, seed_index: int) -> str:
         """The architecture of the members with seed ``seed_index``."""
         return campaign.member_architecture(self._needs("ensemble"), seed_index)
+
+    def initial_md_package(self) -> str | None:
+        """The NequIP package the initial MD runs with (``initial_data.md_calculator`` a
+        ``.nequip.zip`` path, or ``start_from`` for ``training.start_from``'s), else None."""
+        name = self._needs("initial_data")["initial_data"]["md_calculator"]
+        if name == "start_from":
+            return self._needs("training")["training"]["start_from"]
+        return name if name.endswith(".nequip.zip") else None
 
     def job_device(self) -> str:
         """This job's torch device (``training.device``, ``auto`` resolved)."""
