@@ -31,13 +31,13 @@ import pandas as pd
 def predict_iteration(root: Path, config: dict, iteration: int) -> dict[str, tuple[float, float]]:
     """Per rule: (predicted, measured) seconds summed over the jobs iteration ``iteration`` ran."""
     from almomd import layout
-    from almomd.planning import costs
+    from almomd.planning import costs, measured
 
     facts = costs.campaign(config, root, upto=iteration)
-    fitted = costs.fit_all(costs.measurements(root, facts, before=iteration))
+    fitted = costs.fit_all(measured.measurements(root, facts, before=iteration))
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for path in sorted(Path(root, layout.BENCHMARKS, f"iter_{iteration}").glob("*.tsv")):
-        found = costs.measured_units(path, root, facts)
+        found = measured.measured_units(path, root, facts)
         if found is None:
             continue
         rule = found[0]

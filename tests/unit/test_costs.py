@@ -6,7 +6,7 @@ from conftest import REPO, test_config_with
 
 from almomd import layout
 from almomd.data.frames import write_frames
-from almomd.planning import costs
+from almomd.planning import costs, measured
 from almomd.settings.schema import validate_config
 
 
@@ -93,7 +93,7 @@ def measured_campaign(tmp_path):
 def test_measured_jobs_count_their_units_from_the_files_they_made(measured_campaign):
     config, root = measured_campaign
     facts = costs.campaign(config, root)
-    samples = costs.measurements(root, facts)
+    samples = measured.measurements(root, facts)
     found = sorted(samples["train_member"])
     assert [u for u, _ in found] == [114.0, 132.0, 138.0]
     assert [s for _, s in found] == pytest.approx([25.4, 27.2, 27.8])
@@ -102,7 +102,7 @@ def test_measured_jobs_count_their_units_from_the_files_they_made(measured_campa
     cost = costs.fit_all(samples)["train_member"]
     assert (cost.startup, cost.per_unit) == pytest.approx((14.0, 0.1))
     # before iteration 1: only iteration 0's training job
-    early = costs.measurements(root, facts, before=1)["train_member"]
+    early = measured.measurements(root, facts, before=1)["train_member"]
     assert early == [(114.0, pytest.approx(25.4))]
 
 
@@ -151,7 +151,7 @@ def test_a_benchmark_file_whose_job_files_are_gone_is_left_out(measured_campaign
     config, root = measured_campaign
     layout.path(layout.SUBSET, root, iteration=1, subset=1).unlink()  # being redone
     facts = costs.campaign(config, root)
-    units = sorted(u for u, _ in costs.measurements(root, facts)["train_member"])
+    units = sorted(u for u, _ in measured.measurements(root, facts)["train_member"])
     assert units == [114.0, 132.0]
 
 
@@ -175,7 +175,7 @@ def test_a_pack_of_members_costs_one_startup_and_every_member_s_work(measured_ca
     write_benchmark(root / layout.BENCHMARKS / "iter_1/train_pack_0.tsv", [14 + 27.0])
     facts = costs.campaign(config, root)
     assert facts.packs == [[(0, 0), (1, 0)]]
-    samples = costs.measurements(root, facts)
+    samples = measured.measurements(root, facts)
     assert samples["train_pack"] == [(270.0, 41.0)]
     fitted = costs.fit_all(samples)["train_pack"]
     assert (fitted.startup, fitted.per_unit, fitted.n_measured) == pytest.approx((14.0, 0.1, 4))
@@ -190,4 +190,42 @@ def test_a_pack_of_members_costs_one_startup_and_every_member_s_work(measured_ca
 def test_benchmark_seconds_reads_every_repeat(tmp_path):
     path = tmp_path / "benchmarks" / "iter_0" / "explore_0.tsv"
     write_benchmark(path, [12.5, 13.25])
-    assert costs.benchmark_seconds(path) == [12.5, 13.25]
+    assert measured.benchmark_seconds(path) == [12.5, 13.25]
+
+
+def write_package(path, stored_bytes):
+    """An archive in nequip-package's layout with one type (Cu) and ``stored_bytes`` of
+    tensors: what the planning reads of a package."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("pkg/model/package_metadata.txt", "atom_types:\n  0: Cu\n")
+        archive.writestr("pkg/.data/0.storage", b"\0" * stored_bytes)
+
+
+def test_a_pretrained_package_scales_the_members_work_planned_and_measured(measured_campaign):
+    config, root = measured_campaign
+    before = costs.campaign(config, root)
+    write_package(root / "big.nequip.zip", 10 * costs.DEMO_MEMBER_BYTES)
+    config["training"]["start_from"] = "big.nequip.zip"
+    config["initial_data"].update(md_calculator="start_from", md_pool=2)
+    facts = costs.campaign(config, root)
+    assert facts.model_size == pytest.approx(10.0)
+    member = {"iteration": "3"}
+    # the members' jobs: 10x the units (fine-tuned members train max_epochs here)
+    assert facts.units("train_member", member) == pytest.approx(
+        10 * before.units("train_member", member)
+    )
+    assert facts.units("explore", {"walker": "0"}) == 10 * before.units("explore", {"walker": "0"})
+    assert facts.units("label_batch", {"batch": "0"}) == before.units("label_batch", {"batch": "0"})
+    # measured ones alike: the fitted cost per unit is 10x smaller, the seconds the same
+    samples = measured.measurements(root, facts)
+    assert sorted(u for u, _ in samples["train_member"]) == [1140.0, 1320.0, 1380.0]
+    scaled = costs.fit_all(samples)["train_member"].seconds(facts.units("train_member", member))
+    plain = costs.fit_all(measured.measurements(root, before))["train_member"]
+    assert scaled == pytest.approx(plain.seconds(before.units("train_member", member)))
+    # the initial MD with the package: snapshots x pool x steps between x atoms x size
+    initial = config["initial_data"]
+    steps = round(initial["md_fraction"] * initial["n_frames"]) * 2 * initial["md_steps_between"]
+    assert facts.units("initial_candidates", {}) == pytest.approx(steps * 32 * 10)
+    assert before.units("initial_candidates", {}) == 0.0  # EMT: no cost modelled

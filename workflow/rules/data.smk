@@ -8,6 +8,8 @@ rule initial_candidates:
         layout.INITIAL_CANDIDATES,
     log:
         layout.log("candidates", "initial"),
+    benchmark:
+        layout.benchmark("candidates", "initial")
     conda:
         "../envs/almomd.yaml"
     threads: 1

@@ -240,10 +240,10 @@ def expected(
     with ``cores`` the expected wall time on one machine, and with ``queue``
     on a cluster with that many jobs at once, each round waiting ``queue_wait_h``.
     """
-    from almomd.planning import costs
+    from almomd.planning import costs, measured
 
     facts = costs.campaign(config, directory)
-    fitted = costs.fit_all(costs.measurements(directory, facts))
+    fitted = costs.fit_all(measured.measurements(directory, facts))
     timed = []
     hours: dict[str, float] = defaultdict(float)
     gpu_hours = cpu_hours = 0.0

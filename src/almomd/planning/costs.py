@@ -20,7 +20,17 @@ rule                          units
                               (one trajectory per member, every member on each)
 ``harmonic_reference``        atoms x structures labeled (phonopy's displacements and
                               the ideal structure)
+``initial_candidates``        MD steps x atoms of the initial MD, where a package runs it
 ============================  =============================================
+
+A pretrained model is larger than the demo's members: where the campaign starts from
+a package (``training.start_from``), the units of every job that runs its members
+(training, exploration, evaluation, observables) and of an initial MD run by a
+package are multiplied by the package's size over a demo member's
+(:data:`DEMO_MEMBER_BYTES`, the tensors each stores): a first-order model (a NequIP
+layer's work and its weights both grow with the square of its features), so that the
+first guesses scale; fits to the campaign's own jobs see the same factor in every
+sample and are not changed by it.
 
 Per rule, ``seconds = startup + per_unit * units`` is fitted by least squares
 to the campaign's finished jobs (their Snakemake benchmark files and the files
@@ -37,7 +47,6 @@ fit from smaller cells underestimates larger ones.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -67,7 +76,13 @@ FIRST_GUESS: dict[str, tuple[float, float]] = {
     # 4 member trajectories of 221 steps of CuI (32 atoms), 4 members: 10 s after start-up
     "observables": (15.0, 1.0e-4),
     "harmonic_reference": (3.1, 0.063),
+    # an initial MD with a package: the imports, then a walker's cost per step and atom
+    "initial_candidates": (10.0, 5.7e-4),
 }
+
+#: Bytes of tensors a member with the demo's model settings stores (CuI, 2 types; the
+#: sum of its package's ``.data/*.storage`` files): the size the first guesses are for.
+DEMO_MEMBER_BYTES = 87_723
 FIRST_GUESS["train_pack"] = FIRST_GUESS["train_member"]  # a pack's job: the same model
 # walkers in one pass cost less per unit than alone; until a pack has run, alone's (an
 # upper bound), then its own fit (not pooled with explore)
@@ -142,6 +157,11 @@ def fit_all(measured: Mapping[str, list[tuple[float, float]]]) -> dict[str, Cost
     return costs
 
 
+#: Rules whose work is the members' (scaled by :attr:`Campaign.model_size`).
+MEMBER_WORK = ("train_member", "train_pack", "explore", "explore_pack", "evaluate",
+               "evaluate_heldout", "observables")  # fmt: skip
+
+
 @dataclass
 class Campaign:
     """What the units of a campaign's jobs depend on (from its config and its files)."""
@@ -167,6 +187,8 @@ class Campaign:
     observable_steps: int = 0  # per member trajectory: equilibration and recorded
     nve_steps: int = 0  # NVE of the ensemble mean, one structure
     harmonic_structures: dict[str, int] | None = None  # labeled for each system's sigma^A
+    model_size: float = 1.0  # the members' size over a demo member's (start_from's package)
+    initial_md_units: float = 0.0  # MD steps x atoms x size of an initial MD with a package
 
     def train_size(self, iteration: int) -> float:
         if iteration in self.n_train:
@@ -177,6 +199,17 @@ class Campaign:
 
     def units(self, rule: str, wildcards: Mapping[str, str]) -> float:
         """The work units of a planned job of ``rule`` (see the module docstring)."""
+        return self.sized(rule, self.raw_units(rule, wildcards))
+
+    def sized(self, rule: str, units: float) -> float:
+        """``units`` of ``rule`` (or its family) times the members' size where they run."""
+        family = next((f for f in MEMBER_WORK if rule == f or rule.startswith(f + "_")), None)
+        return units * self.model_size if family else units
+
+    def raw_units(self, rule: str, wildcards: Mapping[str, str]) -> float:
+        """The units of a job of ``rule`` before the members' size (:meth:`sized`)."""
+        if rule == "initial_candidates":
+            return self.initial_md_units
         if rule == "train_member" or rule.startswith("train_pack_"):
             iteration = int(wildcards["iteration"])
             epochs = self.warm_epochs if iteration > 0 else self.epochs
@@ -276,7 +309,34 @@ def campaign(config: dict[str, Any], root: Path | str = ".", upto: int | None = 
         observable_steps=_observable_steps(config),
         nve_steps=config["observables"]["nve_steps"],
         harmonic_structures=_harmonic_structures(config, built),
+        model_size=_model_size(config, root),
+        initial_md_units=_initial_md_units(config, root, atoms),
     )
+
+
+def _package(config: dict[str, Any], root: Path | str, name: str | None):
+    from almomd.settings.packages import read_package
+
+    return read_package(Path(root) / name) if name else None
+
+
+def _model_size(config: dict[str, Any], root: Path | str) -> float:
+    """The start_from package's size over a demo member's (1: from scratch)."""
+    package = _package(config, root, config["training"].get("start_from"))
+    return package.parameter_bytes / DEMO_MEMBER_BYTES if package else 1.0
+
+
+def _initial_md_units(config: dict[str, Any], root: Path | str, atoms: dict[str, int]) -> float:
+    """MD steps x atoms x size of the initial MD where a package runs it (0: none)."""
+    from almomd.settings.sections import Settings
+
+    initial = config["initial_data"]
+    n_md = round(initial["md_fraction"] * initial["n_frames"])
+    package = _package(config, root, Settings.from_config(config).initial_md_package())
+    if initial["file"] is not None or not n_md or package is None:
+        return 0.0
+    steps = n_md * initial["md_pool"] * initial["md_steps_between"]
+    return steps * sum(atoms.values()) * package.parameter_bytes / DEMO_MEMBER_BYTES
 
 
 def _harmonic_structures(config: dict[str, Any], built: dict[str, Any]) -> dict[str, int]:
@@ -304,95 +364,3 @@ def _steps(config: dict[str, Any], system: str) -> int:
     from almomd.settings import systems
 
     return systems.exploration(config, system)["steps"]
-
-
-def measured_units(path: Path, root: Path, facts: Campaign) -> tuple[str, float] | None:
-    """The rule and the work units of the finished job that wrote benchmark file ``path``.
-
-    Units are counted from the files the job made (frames, atoms, MD steps);
-    ``None`` for files this model does not use.
-    """
-    from almomd.data.frames import read_frames
-
-    scope, stem = path.parent.name, path.stem
-    kind, _, rest = stem.partition("_")
-    if scope == "heldout" and kind == "reference":
-        return "reference_md", facts.reference_steps * facts.condition_atoms.get(int(rest), 0)
-    if scope == "heldout" and kind == "harmonic":
-        return "harmonic_reference", facts.harmonic_units(rest)
-    if scope == "initial" and kind == "label":
-        files = [
-            layout.path(p, root, batch=rest)
-            for p in (layout.INITIAL_LABELED, layout.INITIAL_FAILED)
-        ]
-        return "label_initial_batch", _frame_atoms(files)
-    if not scope.startswith("iter_"):
-        return None
-    iteration = int(scope[5:])
-
-    def at(pattern: str, **wildcards: object) -> Path:
-        return layout.path(pattern, root, iteration=iteration, **wildcards)
-
-    if kind == "train":
-        epochs = facts.warm_epochs if iteration > 0 else facts.epochs
-        if rest.startswith("pack_"):  # train_pack_P: every member of the pack
-            subsets = [k for k, _ in facts.packs[int(rest[5:])]]
-            frames = sum(len(read_frames(at(layout.SUBSET, subset=k))) for k in subsets)
-            return "train_pack", frames * epochs
-        subset, _ = rest.split("_")
-        return "train_member", len(read_frames(at(layout.SUBSET, subset=subset))) * epochs
-    if kind == "explore":
-        packed = rest.startswith("pack_")  # explore_pack_P: every walker of the pack
-        units = 0.0
-        for walker in facts.walker_packs[int(rest[5:])] if packed else [rest]:
-            trajectory = read_frames(at(layout.WALKER, walker=walker))
-            steps = max(int(a.info.get("al_step", 0)) for a in trajectory)
-            units += steps * len(trajectory[0]) * facts.members
-        return ("explore_pack" if packed else "explore"), units
-    if kind == "label":
-        return "label_batch", _frame_atoms(
-            [at(layout.LABELED, batch=rest), at(layout.FAILED, batch=rest)]
-        )
-    if stem == "evaluate":
-        return "evaluate", facts.n_test * facts.atoms * facts.members
-    if stem == "evaluate_heldout":
-        return "evaluate_heldout", facts.n_heldout * facts.atoms * facts.members
-    if kind == "compile":
-        return "compile_member", 1.0
-    if kind == "observables":
-        return "observables", facts.units("observables", {"condition": rest})
-    return None
-
-
-def _frame_atoms(files: Iterable[Path]) -> float:
-    from almomd.data.frames import read_frames
-
-    return float(sum(len(a) for f in files if f.is_file() for a in read_frames(f)))
-
-
-def benchmark_seconds(path: Path | str) -> list[float]:
-    """The wall times (column ``s``) of a Snakemake benchmark file, one per repeat."""
-    with open(path, newline="") as handle:
-        return [float(row["s"]) for row in csv.DictReader(handle, delimiter="\t")]
-
-
-def measurements(
-    root: Path | str, facts: Campaign, before: int | None = None
-) -> dict[str, list[tuple[float, float]]]:
-    """(units, seconds) of the campaign's finished jobs per rule, from its benchmark files.
-
-    ``before``: only the initial and held-out jobs and iterations below it.
-    """
-    root = Path(root)
-    samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for path in sorted(Path(root, layout.BENCHMARKS).glob("*/*.tsv")):
-        scope = path.parent.name
-        if before is not None and scope.startswith("iter_") and int(scope[5:]) >= before:
-            continue
-        try:
-            found = measured_units(path, root, facts)
-        except (FileNotFoundError, ValueError, IndexError):  # its files are gone, or its pack
-            continue
-        if found is not None and found[1] > 0:
-            samples[found[0]] += [(found[1], s) for s in benchmark_seconds(path)]
-    return dict(samples)

@@ -107,7 +107,7 @@ def benchmark_rule(path: Path) -> str | None:
 
 def actual_vs_estimate(directory: Path | str, jobs: Sequence[PlannedJob]) -> dict[str, dict]:
     """Measured wall times (benchmark files) against the runtime estimates, per rule."""
-    from almomd.planning.costs import benchmark_seconds
+    from almomd.planning.measured import benchmark_seconds
 
     measured: dict[str, list[float]] = defaultdict(list)
     for path in sorted(Path(directory, layout.BENCHMARKS).glob("*/*.tsv")):

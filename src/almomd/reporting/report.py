@@ -27,7 +27,7 @@ import pandas as pd
 
 from almomd import layout
 from almomd.ensemble.novelty import fitted_atoms, stored_error_model
-from almomd.planning.costs import benchmark_seconds
+from almomd.planning.measured import benchmark_seconds
 from almomd.reporting.figures import (
     bar_figure,
     calibration_figure,

@@ -46,6 +46,7 @@ class Package:
     type_names: tuple[str, ...]
     architecture: str  # nequip or allegro
     model: dict[str, Any] = field(default_factory=dict)
+    parameter_bytes: int = 0  # the tensors it stores (weights and buffers): its size
 
     def cutoff(self) -> float:
         """The model's cutoff radius (A): from its configuration, else from the model."""
@@ -91,6 +92,11 @@ def read_package(path: Path | str, key: str = "training.start_from") -> Package:
             metadata = yaml.safe_load(archive.read(metadata_name)) or {}
             config_name = _member(archive, "config.yaml")
             config = yaml.safe_load(archive.read(config_name)) if config_name else {}
+            stored = sum(
+                i.file_size
+                for i in archive.infolist()
+                if "/.data/" in i.filename and i.filename.endswith(".storage")
+            )
     except (zipfile.BadZipFile, OSError) as exc:
         raise ConfigError(f"config key {key}: {path} is not a zip archive ({exc}); {fix}") from exc
     except yaml.YAMLError as exc:
@@ -110,6 +116,7 @@ def read_package(path: Path | str, key: str = "training.start_from") -> Package:
         type_names=tuple(str(types[i]) for i in sorted(types)),
         architecture="allegro" if "allegro" in target.lower() else "nequip",
         model=found,
+        parameter_bytes=stored,
     )
 
 
