@@ -11,7 +11,7 @@ and I), rattled and strained copies of each (``--pretrain-frames`` per compound)
 level of theory is the target's, the structures and compositions are not: what a
 foundation model trained on a broad database brings to a compound outside it.
 
-Two arms per seed, each a campaign through the real snakemake with the demo's
+Three arms per seed, each a campaign through the real snakemake with the demo's
 labeler, selection and exploration (no observables, convergence off):
 
 ``scratch``     the demo as it is (30 initial frames, members from random weights);
@@ -19,7 +19,10 @@ labeler, selection and exploration (no observables, convergence off):
     ``training.warm_start_learning_rate`` ``--fine-tune-rate``), and the initial frames
     from its MD at the campaign's temperatures, picked farthest apart in its features
     (``initial_data.md_calculator: start_from``, ``md_pool: 4``), ``--pretrained-initial``
-    of them.
+    of them;
+``perturbed``   the pretrained arm with each member's starting weights moved by its own
+    noise (``training.start_perturbation`` ``--perturbation``): do members that start
+    apart disagree where they should?
 
 Reported per seed and arm: the learning curve (labels, held-out force RMSE with its
 interval), the labels at which it first reaches the target (``--target``, default: the
@@ -61,7 +64,7 @@ from active_vs_random import (  # noqa: E402
 )
 from observables import SYSTEMS, config_for, reference  # noqa: E402
 
-ARMS = ("scratch", "pretrained")
+ARMS = ("scratch", "pretrained", "perturbed")
 #: the foundation's compounds: zincblende, a in Angstrom (experimental, rounded)
 COMPOUNDS = {"CuCl": 5.42, "CuBr": 5.69, "AgI": 6.50, "AgBr": 6.00}
 GFN1 = {"name": "tblite", "parameters": {"method": "GFN1-xTB"}}
@@ -132,7 +135,9 @@ def pretrain(out: Path, epochs: int) -> Path:
 def arm_config(arm: str, seed: int, args) -> dict:
     config = config_for(SYSTEMS["CuI"], seed, "active", args.iterations, 3, 300)
     config["observables"] = {"enabled": False}
-    if arm == "pretrained":
+    if arm == "perturbed":  # the pretrained arm with each member's start moved by noise
+        config["training"]["start_perturbation"] = args.perturbation
+    if arm in ("pretrained", "perturbed"):
         config["training"].update(
             start_from="foundation.nequip.zip", warm_start_learning_rate=args.fine_tune_rate
         )
@@ -209,6 +214,7 @@ def main() -> int:
         help="initial training frames of the pretrained arm (the demo: 22)",
     )
     parser.add_argument("--fine-tune-rate", type=float, default=0.005)
+    parser.add_argument("--perturbation", type=float, default=0.05, help="the perturbed arm's")
     parser.add_argument("--target", type=float, default=None, help="eV/A")
     parser.add_argument(
         "--reference",

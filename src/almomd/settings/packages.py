@@ -62,10 +62,11 @@ def _member(archive: zipfile.ZipFile, name: str) -> str | None:
 
 
 def _model_block(config: dict[str, Any]) -> dict[str, Any]:
-    """The model block of a training configuration, through ``nequip.model.modify``."""
+    """The model block of a training configuration, through wrappers of it
+    (``nequip.model.modify``, almomd's perturbed start: a nested ``model``)."""
     model = (config.get("training_module") or {}).get("model") or {}
-    while isinstance(model, dict) and "modify" in str(model.get("_target_", "")):
-        model = model.get("model") or {}
+    while isinstance(model, dict) and isinstance(model.get("model"), dict):
+        model = model["model"]
     return model if isinstance(model, dict) else {}
 
 
@@ -129,6 +130,12 @@ def check_start_from(
     """
     start = completed["training"]["start_from"]
     if start is None:
+        if completed["training"]["start_perturbation"] > 0:
+            raise ConfigError(
+                "config key training.start_perturbation: moves the weights a member starts "
+                "from when it fine-tunes training.start_from's package, but none is given: "
+                "set training.start_from, or remove the key"
+            )
         return None
     package = read_package(base_dir / start)
     missing = sorted(symbols - set(package.type_names))

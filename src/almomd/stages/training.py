@@ -78,11 +78,12 @@ def train_pack(
     runs = []
     for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True):
         init = init_models.get((k, m))
-        shifts = None
+        shifts, perturbation = None, 0.0
         if package and init and Path(init).resolve() == package.path.resolve():
             shifts = reference_shifts(
                 init, read_frames(subset_files[k]), settings.model.reference_energies,
             )  # fmt: skip
+            perturbation = settings.training.start_perturbation
         runs.append(
             trainer.MemberRun(
                 train_file=subset_files[k],
@@ -94,6 +95,7 @@ def train_pack(
                 architecture=settings.member_architecture(m),
                 shifts=shifts,
                 cutoff=cutoff,
+                perturbation=perturbation,
             )
         )
     for (k, m), run in zip(pack, runs, strict=True):

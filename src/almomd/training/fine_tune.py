@@ -98,3 +98,30 @@ def reference_shifts(
         ", ".join(f"{t} {shifts[t]:.4g} -> {v:.4g}" for t, v in sorted(new.items())),
     )  # fmt: skip
     return new
+
+
+def perturbed(model: dict, seed: int, perturbation: float):
+    """The model that ``model`` (a NequIP model config: ``_target_`` and its arguments, e.g.
+    ``ModelFromPackage``) builds, each weight tensor moved by Gaussian noise of
+    ``perturbation`` times its own standard deviation (``seed``: the member's).
+
+    Members fine-tuned from one package start from identical weights, and training on
+    overlapping subsamples keeps them close: their spread then says little about their
+    error. Moving each member's start a little ("shrink and perturb", Ash and Adams,
+    NeurIPS 2020, without the shrink) lets them settle in different places while the
+    package's knowledge stays. Used as the ``_target_`` of a member's model block
+    (``training.start_perturbation``); a checkpoint's weights replace the noise when the
+    member is packaged.
+    """
+    import torch
+    from hydra.utils import get_method
+
+    config = dict(model)
+    built = get_method(config.pop("_target_"))(**config)
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for parameter in built.parameters():
+            if parameter.requires_grad and parameter.numel() > 1:
+                noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                parameter.add_(perturbation * parameter.std() * noise.to(parameter.device))
+    return built

@@ -98,6 +98,7 @@ def render_template(
     init_model: Path | str | None = None,
     architecture: str = "nequip",
     shifts: dict[str, float] | None = None,
+    perturbation: float = 0.0,
 ) -> dict[str, Any]:
     """Return the template with its top-level variables set.
 
@@ -105,7 +106,8 @@ def render_template(
     model's weights (fine-tuning) instead of a new model; its architecture and
     energy shifts come with it, the shifts of the types in ``shifts`` replaced
     (NequIP's ``modify_PerTypeScaleShift``: a package re-referenced to this
-    campaign's labeler, :mod:`almomd.training.fine_tune`).
+    campaign's labeler, :mod:`almomd.training.fine_tune`) and, with ``perturbation``,
+    its weights moved by the member's noise (:func:`~almomd.training.fine_tune.perturbed`).
     ``architecture: allegro`` trains an Allegro model (``nequip-allegro``) in
     place of the template's NequIP model.
 
@@ -144,6 +146,13 @@ def render_template(
                 "_target_": "nequip.model.modify",
                 "modifiers": [{"modifier": "modify_PerTypeScaleShift", "shifts": dict(shifts)}],
                 "model": model,
+            }
+        if perturbation:
+            model = {
+                "_target_": "almomd.training.fine_tune.perturbed",
+                "model": model,
+                "seed": "${seed}",
+                "perturbation": perturbation,
             }
         rendered["training_module"]["model"] = model
     elif reference_energies is not None:

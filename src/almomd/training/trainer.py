@@ -46,7 +46,8 @@ class MemberRun:
     """One member to train: its data, seeds, run directory and packaged model.
 
     ``init_model``: start from this packaged model (warm start, or a package to fine-tune)
-    instead of scratch; ``shifts``: its per-type energy shifts to replace (re-referenced).
+    instead of scratch; ``shifts``: its per-type energy shifts to replace (re-referenced);
+    ``perturbation``: noise on its weights (:func:`almomd.training.fine_tune.perturbed`).
     ``architecture``: nequip (the template's model) or allegro (:func:`allegro_model`).
     ``cutoff``: the neighbour lists' cutoff where it is not ``model.r_max`` (a package's).
     """
@@ -60,6 +61,7 @@ class MemberRun:
     architecture: str = "nequip"
     shifts: dict[str, float] | None = None
     cutoff: float | None = None
+    perturbation: float = 0.0
 
 
 def train_members(
@@ -102,6 +104,7 @@ def train_members(
             run.init_model,
             run.architecture,
             run.shifts,
+            run.perturbation,
         )
         (run_dir / "nequip.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
         model_out = Path(run.model_out).resolve()
