@@ -227,6 +227,38 @@ def labels_to_agreement(rows: list[dict]) -> float:
     return next((float(r["labels"]) for r in rows if r["observables_ok"]), math.inf)
 
 
+def agreement_by_labels(runs: list[list[dict]]) -> dict[int, tuple[int, int]]:
+    """Observable-condition pairs that agree, and those judged, summed over ``runs`` (one per
+    seed) at each label count."""
+    found: dict[int, list[int]] = {}
+    for rows in runs:
+        for r in rows:
+            counts = found.setdefault(r["labels"], [0, 0])
+            counts[0] += r["agree"]
+            counts[1] += r["judged"]
+    return {n: (k, m) for n, (k, m) in sorted(found.items())}
+
+
+def agreement_figure(agreement: dict, path: Path) -> None:
+    """Per system, the share of observable-conditions that agree against the labels, per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(agreement), figsize=(4.5 * len(agreement), 3.5), squeeze=False)
+    for ax, (name, arms) in zip(axes[0], agreement.items(), strict=True):
+        for arm, shares in arms.items():
+            labels = list(shares)
+            ax.plot(labels, [k / m for k, m in shares.values()], "o-", label=arm)
+        ax.set(title=name, xlabel="labeled training frames", ylabel="observables agreeing")
+        ax.set_ylim(0, 1.02)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def coverage(rows: list[dict]) -> tuple[int, int]:
     """Numbers of the last iteration whose combined interval holds the reference value."""
     held = total = 0
@@ -357,7 +389,7 @@ def main() -> int:
                 return 1
     needed: dict[str, dict[str, list[float]]] = {arm: {} for arm in ARMS}
     final, covered, disagreements = [0, 0], [0, 0], [0, 0]
-    results = {}
+    results, agreement = {}, {}
     for name in args.systems:
         system, place = SYSTEMS[name], out / name
         print(
@@ -399,6 +431,13 @@ def main() -> int:
                 f"  {name} {arm}: labels to every observable agreeing, per seed "
                 f"{', '.join(f'{v:g}' for v in values)} (median {np.median(values):g})"
             )
+        for arm in ARMS:  # short of every one: how many agree, by labels, over the seeds
+            shares = agreement_by_labels([results[name][s][arm] for s in args.seeds])
+            agreement.setdefault(name, {})[arm] = shares
+            print(
+                f"  {name} {arm}: observable-conditions agreeing by labels (all seeds) "
+                + ", ".join(f"{n}: {k}/{m}" for n, (k, m) in shares.items())
+            )
     pooled = {arm: [v for name in args.systems for v in needed[arm][name]] for arm in ARMS}
     print(
         f"\niterations whose force-only and observables verdicts disagree: "
@@ -412,6 +451,7 @@ def main() -> int:
         f"systems {args.systems}, seeds {args.seeds}, {args.iterations} iterations, "
         f"wall time {time.perf_counter() - started:.0f} s"
     )
+    agreement_figure(agreement, out / "agreement.png")
     (out / "results.json").write_text(
         json.dumps({"seeds": args.seeds, "needed": needed, "runs": results}, indent=1, default=str)
     )
