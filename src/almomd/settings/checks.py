@@ -12,7 +12,7 @@ from almomd.errors import ConfigError
 from almomd.settings import systems
 from almomd.settings.campaign import conditions
 from almomd.settings.files import chemical_symbols, read_data_frames, structures
-from almomd.settings.packages import read_package
+from almomd.settings.packages import check_start_from, read_package
 
 
 def check_systems(config: dict[str, Any]) -> None:
@@ -78,7 +78,11 @@ def _check_structure(structure: Any, key: str) -> None:
         raise ConfigError(f"config key {key}: the structure has no atoms; fix it")
 
 
-def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True) -> None:
+def check_semantics(
+    config: dict[str, Any], base_dir: Path, labeler: bool = True, given_model: Any = None
+) -> None:
+    """What a schema cannot check (``given_model``: the ``model`` section as the user wrote
+    it, before defaults, for :func:`~almomd.settings.packages.check_start_from`)."""
     from almomd.labeling.labelers import check_labeler
 
     built = structures(config, base_dir)
@@ -123,6 +127,7 @@ def check_semantics(config: dict[str, Any], base_dir: Path, labeler: bool = True
     initial = config["initial_data"]
     if initial["file"] is None and initial["md_fraction"] > 0:
         _check_initial_md(config, base_dir, symbols, labeler)
+    check_start_from(given_model, config, base_dir, symbols)
     if config["exploration"]["torch_compile"] is True:  # auto compiles only where it can
         if config["training"]["compile"]:
             raise ConfigError(
@@ -260,6 +265,7 @@ def _check_initial_md(config: dict[str, Any], base_dir: Path, symbols: set, labe
     """The initial MD's calculator: a package that exists and covers the elements, or a
     labeler name; features to pick from only with a package."""
     from almomd.labeling.labelers import check_labeler_name
+    from almomd.settings.sections import Settings
 
     initial, key = config["initial_data"], "initial_data.md_calculator"
     name = initial["md_calculator"]
@@ -268,8 +274,8 @@ def _check_initial_md(config: dict[str, Any], base_dir: Path, symbols: set, labe
             f"config key {key}: start_from runs the initial MD with training.start_from's "
             "package, but none is given: set training.start_from, or name a package or a labeler"
         )
-    package = config["training"]["start_from"] if name == "start_from" else name
-    if package.endswith(".nequip.zip"):
+    package = Settings.from_config(config).initial_md_package()
+    if package is not None:
         missing = sorted(symbols - set(read_package(base_dir / package, key).type_names))
         if missing:
             raise ConfigError(

@@ -20,17 +20,10 @@ import yaml
 
 from almomd.errors import ConfigError
 
-#: Model settings of the config that a package fixes, as its config.yaml names them.
-FIXED_BY_PACKAGE = {
-    "r_max": "r_max",
-    "l_max": "l_max",
-    "num_layers": "num_layers",
-    "num_features": "num_features",
-    "radial_mlp_depth": "radial_mlp_depth",
-    "radial_mlp_width": "radial_mlp_width",
-    "parity": "parity",
-    "model_dtype": "model_dtype",
-}
+#: Settings of the config's ``model`` section that a package fixes (its config.yaml names
+#: them alike).
+FIXED_BY_PACKAGE = ("r_max", "l_max", "num_layers", "num_features", "radial_mlp_depth",
+                    "radial_mlp_width", "parity", "model_dtype")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -108,9 +101,9 @@ def read_package(path: Path | str, key: str = "training.start_from") -> Package:
     model = _model_block(config or {})
     target = str(model.get("_target_", ""))
     found = {
-        ours: model[theirs]
-        for ours, theirs in FIXED_BY_PACKAGE.items()
-        if "ModelFromPackage" not in target and isinstance(model.get(theirs), int | float | str)
+        name: model[name]
+        for name in FIXED_BY_PACKAGE
+        if "ModelFromPackage" not in target and isinstance(model.get(name), int | float | str)
     }
     return Package(
         path=path,
@@ -122,11 +115,12 @@ def read_package(path: Path | str, key: str = "training.start_from") -> Package:
 
 
 def check_start_from(
-    raw: dict[str, Any], completed: dict[str, Any], base_dir: Path, symbols: set[str]
+    given_model: Any, completed: dict[str, Any], base_dir: Path, symbols: set[str]
 ) -> Package | None:
     """Check ``training.start_from`` against the configuration: the package exists and
-    reads, its types cover every element, and no model setting the user gave (``raw``,
-    before defaults) or architecture conflicts with it. Returns the package (None: unset).
+    reads, its types cover every element, and no model setting the user gave
+    (``given_model``: the ``model`` section as written, before defaults) or architecture
+    conflicts with it. Returns the package (None: unset).
     """
     start = completed["training"]["start_from"]
     if start is None:
@@ -146,7 +140,7 @@ def check_start_from(
             "fine-tuned to elements it has no type for: start from a package that covers "
             "them, or from scratch (training.start_from: null)"
         )
-    given = (raw.get("model") or {}) if isinstance(raw.get("model"), dict) else {}
+    given = given_model if isinstance(given_model, dict) else {}
     for name, value in package.model.items():
         if name in given and given[name] != value:
             raise ConfigError(

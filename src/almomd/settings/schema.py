@@ -13,8 +13,6 @@ import yaml
 from almomd import deploy
 from almomd.errors import ConfigError
 from almomd.settings.checks import check_semantics, check_systems
-from almomd.settings.files import chemical_symbols
-from almomd.settings.packages import check_start_from
 
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:
@@ -162,10 +160,7 @@ def validate_config(
         raise ConfigError(_describe(errors[0]))
     check_systems(completed)
     if check_files:
-        check_semantics(completed, Path(base_dir), check_labeler)
-        check_start_from(
-            dict(config), completed, Path(base_dir), set(chemical_symbols(completed, base_dir))
-        )
+        check_semantics(completed, Path(base_dir), check_labeler, config.get("model"))
     return completed
 
 

@@ -336,9 +336,9 @@ class Settings:
     def initial_md_package(self) -> str | None:
         """The NequIP package the initial MD runs with (``initial_data.md_calculator`` a
         ``.nequip.zip`` path, or ``start_from`` for ``training.start_from``'s), else None."""
-        name = self._needs("initial_data")["initial_data"]["md_calculator"]
+        name = self.initial_data.md_calculator
         if name == "start_from":
-            return self._needs("training")["training"]["start_from"]
+            return self.training.start_from
         return name if name.endswith(".nequip.zip") else None
 
     def job_device(self) -> str:
