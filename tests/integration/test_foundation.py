@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from conftest import REPO, copy_test_config, load_test_config, snakemake
+from conftest import BIN, REPO, copy_test_config, load_test_config, run, snakemake
 
 from almomd import layout
 from almomd.data.frames import labeled_copy, read_frames, write_frames
@@ -244,3 +244,37 @@ def test_a_package_without_a_species_is_refused_before_any_job(fine_tuned, tmp_p
     # the initial MD's package is checked first (md_calculator: start_from)
     assert "the package foundation.nequip.zip has no atom types for ['Pt']" in result.stderr
     assert not (workdir / "results").exists()
+
+
+def test_a_campaign_made_by_init_plans_fine_tuning_its_package(foundation, tmp_path):
+    """``almomd init``'s form: paths relative to the campaign directory, plain ``snakemake``
+    there; the package is checked, planned and in the DAG before anything runs."""
+    directory = tmp_path / "my campaign"
+    assert run([BIN / "almomd", "init", directory], tmp_path).returncode == 0
+    (directory / "models").mkdir()
+    shutil.copy(foundation, directory / "models" / "foundation.nequip.zip")
+    shutil.copy(REPO / ".test" / "cu.xyz", directory / "config" / "cu.xyz")
+    config = load_test_config()
+    config["system"]["structure"] = "config/cu.xyz"
+    config["training"]["start_from"] = "models/foundation.nequip.zip"
+    config["initial_data"].update(md_calculator="start_from", md_temperature=None)
+    config["observables"] = {"enabled": False}
+    settings = directory / "config" / "config.yaml"
+    settings.write_text(yaml.safe_dump(config))
+
+    validated = run([BIN / "almomd", "validate"], directory)
+    assert validated.returncode == 0, validated.stderr
+    plan = run([BIN / "almomd", "budget", "--json"], directory)
+    assert plan.returncode == 0, plan.stderr
+    assert "initial_candidates" in plan.stdout
+    dry = run([BIN / "snakemake", "--dry-run"], directory)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    assert "initial_candidates" in dry.stdout and "train_" in dry.stdout
+
+    # the same package named from the clone's root, not the campaign's: refused, named
+    config["training"]["start_from"] = "foundation.nequip.zip"
+    settings.write_text(yaml.safe_dump(config))
+    refused = run([BIN / "snakemake", "--dry-run"], directory)
+    assert refused.returncode != 0
+    assert "foundation.nequip.zip" in refused.stdout + refused.stderr
+    assert not (directory / "results").exists()

@@ -75,14 +75,16 @@ def train_pack(
     package = read_package(start_from) if start_from else None
     cutoff = package.cutoff() if package else None
     elements = list(package.type_names) if package else list(elements)
-    runs = []
+    runs, fitted = [], {}  # the shifts per subsample: its seeds' members share them
     for (k, m), run_dir, model_out in zip(pack, run_dirs, models_out, strict=True):
         init = init_models.get((k, m))
         shifts, perturbation = None, 0.0
         if package and init and Path(init).resolve() == package.path.resolve():
-            shifts = reference_shifts(
-                init, read_frames(subset_files[k]), settings.model.reference_energies,
-            )  # fmt: skip
+            if k not in fitted:
+                fitted[k] = reference_shifts(
+                    init, read_frames(subset_files[k]), settings.model.reference_energies,
+                )  # fmt: skip
+            shifts = fitted[k]
             perturbation = settings.training.start_perturbation
         runs.append(
             trainer.MemberRun(
