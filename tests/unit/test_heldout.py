@@ -9,6 +9,7 @@ from ase.calculators.emt import EMT
 from conftest import assert_labels_equal
 
 from almomd.data.frames import frame_ids, read_frames
+from almomd.data.trajectories import read_trajectories
 from almomd.evaluation import reference_md, statistics
 from almomd.evaluation.heldout import trajectory_of
 from almomd.exploration.md import MDSettings
@@ -18,7 +19,7 @@ from almomd.settings.campaign import Condition
 START = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
 
 
-def run(tmp_path, equilibration, between, n=3, trajectories=1, labeler=None):
+def run(tmp_path, equilibration, between, n=3, trajectories=1, labeler=None, dynamics=None):
     settings = MDSettings("nvt_langevin", 600.0, 2.0, 0.02, 0, 1, 1.0)
     return reference_md.reference_md(
         START,
@@ -28,6 +29,7 @@ def run(tmp_path, equilibration, between, n=3, trajectories=1, labeler=None):
         n, equilibration, between,
         [np.random.default_rng(t) for t in range(trajectories)],
         str(tmp_path / f"ref_{equilibration}.extxyz"),
+        dynamics_out=dynamics,
     )  # fmt: skip
 
 
@@ -47,6 +49,21 @@ def test_frames_start_after_equilibration_and_lie_two_autocorrelation_times_apar
     assert_labels_equal(frames, frames, EMT, atol=1e-6)
     written = read_frames(tmp_path / "ref_6.extxyz")
     assert frame_ids(written) == frame_ids(frames)
+
+
+def test_the_kept_dynamics_hold_every_step_and_the_frames_among_them(tmp_path):
+    frames = run(tmp_path, 4, 3, trajectories=2, dynamics=tmp_path / "dynamics.npz")
+    kept = read_trajectories(tmp_path / "dynamics.npz")
+    assert [t.name for t in kept] == ["reference c0-t0", "reference c0-t1"]
+    for t in kept:
+        assert (t.timestep, t.temperature, t.stopped) == (2.0, 600.0, "")
+        assert t.positions.shape == (len(t.energies), len(START), 3)
+    for atoms in frames:  # each frame is its trajectory's step, counted after equilibration
+        t = {k.name: k for k in kept}["reference " + atoms.info["al_trajectory"]]
+        step = atoms.info["al_step"] - 4
+        assert np.allclose(t.positions[step], atoms.positions)
+        assert np.allclose(t.forces[step], atoms.get_forces())
+        assert t.energies[step] == pytest.approx(atoms.get_potential_energy())
 
 
 def test_without_equilibration_the_first_frame_is_the_start(tmp_path):

@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from almomd.data.frames import labeled_copy, min_interatomic_distance, write_frames
-from almomd.data.trajectories import Trajectory, velocities, write_trajectories
+from almomd.data.trajectories import Recorder, Trajectory, write_trajectories
 from almomd.evaluation.statistics import autocorrelation_time
 from almomd.exploration.md import MDSettings, start_dynamics, thermalize
 from almomd.labeling.labelers import Labeler
@@ -156,27 +156,20 @@ def _advance(atoms: Atoms, dyn, labeling: _Labeling, steps: int, temperature: fl
         _step(atoms, dyn, labeling, temperature, rng)
 
 
-class _Run:
-    """One trajectory's recorded states: positions, cell, energy and forces per step."""
+class _Run(Recorder):
+    """One trajectory's recorded states (a :class:`Recorder`) and why it ended."""
 
-    def __init__(self) -> None:
-        # positions, cell, energy, forces and velocities (A/fs) of every recorded step
-        self.states: list[tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]] = []
+    def __init__(self, md: MDSettings, name: str) -> None:
+        super().__init__(name, md.timestep, md.temperature)
         self.reason = "completed"
 
     @property
     def energies(self) -> np.ndarray:
         return np.array([state[2] for state in self.states])
 
-    def trajectory(self, start: Atoms, md: MDSettings, name: str) -> Trajectory:
-        """Every recorded step as a :class:`Trajectory` (the reference dynamics)."""
-        positions, cells, energies, forces, velocities = (
-            np.array([state[i] for state in self.states]) for i in range(5)
-        )
-        stopped = "" if self.reason == "completed" else self.reason
-        return Trajectory(start.get_chemical_symbols(), start.get_masses(), positions,
-                          velocities, energies, forces, cells, md.timestep, md.temperature,
-                          name, stopped)  # fmt: skip
+    def dynamics(self) -> Trajectory:
+        """Every recorded step (the reference dynamics)."""
+        return self.trajectory("" if self.reason == "completed" else self.reason)
 
 
 def _record(
@@ -204,9 +197,7 @@ def _record(
         ):
             run.reason = f"unphysical structure after {len(run.states)} steps"
             return False
-        run.states.append(
-            (atoms.get_positions(), atoms.get_cell()[:], energy, forces, velocities(atoms))
-        )
+        run.add(atoms, energy, forces)
     return True
 
 
@@ -218,10 +209,11 @@ def trajectory(
     equilibration_steps: int,
     steps_between: int,
     rng: np.random.Generator,
+    name: str = "reference",
 ) -> tuple[list[int], _Run, float]:
     """Run one trajectory; return the indices of its kept states, the run and tau (steps)."""
     atoms, dyn, _ = start_dynamics(start, labeling.calc, md, rng)
-    run = _Run()
+    run = _Run(md, name)
     try:
         _advance(atoms, dyn, labeling, equilibration_steps, md.temperature, rng)
     except Exception as exc:
@@ -284,16 +276,17 @@ def reference_md(
         zip(frames_per_trajectory(n_frames, len(rngs)), rngs, strict=True)
     ):
         redone_before = labeling.redone
+        name = f"c{condition.index}-t{index}"
         kept, run, tau = trajectory(
-            start, labeling, md, count, equilibration_steps, steps_between, rng
-        )
+            start, labeling, md, count, equilibration_steps, steps_between, rng,
+            f"reference {name}",
+        )  # fmt: skip
         redone = labeling.redone - redone_before
         reasons.append(f"trajectory {index}: {run.reason}")
-        name = f"c{condition.index}-t{index}"
         if len(run.states) >= 2:
-            dynamics.append(run.trajectory(start, md, f"reference {name}"))
+            dynamics.append(run.dynamics())
         for i in kept:
-            positions, cell, energy, forces, _ = run.states[i]
+            positions, _, energy, forces, cell = run.states[i]
             atoms = start.copy()
             atoms.set_cell(cell)
             atoms.positions = positions
