@@ -4,12 +4,15 @@ The target is the demo (zincblende CuI, 32 atoms, GFN1-xTB from tblite) over the
 range 300, 600 and 900 K, judged on the labeler's own MD at those temperatures (the
 held-out set of ``benchmarks/observables.py``, made here if ``--reference`` has none).
 
-The pretrained model (the "foundation") never saw CuI: it is a NequIP model of the
-demo's size pretrained on GFN1-xTB labels of four other zincblende halides (CuCl,
-CuBr, AgI and AgBr: other compounds, lattice constants and bonding; Cu, Ag, Cl, Br
-and I), rattled and strained copies of each (``--pretrain-frames`` per compound). The
-level of theory is the target's, the structures and compositions are not: what a
-foundation model trained on a broad database brings to a compound outside it.
+The pretrained model (the "foundation") never saw the target's structure or
+conditions: it is a NequIP model of the demo's size pretrained on GFN1-xTB labels of
+near-equilibrium cells (rattled by 0.02-0.10 A, strained by up to 4 %, as the
+relaxation trajectories of a materials database) of four other zincblende halides
+(CuCl, CuBr, AgI, AgBr) and of CuI only in two other polymorphs (rocksalt and
+wurtzite), ``--pretrain-frames`` each. No zincblende CuI and nothing as hot as 300 K
+and above (at 900 K CuI's atoms move 0.2-0.3 A): the level of theory is the
+target's, the structure and the conditions are not. This is what a foundation
+model trained on a database of 0 K relaxations brings to a compound's dynamics.
 
 Three arms per seed, each a campaign through the real snakemake with the demo's
 labeler, selection and exploration (no observables, convergence off):
@@ -65,15 +68,32 @@ from active_vs_random import (  # noqa: E402
 from observables import SYSTEMS, config_for, reference  # noqa: E402
 
 ARMS = ("scratch", "pretrained", "perturbed")
-#: the foundation's compounds: zincblende, a in Angstrom (experimental, rounded)
-COMPOUNDS = {"CuCl": 5.42, "CuBr": 5.69, "AgI": 6.50, "AgBr": 6.00}
+#: the foundation's cells of 32 atoms: (formula, crystal structure, a in Angstrom near
+#: GFN1-xTB's energy minimum, scanned in steps of 0.1-0.2 A)
+COMPOUNDS = {
+    "CuCl": ("CuCl", "zincblende", 5.50),
+    "CuBr": ("CuBr", "zincblende", 5.80),
+    "AgI": ("AgI", "zincblende", 6.60),
+    "AgBr": ("AgBr", "zincblende", 6.30),
+    "CuI-rocksalt": ("CuI", "rocksalt", 5.70),
+    "CuI-wurtzite": ("CuI", "wurtzite", 4.45),
+}
 GFN1 = {"name": "tblite", "parameters": {"method": "GFN1-xTB"}}
 
 
-def pretraining_batch(compound: str, seed: int, n: int, out: Path) -> str:
-    """``n`` rattled and strained 32-atom cells of ``compound`` labeled with GFN1-xTB."""
+def pretraining_cell(name: str):
+    """The 32-atom cell of one of :data:`COMPOUNDS`."""
     from ase.build import bulk
 
+    formula, structure, a = COMPOUNDS[name]
+    if structure == "wurtzite":  # 4 atoms a cell, ideal c/a
+        return bulk(formula, structure, a=a, c=a * math.sqrt(8 / 3)).repeat((2, 2, 2))
+    return bulk(formula, structure, a=a, cubic=True).repeat((2, 2, 1))
+
+
+def pretraining_batch(compound: str, seed: int, n: int, out: Path) -> str:
+    """``n`` rattled (0.02-0.10 A) and strained (up to 4 %) cells of ``compound`` labeled
+    with GFN1-xTB."""
     from almomd.data.frames import labeled_copy, write_frames
     from almomd.labeling.labelers import Labeler, LabelerSettings
     from almomd.labeling.single_points import single_point
@@ -86,9 +106,10 @@ def pretraining_batch(compound: str, seed: int, n: int, out: Path) -> str:
     rng = np.random.default_rng(seed)
     frames = []
     for i in range(n):
-        atoms = bulk(compound, "zincblende", a=COMPOUNDS[compound], cubic=True).repeat((2, 2, 1))
-        atoms.set_cell(atoms.cell * (1 + rng.uniform(-0.04, 0.04)), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.04 + 0.16 * i / max(1, n - 1), atoms.positions.shape)
+        atoms = pretraining_cell(compound)
+        strain = np.eye(3) + rng.uniform(-0.04, 0.04) * np.eye(3) + rng.uniform(-0.01, 0.01, (3, 3))
+        atoms.set_cell(atoms.cell @ strain, scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.02 + 0.08 * i / max(1, n - 1), atoms.positions.shape)
         energy, forces, _ = single_point(atoms, calc, False)
         frames.append(labeled_copy(atoms, energy, forces, al_id=f"{compound}-{i}"))
     write_frames(path, frames)
@@ -130,6 +151,26 @@ def pretrain(out: Path, epochs: int) -> Path:
         flush=True,
     )
     return package
+
+
+def zero_shot(package: Path, frames: list) -> tuple[float, float]:
+    """The package's force RMSE on labeled ``frames`` as it is, and the labels' RMS (the
+    error of predicting no force at all), eV/A."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    calc = NequIPCalculator._from_saved_model(
+        str(package), device="cpu", chemical_species_to_atom_type_map=True
+    )
+    errors, labels = [], []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = calc
+        errors.append(copy.get_forces() - atoms.get_forces())
+        labels.append(atoms.get_forces())
+    return (
+        float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
+        float(np.sqrt(np.mean(np.concatenate(labels) ** 2))),
+    )
 
 
 def arm_config(arm: str, seed: int, args) -> dict:
@@ -192,6 +233,112 @@ def rows(workdir: Path) -> list[dict]:
     return found
 
 
+def defect_judgement(out: Path, place: Path, seeds: list[int], args) -> dict:
+    """Each arm's last ensemble judged as ``benchmarks/defect_uncertainty.py`` judges it: on
+    the labeler's 600 K MD of the bulk and of a Cu vacancy and a Cu interstitial (cells no
+    campaign labeled), its novelty reference fitted to its own (fine-tuned) features.
+    Per seed and arm: per defect the overconfidence of the campaigns' metric and of the
+    spread alone, and Spearman of each over the pooled frames."""
+    import ase.io
+    from defect_uncertainty import (
+        frame_metrics,
+        judge_iteration,
+        load_judged,
+        ratios,
+        reference_frames,
+        rms,
+        spearman,
+    )
+
+    jobs = [
+        (
+            "CuI",
+            cell,
+            trajectory,
+            args.defect_frames,
+            30,
+            place / f"reference_{cell}_{trajectory}.extxyz",
+        )
+        for cell, trajectory in (
+            ("bulk", "a"),
+            ("bulk", "b"),
+            ("vacancy", "a"),
+            ("interstitial", "a"),
+        )
+    ]
+    with ProcessPoolExecutor(args.parallel) as pool:
+        for job in [pool.submit(reference_frames, *job) for job in jobs]:
+            print("  " + job.result(), flush=True)
+    frames = {
+        name: ase.io.read(place / f"reference_{cell}_{trajectory}.extxyz", ":")
+        for name, (cell, trajectory) in {
+            "fit": ("bulk", "a"),
+            "bulk": ("bulk", "b"),
+            "vacancy": ("vacancy", "a"),
+            "interstitial": ("interstitial", "a"),
+        }.items()
+    }
+    found: dict = {}
+    for seed in seeds:
+        for arm in ARMS:
+            workdir = out / f"seed{seed}_{arm}"
+            last = found_last_iteration(workdir)
+            cells = frame_metrics(load_judged(judge_iteration(workdir, last, frames)))
+            found.setdefault(arm, {})[seed] = {
+                "force_rmse": {c: rms(v["error"]) for c, v in cells.items()},
+            } | {
+                metric: {
+                    "overconfidence": {
+                        d: ratios(cells, d, metric)["overconfidence"]
+                        for d in ("vacancy", "interstitial")
+                    },
+                    "spearman": spearman(cells, metric),
+                }
+                for metric in (args.metric, "force_max")
+            }
+    return found
+
+
+def found_last_iteration(workdir: Path) -> int:
+    return max(
+        int(p.name[5:]) for p in (workdir / "results").glob("iter_*") if (p / "models").is_dir()
+    )
+
+
+def figure(found: dict, target: float, zero_shot_error: float | None, path: Path) -> None:
+    """Held-out force RMSE and Spearman (selection metric) against labels, a line per seed
+    and arm; the target and the foundation's error before any CuI label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = dict(zip(ARMS, ("tab:grey", "tab:blue", "tab:orange"), strict=True))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for seed, arms in found.items():
+        for arm, table in arms.items():
+            labels = [r["labels"] for r in table]
+            left.plot(labels, [r["force_rmse"] for r in table], "o-", color=colours[arm],
+                      alpha=0.8, label=arm if seed == min(found) else None)  # fmt: skip
+            right.plot(labels, [r["spearman"] for r in table], "o-", color=colours[arm],
+                       alpha=0.8, label=arm if seed == min(found) else None)  # fmt: skip
+    left.axhline(target, color="k", ls="--", lw=1, label="target")
+    if zero_shot_error is not None:
+        left.plot(
+            [0], [zero_shot_error], "*", color="tab:blue", ms=12, label="foundation, no label"
+        )
+    left.set(xlabel="labeled CuI training frames", ylabel="held-out force RMSE (eV/A)",
+             title="CuI 300-900 K, GFN1-xTB")  # fmt: skip
+    right.axhline(0.8, color="k", ls="--", lw=1, label="goal")
+    right.set(xlabel="labeled CuI training frames", ylabel="Spearman(uncertainty, error)",
+              title="held-out frames")  # fmt: skip
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def describe(value, digits: int = 3) -> str:
     return (
         "-"
@@ -205,8 +352,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--pretrain-frames", type=int, default=40, help="per compound")
-    parser.add_argument("--pretrain-epochs", type=int, default=40)
+    parser.add_argument("--pretrain-frames", type=int, default=80, help="per compound")
+    parser.add_argument("--pretrain-epochs", type=int, default=100)
     parser.add_argument(
         "--pretrained-initial",
         type=int,
@@ -225,6 +372,14 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--between", type=int, default=80)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "foundation"))
+    parser.add_argument(
+        "--defects",
+        default=None,
+        help="a directory with (or for) the CuI defect MD of benchmarks/defect_uncertainty.py "
+        "(reference_<cell>_<a|b>.extxyz; default: OUT/defects)",
+    )
+    parser.add_argument("--defect-frames", type=int, default=10)
+    parser.add_argument("--metric", default="force_error_max", help="the campaigns'")
     parser.add_argument("--analyse-only", action="store_true")
     args = parser.parse_args()
     out = output_directory(args.out)
@@ -246,6 +401,16 @@ def main() -> int:
         foundation = pretrain(out, args.pretrain_epochs)
         frames = [a for c in range(3) for a in ase.io.read(place / f"heldout_{c}.extxyz", ":")]
         ase.io.write(out / "heldout.extxyz", frames, format="extxyz")
+        for name, data in (
+            ("its own pretraining frames", ase.io.read(out / "pretrain.extxyz", ":")),
+            ("the target's held-out MD", frames),
+        ):
+            error, size = zero_shot(foundation, data)
+            print(
+                f"  foundation on {name}: force RMSE {error:.3f} eV/A (labels' RMS {size:.3f})",
+                flush=True,
+            )
+        (out / "zero_shot.json").write_text(json.dumps({"force_rmse": error, "labels_rms": size}))
         ase.io.write(out / "cell.xyz", SYSTEMS["CuI"].structure())
         files = {"cell.xyz": out / "cell.xyz", "heldout.extxyz": out / "heldout.extxyz"}
         runs = []
@@ -309,11 +474,43 @@ def main() -> int:
             f"{describe(float(np.median(rho)) if rho else None)}, of the spread alone "
             f"{describe(float(np.median(spread)) if spread else None)}"
         )
+    defects = Path(args.defects) if args.defects else out / "defects"
+    defects.mkdir(parents=True, exist_ok=True)
+    print(
+        "\nlast ensembles on CuI defects at 600 K (defect_uncertainty.py's judgement; goal "
+        "overconfidence <= 1.25): overconfidence vacancy / interstitial, Spearman"
+    )
+    judged = defect_judgement(out, defects, args.seeds, args)
+    for arm in ARMS:
+        print(
+            f"  {arm:>10} force RMSE bulk / vacancy / interstitial: "
+            + "; ".join(
+                f"seed {s} " + " / ".join(f"{judged[arm][s]['force_rmse'][c]:.3f}"
+                                          for c in ("bulk", "vacancy", "interstitial"))
+                for s in args.seeds
+            )
+        )  # fmt: skip
+        for metric in (args.metric, "force_max"):
+            per_seed = [judged[arm][s][metric] for s in args.seeds]
+            print(
+                f"  {arm:>10} {metric:>15}: "
+                + "; ".join(
+                    f"seed {s} {r['overconfidence']['vacancy']:.2f} / "
+                    f"{r['overconfidence']['interstitial']:.2f}, {r['spearman']:.2f}"
+                    for s, r in zip(args.seeds, per_seed, strict=True)
+                )
+            )
     print(
         f"seeds {args.seeds}, {args.iterations} iterations, wall time "
         f"{time.perf_counter() - started:.0f} s; ratio interval [{low:.3g}, {high:.3g}]"
     )
-    (out / "results.json").write_text(json.dumps({"target": target, "runs": found}, indent=1))
+    zero = out / "zero_shot.json"
+    figure(found, target, json.loads(zero.read_text())["force_rmse"] if zero.is_file() else None,
+           out / "foundation.png")  # fmt: skip
+    print(f"figure: {out / 'foundation.png'}")
+    (out / "results.json").write_text(
+        json.dumps({"target": target, "runs": found, "defects": judged}, indent=1)
+    )
     rho = [r["spearman"] for r in last["pretrained"] if r["spearman"] is not None]
     print(f"ratio_labels_pretrained_to_scratch {point:.3f}")
     print(f"spearman_pretrained {float(np.median(rho)) if rho else math.nan:.3f}")

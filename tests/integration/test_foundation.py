@@ -150,6 +150,23 @@ def test_a_perturbed_start_moves_each_member_by_its_own_noise(foundation):
     assert 0 < moved.mean() < 0.1 * package.abs().max()
 
 
+def test_a_perturbed_start_keeps_trainable_energy_shifts(foundation):
+    from almomd.training.fine_tune import package_shifts, perturbed
+
+    shifts = {"Ag": -1.0, "Au": -2.0, "Cu": -3.0, "Ni": -4.0}  # a spread of 1.3 eV
+    block = {
+        "_target_": "nequip.model.modify",
+        "model": {"_target_": "nequip.model.ModelFromPackage", "package_path": str(foundation)},
+        "modifiers": [
+            {"modifier": "modify_PerTypeScaleShift", "shifts": shifts, "shifts_trainable": True}
+        ],
+    }
+    built = perturbed(block, 1, 0.5)
+    trainable = [n for n, p in built.named_parameters() if "shift" in n and p.requires_grad]
+    assert trainable  # they are weights here, and still not moved
+    assert package_shifts(built) == pytest.approx(shifts)
+
+
 def test_shifts_fitted_to_another_zero_of_energy_remove_its_offset(foundation):
     from nequip.model import modify
     from nequip.model.saved_models import load_saved_model
@@ -181,7 +198,7 @@ def fine_tuned(foundation, tmp_path_factory) -> Path:
     def change(config):
         config["max_iterations"] = 1
         config["labeler"] = {"name": "flaky_labelers:ShiftedEMT", "n_batches": 1}
-        config["training"].update(max_epochs=4, learning_rate=0.005, start_perturbation=0.05)
+        config["training"].update(max_epochs=4, learning_rate=0.005)  # start_perturbation 0.2
         config["observables"] = {"enabled": False}
         # the initial MD with the package at the exploration temperatures, picked for spread
         config["initial_data"].update(md_calculator="start_from", md_temperature=None, md_pool=2)
@@ -207,7 +224,7 @@ def test_members_fine_tune_the_package_re_referenced(fine_tuned, foundation):
     )
     model = rendered["training_module"]["model"]
     assert model["_target_"] == "almomd.training.fine_tune.perturbed"  # start_perturbation
-    assert (model["seed"], model["perturbation"]) == ("${seed}", 0.05)
+    assert (model["seed"], model["perturbation"]) == ("${seed}", 0.2)  # the default
     model = model["model"]
     assert model["_target_"] == "nequip.model.modify"
     assert model["model"]["package_path"] == str((fine_tuned / "foundation.nequip.zip").resolve())

@@ -79,10 +79,10 @@ def _check_structure(structure: Any, key: str) -> None:
 
 
 def check_semantics(
-    config: dict[str, Any], base_dir: Path, labeler: bool = True, given_model: Any = None
+    config: dict[str, Any], base_dir: Path, labeler: bool = True, given: Any = None
 ) -> None:
-    """What a schema cannot check (``given_model``: the ``model`` section as the user wrote
-    it, before defaults, for :func:`~almomd.settings.packages.check_start_from`)."""
+    """What a schema cannot check (``given``: the configuration as the user wrote it,
+    before defaults, for :func:`~almomd.settings.packages.check_start_from`)."""
     from almomd.labeling.labelers import check_labeler
 
     built = structures(config, base_dir)
@@ -127,7 +127,7 @@ def check_semantics(
     initial = config["initial_data"]
     if initial["file"] is None and initial["md_fraction"] > 0:
         _check_initial_md(config, base_dir, symbols, labeler)
-    check_start_from(given_model, config, base_dir, symbols)
+    check_start_from(given, config, base_dir, symbols)
     if config["exploration"]["torch_compile"] is True:  # auto compiles only where it can
         if config["training"]["compile"]:
             raise ConfigError(

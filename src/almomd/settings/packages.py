@@ -115,16 +115,19 @@ def read_package(path: Path | str, key: str = "training.start_from") -> Package:
 
 
 def check_start_from(
-    given_model: Any, completed: dict[str, Any], base_dir: Path, symbols: set[str]
+    given: Any, completed: dict[str, Any], base_dir: Path, symbols: set[str]
 ) -> Package | None:
     """Check ``training.start_from`` against the configuration: the package exists and
-    reads, its types cover every element, and no model setting the user gave
-    (``given_model``: the ``model`` section as written, before defaults) or architecture
-    conflicts with it. Returns the package (None: unset).
+    reads, its types cover every element, and no model setting the user gave (``given``:
+    the configuration as written, before defaults) or architecture conflicts with it; a
+    ``training.start_perturbation`` written without a package is refused. Returns the
+    package (None: unset).
     """
+    given = given if isinstance(given, dict) else {}
+    written = given.get("training") if isinstance(given.get("training"), dict) else {}
     start = completed["training"]["start_from"]
     if start is None:
-        if completed["training"]["start_perturbation"] > 0:
+        if written.get("start_perturbation"):
             raise ConfigError(
                 "config key training.start_perturbation: moves the weights a member starts "
                 "from when it fine-tunes training.start_from's package, but none is given: "
@@ -140,11 +143,11 @@ def check_start_from(
             "fine-tuned to elements it has no type for: start from a package that covers "
             "them, or from scratch (training.start_from: null)"
         )
-    given = given_model if isinstance(given_model, dict) else {}
+    model = given.get("model") if isinstance(given.get("model"), dict) else {}
     for name, value in package.model.items():
-        if name in given and given[name] != value:
+        if name in model and model[name] != value:
             raise ConfigError(
-                f"config key model.{name}: {given[name]!r} conflicts with the package "
+                f"config key model.{name}: {model[name]!r} conflicts with the package "
                 f"training.start_from ({start}: {value!r}); a fine-tuned model keeps its "
                 f"package's architecture: remove model.{name}"
             )

@@ -160,7 +160,7 @@ def validate_config(
         raise ConfigError(_describe(errors[0]))
     check_systems(completed)
     if check_files:
-        check_semantics(completed, Path(base_dir), check_labeler, config.get("model"))
+        check_semantics(completed, Path(base_dir), check_labeler, config)
     return completed
 
 

@@ -92,7 +92,7 @@ class Training:
 
     warm_start: bool = False
     start_from: str | None = None
-    start_perturbation: float = 0.0
+    start_perturbation: float = 0.2
     warm_start_epochs: int | None = None
     warm_start_learning_rate: float | None = None
     max_epochs: int = 10

@@ -109,9 +109,10 @@ def perturbed(model: dict, seed: int, perturbation: float):
     overlapping subsamples keeps them close: their spread then says little about their
     error. Moving each member's start a little ("shrink and perturb", Ash and Adams,
     NeurIPS 2020, without the shrink) lets them settle in different places while the
-    package's knowledge stays. Used as the ``_target_`` of a member's model block
-    (``training.start_perturbation``); a checkpoint's weights replace the noise when the
-    member is packaged.
+    package's knowledge stays. The per-type energy scales and shifts are left alone (their
+    spread across elements is an energy reference, not a learned weight). Used as the
+    ``_target_`` of a member's model block (``training.start_perturbation``); a
+    checkpoint's weights replace the noise when the member is packaged.
     """
     import torch
     from hydra.utils import get_method
@@ -119,9 +120,19 @@ def perturbed(model: dict, seed: int, perturbation: float):
     config = dict(model)
     built = get_method(config.pop("_target_"))(**config)
     generator = torch.Generator().manual_seed(int(seed))
+    referenced = {  # the energy shifts and scales (trainable in some packages) stay as set
+        id(p)
+        for module in built.modules()
+        if type(module).__name__ == "PerTypeScaleShift"
+        for p in module.parameters()
+    }
     with torch.no_grad():
         for parameter in built.parameters():
-            if parameter.requires_grad and parameter.numel() > 1:
+            if (
+                parameter.requires_grad
+                and parameter.numel() > 1
+                and id(parameter) not in referenced
+            ):
                 noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
                 parameter.add_(perturbation * parameter.std() * noise.to(parameter.device))
     return built
