@@ -18,14 +18,15 @@ Three arms per seed, each a campaign through the real snakemake with the demo's
 labeler, selection and exploration (no observables, convergence off):
 
 ``scratch``     the demo as it is (30 initial frames, members from random weights);
-``pretrained``  ``training.start_from`` the foundation (every member fine-tunes it,
+``pretrained``  ``training.start_from`` the foundation (every member fine-tunes it from
+    its very weights, ``training.start_perturbation: 0``,
     ``training.warm_start_learning_rate`` ``--fine-tune-rate``), and the initial frames
     from its MD at the campaign's temperatures, picked farthest apart in its features
     (``initial_data.md_calculator: start_from``, ``md_pool: 4``), ``--pretrained-initial``
     of them;
 ``perturbed``   the pretrained arm with each member's starting weights moved by its own
-    noise (``training.start_perturbation`` ``--perturbation``): do members that start
-    apart disagree where they should?
+    noise (``training.start_perturbation`` ``--perturbation``, default 0.2, the
+    schema's): do members that start apart disagree where they should?
 
 Reported per seed and arm: the learning curve (labels, held-out force RMSE with its
 interval), the labels at which it first reaches the target (``--target``, default: the
@@ -176,8 +177,8 @@ def zero_shot(package: Path, frames: list) -> tuple[float, float]:
 def arm_config(arm: str, seed: int, args) -> dict:
     config = config_for(SYSTEMS["CuI"], seed, "active", args.iterations, 3, 300)
     config["observables"] = {"enabled": False}
-    if arm == "perturbed":  # the pretrained arm with each member's start moved by noise
-        config["training"]["start_perturbation"] = args.perturbation
+    if arm in ("pretrained", "perturbed"):  # perturbed: each member's start moved by noise
+        config["training"]["start_perturbation"] = args.perturbation if arm == "perturbed" else 0
     if arm in ("pretrained", "perturbed"):
         config["training"].update(
             start_from="foundation.nequip.zip", warm_start_learning_rate=args.fine_tune_rate
@@ -361,7 +362,7 @@ def main() -> int:
         help="initial training frames of the pretrained arm (the demo: 22)",
     )
     parser.add_argument("--fine-tune-rate", type=float, default=0.005)
-    parser.add_argument("--perturbation", type=float, default=0.05, help="the perturbed arm's")
+    parser.add_argument("--perturbation", type=float, default=0.2, help="the perturbed arm's")
     parser.add_argument("--target", type=float, default=None, help="eV/A")
     parser.add_argument(
         "--reference",
@@ -465,6 +466,19 @@ def main() -> int:
         )
     point, low, high = ratio_interval(needed["pretrained"], needed["scratch"], rng)
     low, high = (math.inf if v > 1e300 else v for v in (low, high))  # its inf stand-in
+    # the largest final error is the worst scratch seed's; the median one asks more
+    stricter = float(np.median(finals))
+    reach = {
+        arm: [labels_to_reach([(r["labels"], r["force_rmse"]) for r in found[s][arm]], stricter)
+              for s in args.seeds]
+        for arm in ARMS
+    }  # fmt: skip
+    print(
+        f"  at the median final scratch error {stricter:.4f} eV/A instead: labels "
+        + ", ".join(f"{arm} {np.median(reach[arm]):.1f}" for arm in ARMS)
+        + f"; ratio pretrained to scratch "
+        f"{np.median(reach['pretrained']) / np.median(reach['scratch']):.3f}"
+    )
     last = {arm: [found[s][arm][-1] for s in args.seeds] for arm in ARMS}
     for arm in ARMS:
         rho = [r["spearman"] for r in last[arm] if r["spearman"] is not None]

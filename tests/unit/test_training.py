@@ -100,3 +100,24 @@ def test_the_device_a_job_runs_on(config, tmp_path, monkeypatch):
     for device in ("cuda", "auto"):
         config["training"]["device"] = device
         assert job_device(config) == "cuda" and accelerator() == "gpu"
+
+
+@pytest.mark.parametrize(("frames", "validated"), [(6, 1), (9, 1), (2, 1), (20, 2)])
+def test_every_member_keeps_a_validation_frame(config, tmp_path, frames, validated):
+    """NequIP splits with torch's random_split (floor of fraction x frames): a small
+    subsample under val_fraction 0.1 would have no validation frame and fail."""
+    import torch
+    from ase.build import bulk
+
+    from almomd.data.frames import labeled_copy, write_frames
+
+    atoms = bulk("Cu", "fcc", a=3.6)
+    write_frames(tmp_path / "s.extxyz", [
+        labeled_copy(atoms, -1.0, [[0.0, 0.0, 0.0]], al_id=f"f{i}") for i in range(frames)
+    ])  # fmt: skip
+    assert config["training"]["val_fraction"] == 0.1
+    variables = template_variables(Settings.from_config(config), tmp_path / "s.extxyz",
+                                   ["Cu"], 1, 2)  # fmt: skip
+    fractions = [variables["train_fraction"], variables["val_fraction"]]
+    train, val = torch.utils.data.random_split(range(frames), fractions)
+    assert (len(train), len(val)) == (frames - validated, validated)

@@ -14,6 +14,25 @@ from almomd.settings.sections import Settings
 log = logging.getLogger(__name__)
 
 
+def validation_fraction(wanted: float, train_file: Path) -> float:
+    """``training.val_fraction``, raised where it would leave a member's training file
+    without a validation frame (NequIP's split takes ``floor(fraction x frames)``; with
+    none, its early stopping has no metric and the member fails): then exactly one."""
+    if not train_file.is_file():
+        return wanted
+    import ase.io
+
+    frames = sum(1 for _ in ase.io.iread(train_file, format="extxyz"))
+    if frames < 2 or int(frames * wanted) >= 1:
+        return wanted
+    raised = round(1.0 / frames + 1e-6, 10)  # floor(frames x raised) = 1
+    log.warning(
+        "%s: %d frames, of which training.val_fraction %g leaves none to validate on: "
+        "validating on 1 (fraction %.4g)", train_file.name, frames, wanted, raised,
+    )  # fmt: skip
+    return raised
+
+
 def template_variables(
     settings: Settings,
     train_file: Path,
@@ -28,7 +47,7 @@ def template_variables(
     ``training.warm_start_*`` epochs and learning rate where they are set.
     """
     model, training = settings.model, settings.training
-    val = training.val_fraction
+    val = validation_fraction(training.val_fraction, Path(train_file))
     epochs, rate = training.max_epochs, training.learning_rate
     if warm_start:
         epochs = training.warm_start_epochs or epochs
