@@ -18,15 +18,15 @@ Three arms per seed, each a campaign through the real snakemake with the demo's
 labeler, selection and exploration (no observables, convergence off):
 
 ``scratch``     the demo as it is (30 initial frames, members from random weights);
-``pretrained``  ``training.start_from`` the foundation (every member fine-tunes it from
-    its very weights, ``training.start_perturbation: 0``,
-    ``training.warm_start_learning_rate`` ``--fine-tune-rate``), and the initial frames
-    from its MD at the campaign's temperatures, picked farthest apart in its features
-    (``initial_data.md_calculator: start_from``, ``md_pool: 4``), ``--pretrained-initial``
-    of them;
-``perturbed``   the pretrained arm with each member's starting weights moved by its own
-    noise (``training.start_perturbation`` ``--perturbation``, default 0.2, the
-    schema's): do members that start apart disagree where they should?
+``pretrained``  ``training.start_from`` the foundation (every member fine-tunes it, its
+    start moved by its own noise, ``training.start_perturbation`` ``--perturbation``,
+    default the schema's 0.2; ``training.warm_start_learning_rate``
+    ``--fine-tune-rate``), and the initial frames from its MD at the campaign's
+    temperatures, picked farthest apart in its features (``initial_data.md_calculator:
+    start_from``, ``md_pool: 4``), ``--pretrained-initial`` of them;
+``unperturbed`` the pretrained arm with every member starting from the foundation's very
+    weights (``training.start_perturbation: 0``): do members that start identical still
+    disagree where they should?
 
 Reported per seed and arm: the learning curve (labels, held-out force RMSE with its
 interval), the labels at which it first reaches the target (``--target``, default: the
@@ -68,7 +68,7 @@ from active_vs_random import (  # noqa: E402
 )
 from observables import SYSTEMS, config_for, reference  # noqa: E402
 
-ARMS = ("scratch", "pretrained", "perturbed")
+ARMS = ("scratch", "pretrained", "unperturbed")
 #: the foundation's cells of 32 atoms: (formula, crystal structure, a in Angstrom near
 #: GFN1-xTB's energy minimum, scanned in steps of 0.1-0.2 A)
 COMPOUNDS = {
@@ -177,9 +177,8 @@ def zero_shot(package: Path, frames: list) -> tuple[float, float]:
 def arm_config(arm: str, seed: int, args) -> dict:
     config = config_for(SYSTEMS["CuI"], seed, "active", args.iterations, 3, 300)
     config["observables"] = {"enabled": False}
-    if arm in ("pretrained", "perturbed"):  # perturbed: each member's start moved by noise
-        config["training"]["start_perturbation"] = args.perturbation if arm == "perturbed" else 0
-    if arm in ("pretrained", "perturbed"):
+    if arm != "scratch":
+        config["training"]["start_perturbation"] = args.perturbation if arm == "pretrained" else 0
         config["training"].update(
             start_from="foundation.nequip.zip", warm_start_learning_rate=args.fine_tune_rate
         )
@@ -362,7 +361,7 @@ def main() -> int:
         help="initial training frames of the pretrained arm (the demo: 22)",
     )
     parser.add_argument("--fine-tune-rate", type=float, default=0.005)
-    parser.add_argument("--perturbation", type=float, default=0.2, help="the perturbed arm's")
+    parser.add_argument("--perturbation", type=float, default=0.2, help="the pretrained arm's")
     parser.add_argument("--target", type=float, default=None, help="eV/A")
     parser.add_argument(
         "--reference",
