@@ -42,6 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from active_vs_random import REPO  # noqa: E402
+from defect_uncertainty import rms  # noqa: E402
 
 
 def train(campaign: Path, iteration: int, start: str, out: Path) -> list[str]:
@@ -96,10 +97,6 @@ def per_frame(models: list[str], frames: list) -> tuple[np.ndarray, np.ndarray]:
         errors.append(np.sqrt(np.mean(error**2)))
         spreads.append(force_spread(calc.results["member_forces"]).max())
     return np.asarray(errors), np.asarray(spreads)
-
-
-def rms(values) -> float:
-    return float(np.sqrt(np.mean(np.square(values))))
 
 
 def judge(models: list[str], heldout: list, defects: dict[str, list]) -> dict:

@@ -20,9 +20,13 @@ def validation_fraction(wanted: float, train_file: Path) -> float:
     none, its early stopping has no metric and the member fails): then exactly one."""
     if not train_file.is_file():
         return wanted
+    import math
+    from itertools import islice
+
     import ase.io
 
-    frames = sum(1 for _ in ase.io.iread(train_file, format="extxyz"))
+    enough = math.ceil(1.0 / wanted) + 1  # frames past this leave one: stop reading there
+    frames = sum(1 for _ in islice(ase.io.iread(train_file, format="extxyz"), enough))
     if frames < 2 or int(frames * wanted) >= 1:
         return wanted
     raised = round(1.0 / frames + 1e-6, 10)  # floor(frames x raised) = 1
